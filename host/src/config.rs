@@ -1,0 +1,435 @@
+//! The TOML configuration: parsing, `${VAR}` interpolation and validation.
+//!
+//! Every problem is reported with the file, the line and the key, so that
+//! `weir validate` can point at it. Unknown keys are refused everywhere: a
+//! typo must never silently fall back to a default. Relative paths are
+//! resolved from the folder that holds the configuration file.
+//!
+//! This module never touches the data a pipeline would read or write.
+
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// Dotted key, e.g. `pipelines.quickstart.source.path`, when known.
+    pub key: Option<String>,
+    /// What is wrong and what to do about it.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// A configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source} (check the path and its permissions)")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file was read but has problems.
+    #[error("config {path} has {} problem(s):\n{}", problems.len(), list(problems))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Result of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Settings of the WebAssembly engine shared by all plugins.
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// Transforms by name; pipelines refer to them by that name.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// Pipelines by name; all of them run in this one process.
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// Folder holding the configuration file; relative paths start here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[engine]`: the WebAssembly engine.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EngineConfig {
+    /// Where compiled components are cached, keyed by the `.wasm` content
+    /// hash. Default: `$XDG_CACHE_HOME/weir/components` or
+    /// `~/.cache/weir/components`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// `[plugins.<name>]`: one transform component.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginConfig {
+    /// Path of the `.wasm` component.
+    pub path: PathBuf,
+    /// Longest a single call (one batch) may run before it is interrupted.
+    #[serde(default = "defaults::max_batch_time", deserialize_with = "duration")]
+    pub max_batch_time: Duration,
+    /// Most linear memory the instance may use, e.g. `"256MiB"`.
+    #[serde(default = "defaults::max_memory", deserialize_with = "byte_size")]
+    pub max_memory: u64,
+    /// The plugin's own configuration, handed to its `init` as JSON.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// `[pipelines.<name>]`: source → plugins → sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PipelineConfig {
+    /// Names of `[plugins.*]` entries, applied in this order.
+    #[serde(default)]
+    pub plugins: Vec<String>,
+    /// Most records handed to a plugin in one call.
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: usize,
+    /// How often plugins get `on-tick` (to close windows with no traffic).
+    #[serde(default = "defaults::tick_interval", deserialize_with = "duration")]
+    pub tick_interval: Duration,
+    /// Where records come from.
+    pub source: crate::source::SourceConfig,
+    /// Where output records go.
+    pub sink: crate::sink::SinkConfig,
+    /// Where failed records go, with their reason. Default: an NDJSON file
+    /// `dead-letter/<pipeline>.ndjson` beside the configuration.
+    pub dead_letter: Option<crate::sink::SinkConfig>,
+}
+
+mod defaults {
+    use std::time::Duration;
+    pub fn max_batch_time() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub fn max_memory() -> u64 {
+        256 * 1024 * 1024
+    }
+    pub fn batch_size() -> usize {
+        1024
+    }
+    pub fn tick_interval() -> Duration {
+        Duration::from_secs(1)
+    }
+}
+
+/// Deserialises `"60s"`, `"250ms"`, `"5m"`, `"1h"`.
+pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    weir_plugin_kit::duration::parse_ms(&text)
+        .map(Duration::from_millis)
+        .map_err(serde::de::Error::custom)
+}
+
+/// Deserialises a size: a number of bytes or `"64MiB"`, `"1GiB"`, `"500KB"`.
+pub fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bytes(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Bytes(n) => Ok(n),
+        Raw::Text(text) => parse_byte_size(&text).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses `"64MiB"`-style sizes; the error lists the accepted units.
+pub fn parse_byte_size(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}: expected e.g. \"64MiB\""))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "invalid size {text:?}: unknown unit {other:?} (use B, KB, MB, GB, KiB, MiB or GiB)"
+            ));
+        }
+    };
+    n.checked_mul(factor).ok_or_else(|| format!("invalid size {text:?}: too large"))
+}
+
+impl Config {
+    /// Reads, interpolates, parses and checks a configuration file. Does not
+    /// open plugins or data; `weir validate` does that on top.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        Config::parse(&text, &base_dir, &|name| std::env::var(name).ok()).map_err(|problems| {
+            Error::Invalid { path: path.to_owned(), problems }
+        })
+    }
+
+    /// Parses configuration text. `env` looks variables up (injected so tests
+    /// need not touch the process environment).
+    pub fn parse(
+        text: &str,
+        base_dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> std::result::Result<Config, Vec<Problem>> {
+        let text = interpolate(text, env)?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| {
+            vec![Problem {
+                line: e.span().map(|s| line_of(&text, s.start)),
+                key: None,
+                message: e.message().trim().to_owned(),
+            }]
+        })?;
+        config.base_dir = base_dir.to_owned();
+        let problems = config.check(&text);
+        if problems.is_empty() { Ok(config) } else { Err(problems) }
+    }
+
+    /// Resolves a path from the configuration against its folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_owned() } else { self.base_dir.join(path) }
+    }
+
+    fn check(&self, text: &str) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut problem = |key: String, message: String| {
+            let segments: Vec<&str> = key.split('.').collect();
+            problems.push(Problem { line: key_line(text, &segments), key: Some(key), message });
+        };
+        if self.pipelines.is_empty() {
+            problem(
+                "pipelines".into(),
+                "no pipeline is defined; add a [pipelines.<name>] table".into(),
+            );
+        }
+        for (name, plugin) in &self.plugins {
+            let path = self.resolve(&plugin.path);
+            if !path.is_file() {
+                problem(
+                    format!("plugins.{name}.path"),
+                    format!(
+                        "{} does not exist (build the plugin first, e.g. `scripts/build-plugins.sh`; relative paths start at the config's folder)",
+                        path.display()
+                    ),
+                );
+            }
+            if plugin.max_batch_time.is_zero() {
+                problem(format!("plugins.{name}.max-batch-time"), "must be more than 0".into());
+            }
+            if plugin.max_memory < 1 << 20 {
+                problem(
+                    format!("plugins.{name}.max-memory"),
+                    "must be at least 1MiB; a component needs memory to start".into(),
+                );
+            }
+        }
+        for (name, pipeline) in &self.pipelines {
+            for plugin in &pipeline.plugins {
+                if !self.plugins.contains_key(plugin) {
+                    problem(
+                        format!("pipelines.{name}.plugins"),
+                        format!(
+                            "plugin {plugin:?} is not defined; add [plugins.{plugin}] or fix the name (defined: {})",
+                            self.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                }
+            }
+            if pipeline.batch_size == 0 {
+                problem(format!("pipelines.{name}.batch-size"), "must be at least 1".into());
+            }
+            for (key, message) in pipeline.source.check(self) {
+                problem(format!("pipelines.{name}.source.{key}"), message);
+            }
+        }
+        problems
+    }
+}
+
+/// Replaces `${VAR}`, `${VAR:-default}` and `${VAR:?message}`; `$${` is a
+/// literal `${`. An undefined variable without a default is an error.
+pub fn interpolate(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> std::result::Result<String, Vec<Problem>> {
+    let mut out = String::with_capacity(text.len());
+    let mut problems = Vec::new();
+    for (number, line) in text.split_inclusive('\n').enumerate() {
+        let mut rest = line;
+        while let Some(at) = rest.find('$') {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + 1..];
+            if let Some(literal) = after.strip_prefix("${") {
+                out.push_str("${");
+                rest = literal;
+                continue;
+            }
+            let Some(inner) = after.strip_prefix('{') else {
+                out.push('$');
+                rest = after;
+                continue;
+            };
+            let Some(end) = inner.find('}') else {
+                problems.push(Problem {
+                    line: Some(number + 1),
+                    key: None,
+                    message: "unclosed `${` (write `$${` for a literal `${`)".into(),
+                });
+                rest = "";
+                break;
+            };
+            let expr = &inner[..end];
+            match expand(expr, env) {
+                Ok(value) => out.push_str(&value),
+                Err(message) => problems.push(Problem { line: Some(number + 1), key: None, message }),
+            }
+            rest = &inner[end + 1..];
+        }
+        out.push_str(rest);
+    }
+    if problems.is_empty() { Ok(out) } else { Err(problems) }
+}
+
+fn expand(expr: &str, env: &dyn Fn(&str) -> Option<String>) -> std::result::Result<String, String> {
+    let (name, op) = match expr.find(':') {
+        Some(i) => (&expr[..i], Some(&expr[i + 1..])),
+        None => (expr, None),
+    };
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(format!("`${{{expr}}}`: {name:?} is not a variable name"));
+    }
+    let value = env(name).filter(|v| !v.is_empty());
+    match (value, op) {
+        (Some(v), _) => Ok(v),
+        (None, Some(op)) if op.starts_with('-') => Ok(op[1..].to_owned()),
+        (None, Some(op)) if op.starts_with('?') => {
+            Err(format!("environment variable {name} is not set: {}", &op[1..]))
+        }
+        (None, Some(op)) => Err(format!(
+            "`${{{expr}}}`: unknown operator {op:?} (use `:-default` or `:?message`)"
+        )),
+        (None, None) => Err(format!(
+            "environment variable {name} is not set (set it, or write `${{{name}:-default}}`)"
+        )),
+    }
+}
+
+/// 1-based line of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// Line where a dotted key is defined, found through the spans of the parsed
+/// document.
+pub fn key_line(text: &str, key: &[&str]) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let root = DeTable::parse(text).ok()?;
+    let mut table = root.get_ref();
+    let mut span = None;
+    for (i, segment) in key.iter().enumerate() {
+        let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *segment)?;
+        span = Some(k.span());
+        if i + 1 < key.len() {
+            match v.get_ref() {
+                DeValue::Table(t) => table = t,
+                _ => return span.map(|s| line_of(text, s.start)),
+            }
+        }
+    }
+    span.map(|s| line_of(text, s.start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "HOST" => Some("db.local".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn interpolates_defaults_errors_and_literals() {
+        let out = interpolate("a = \"${HOST}\"\nb = \"${NOPE:-x}\"\nc = \"$${HOST}\"\n", &env).unwrap();
+        assert_eq!(out, "a = \"db.local\"\nb = \"x\"\nc = \"${HOST}\"\n");
+        let problems = interpolate("\n\nx = \"${NOPE}\" ${EMPTY:?needed for y}", &env).unwrap_err();
+        assert_eq!(problems.len(), 2);
+        assert_eq!(problems[0].line, Some(3));
+        assert!(problems[0].message.contains("NOPE is not set"));
+        assert!(problems[1].message.contains("needed for y"));
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_line() {
+        let text = "[pipelines.p]\nsource = { type = \"file\", path = \"x\" }\nsink = { type = \"ndjson\", path = \"o\" }\nbatch-sise = 10\n";
+        let problems = Config::parse(text, Path::new("."), &env).unwrap_err();
+        assert_eq!(problems[0].line, Some(4), "{problems:?}");
+        assert!(problems[0].message.contains("unknown field `batch-sise`"), "{problems:?}");
+    }
+
+    #[test]
+    fn undefined_plugin_reference_names_key_and_line() {
+        let text = "[pipelines.p]\nplugins = [\"nope\"]\nsource = { type = \"stdin\" }\nsink = { type = \"ndjson\", path = \"-\" }\n";
+        let problems = Config::parse(text, Path::new("."), &env).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key.as_deref(), Some("pipelines.p.plugins"));
+        assert_eq!(problems[0].line, Some(2));
+        assert!(problems[0].message.contains("\"nope\" is not defined"));
+    }
+
+    #[test]
+    fn bad_duration_and_size_are_refused() {
+        let text = "[plugins.a]\npath = \"a.wasm\"\nmax-batch-time = \"2 days\"\nmax-memory = \"9XB\"\n[pipelines.p]\nsource = { type = \"stdin\" }\nsink = { type = \"ndjson\", path = \"-\" }\n";
+        let problems = Config::parse(text, Path::new("."), &env).unwrap_err();
+        assert_eq!(problems[0].line, Some(3), "{problems:?}");
+        assert!(problems[0].message.contains("unknown unit"), "{problems:?}");
+        assert_eq!(parse_byte_size("64MiB"), Ok(64 << 20));
+        assert!(parse_byte_size("9XB").is_err());
+    }
+}

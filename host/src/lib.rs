@@ -1,0 +1,29 @@
+//! weir: a streaming transform runtime.
+//!
+//! One native host owns all I/O and checkpointing; record transforms are
+//! WebAssembly components that see only batches of records.
+//!
+//! # Layout
+//!
+//! The folders follow the data path:
+//!
+//! - `wit/transform.wit` — the contract between host and transforms.
+//! - [`source`] — where records come from (one file per connector).
+//! - [`plugin`] — the wasmtime engine, compiled cache, sandbox, instances.
+//! - [`sink`] — where records go, and the dead-letter sink.
+//! - [`pipeline`] — the loop that joins them: pull a batch → plugins → sink.
+//! - [`config`] — the TOML configuration, `${VAR}` interpolation, validation.
+//! - [`sample`] — deterministic sample data (taxi trips, weather, logs).
+//! - [`bench`] — the WASM-vs-native benchmark behind `weir bench`.
+//!
+//! `main.rs` is the CLI (`run`, `validate`, `plugin test`, `bench`, `gen`).
+
+pub mod bench;
+pub mod config;
+pub mod sample;
+pub mod pipeline;
+pub mod plugin;
+pub mod sink;
+pub mod source;
+
+pub use plugin::{Header, Record};

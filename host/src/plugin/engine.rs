@@ -1,0 +1,148 @@
+//! The one wasmtime `Engine` and `Linker` all plugins share, and the limits
+//! each instance runs under.
+//!
+//! CPU is bounded by epoch interruption: a background thread advances the
+//! engine's epoch every [`EPOCH_TICK`]; each call gets a deadline of
+//! `max-batch-time` in ticks and traps when it passes. Memory is bounded per
+//! store by [`MemoryCap`]. Both are per plugin, from its configuration.
+
+use super::bindings::Transform;
+use super::cache::{ComponentCache, Origin};
+use super::instance::{HostState, Plugin};
+use super::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+/// Granularity of CPU deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Per-instance limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginLimits {
+    /// Longest one call may run.
+    pub max_batch_time: Duration,
+    /// Most bytes of linear memory.
+    pub max_memory: u64,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits { max_batch_time: Duration::from_secs(2), max_memory: 256 << 20 }
+    }
+}
+
+/// Everything needed to create an instance of one configured plugin.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// Name in the host configuration (`[plugins.<name>]`).
+    pub name: String,
+    /// Path of the `.wasm` file.
+    pub path: PathBuf,
+    /// The plugin's configuration as JSON, passed to `init`.
+    pub config_json: String,
+    /// Limits of every instance.
+    pub limits: PluginLimits,
+}
+
+/// A compiled component, ready to instantiate any number of times.
+#[derive(Clone)]
+pub struct LoadedComponent {
+    /// The compiled component.
+    pub component: Component,
+    /// SHA-256 of the `.wasm` bytes.
+    pub hash: String,
+    /// Whether it came from the cache.
+    pub origin: Origin,
+    /// How long reading and compiling (or loading) took.
+    pub load_time: Duration,
+}
+
+/// The shared engine. Cheap to clone; the epoch ticker stops when the last
+/// clone is dropped.
+#[derive(Clone)]
+pub struct PluginEngine {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+    cache: ComponentCache,
+    _ticker: Arc<EpochTicker>,
+}
+
+impl PluginEngine {
+    /// Creates the engine; `cache_dir` `None` disables the compiled cache.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
+        let mut config = Config::new();
+        config.epoch_interruption(true).wasm_component_model(true);
+        let engine = Engine::new(&config).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| Error::Engine(format!("linking WASI: {e:#}")))?;
+        Transform::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(|e| Error::Engine(format!("linking host imports: {e:#}")))?;
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(PluginEngine {
+            engine,
+            linker: Arc::new(linker),
+            cache: ComponentCache::new(cache_dir),
+            _ticker: Arc::new(ticker),
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Reads and compiles (or loads from the cache) the component at `path`.
+    pub fn load(&self, path: &Path) -> Result<LoadedComponent> {
+        let started = Instant::now();
+        let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        let hash = ComponentCache::content_hash(&bytes);
+        let (component, origin) = self.cache.load(&self.engine, path, &bytes, &hash)?;
+        let load_time = started.elapsed();
+        tracing::debug!(path = %path.display(), %hash, ?origin, ?load_time, "Loaded component.");
+        Ok(LoadedComponent { component, hash, origin, load_time })
+    }
+
+    /// Instantiates a loaded component and runs `describe` and `init`.
+    pub fn instantiate(&self, spec: &PluginSpec, loaded: &LoadedComponent) -> Result<Plugin> {
+        Plugin::new(&self.engine, &self.linker, spec, loaded)
+    }
+
+    /// `load` then `instantiate`.
+    pub fn start(&self, spec: &PluginSpec) -> Result<Plugin> {
+        let loaded = self.load(&spec.path)?;
+        self.instantiate(spec, &loaded)
+    }
+}
+
+/// Advances the engine epoch every [`EPOCH_TICK`] on its own thread.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
