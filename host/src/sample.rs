@@ -1,1 +1,236 @@
-pub fn x(){}
+//! Deterministic sample data for the quickstart, tests and benchmarks:
+//! NYC-style taxi trips, weather readings and structured logs.
+//!
+//! The same `seed` and `count` always give the same lines. Each generator
+//! also says which lines it made invalid on purpose and how, so tests can
+//! check a transform's failures against the generator's intent rather than
+//! against the transform's own output.
+
+use std::fmt::Write;
+
+/// A small, fast, deterministic PRNG (SplitMix64).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeds the generator.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform integer in [lo, hi].
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as i64
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.unit().max(1e-12);
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+}
+
+/// One generated line and, when made invalid on purpose, the defect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// The NDJSON line, without the line break.
+    pub text: String,
+    /// `None` for a valid record; the kind of defect otherwise.
+    pub defect: Option<&'static str>,
+}
+
+fn two(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+fn tlc_time(epoch_s: i64) -> String {
+    let days = epoch_s.div_euclid(86_400);
+    let secs = epoch_s.rem_euclid(86_400);
+    let (y, m, d) = weir_plugin_kit::time::civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// Taxi trips of January 2019 in TLC's yellow-trip layout; about
+/// `invalid_pct` percent carry one defect each (reversed times, zero
+/// distance, negative fare, unparseable timestamp, impossible speed,
+/// truncated JSON).
+pub fn taxi(count: usize, seed: u64, invalid_pct: f64) -> Vec<Line> {
+    let mut rng = Rng::new(seed);
+    let start = 1_546_300_800; // 2019-01-01 00:00:00
+    let mut lines = Vec::with_capacity(count);
+    for _ in 0..count {
+        let pickup = start + rng.range(0, 31 * 86_400 - 1);
+        let distance = two((0.8 + 0.8 * rng.normal()).exp().clamp(0.1, 60.0));
+        let speed = (12.0 + 4.0 * rng.normal()).clamp(3.0, 45.0);
+        let minutes = (distance / speed * 60.0).max(1.0);
+        let mut dropoff = pickup + (minutes * 60.0) as i64;
+        let fare = two(2.5 + 2.5 * distance + 0.3 * minutes);
+        let card = rng.chance(0.7);
+        let tip = if card { two(fare * (0.10 + 0.15 * rng.unit())) } else { 0.0 };
+        let extra = [0.0, 0.5, 1.0][rng.range(0, 2) as usize];
+        let tolls = if rng.chance(0.05) { 5.76 } else { 0.0 };
+        let mut fields = (tlc_time(pickup), distance, fare);
+        let defect = if rng.chance(invalid_pct / 100.0) {
+            Some(match rng.range(0, 5) {
+                0 => {
+                    dropoff = pickup - 60 * rng.range(1, 30);
+                    "dropoff-before-pickup"
+                }
+                1 => {
+                    fields.1 = 0.0;
+                    "zero-distance"
+                }
+                2 => {
+                    fields.2 = -two(fare);
+                    "negative-fare"
+                }
+                3 => {
+                    fields.0 = "01/01/2019 12:00".into();
+                    "unparseable-timestamp"
+                }
+                4 => {
+                    fields.1 = 95.0;
+                    dropoff = pickup + 600;
+                    "impossible-speed"
+                }
+                _ => "truncated-json",
+            })
+        } else {
+            None
+        };
+        let total = two(fields.2 + extra + 0.5 + 0.3 + tip + tolls);
+        let mut text = String::with_capacity(420);
+        let _ = write!(
+            text,
+            r#"{{"VendorID":{},"tpep_pickup_datetime":"{}","tpep_dropoff_datetime":"{}","passenger_count":{},"trip_distance":{},"RatecodeID":1,"store_and_fwd_flag":"N","PULocationID":{},"DOLocationID":{},"payment_type":{},"fare_amount":{},"extra":{},"mta_tax":0.5,"tip_amount":{},"tolls_amount":{},"improvement_surcharge":0.3,"total_amount":{}}}"#,
+            rng.range(1, 2),
+            fields.0,
+            tlc_time(dropoff),
+            [1, 1, 1, 1, 2, 2, 3, 5, 6][rng.range(0, 8) as usize],
+            fields.1,
+            rng.range(1, 265),
+            rng.range(1, 265),
+            if card { 1 } else { 2 },
+            fields.2,
+            extra,
+            tip,
+            tolls,
+            total
+        );
+        if defect == Some("truncated-json") {
+            text.truncate(text.len() / 2);
+        }
+        lines.push(Line { text, defect });
+    }
+    lines
+}
+
+const CITIES: [(&str, f64); 8] = [
+    ("Oslo", 2.0),
+    ("Lisbon", 16.0),
+    ("Cairo", 24.0),
+    ("Mumbai", 29.0),
+    ("Tokyo", 12.0),
+    ("Lima", 19.0),
+    ("Toronto", -3.0),
+    ("Sydney", 22.0),
+];
+
+/// Weather readings, one every `step_ms` from `start_ms`, cycling through
+/// eight cities; about `invalid_pct` percent lack a city or a number.
+pub fn weather(count: usize, seed: u64, start_ms: i64, step_ms: i64, invalid_pct: f64) -> Vec<Line> {
+    let mut rng = Rng::new(seed);
+    (0..count)
+        .map(|i| {
+            let (city, base) = CITIES[rng.range(0, CITIES.len() as i64 - 1) as usize];
+            let t = two(base + 3.0 * rng.normal());
+            let ts = weir_plugin_kit::time::format_rfc3339(start_ms + i as i64 * step_ms);
+            if rng.chance(invalid_pct / 100.0) {
+                if rng.chance(0.5) {
+                    Line { text: format!(r#"{{"temperature":{t},"timestamp":"{ts}"}}"#), defect: Some("missing-city") }
+                } else {
+                    Line { text: format!(r#"{{"city":"{city}","temperature":"n/a","timestamp":"{ts}"}}"#), defect: Some("temperature-not-a-number") }
+                }
+            } else {
+                Line { text: format!(r#"{{"city":"{city}","temperature":{t},"timestamp":"{ts}"}}"#), defect: None }
+            }
+        })
+        .collect()
+}
+
+/// Structured logs as seed 003 reads them: half carry `mobile` in the JSON
+/// body, a quarter only in `attributes`, the rest nowhere; about
+/// `invalid_pct` percent are not JSON at all.
+pub fn logs(count: usize, seed: u64, start_ms: i64, invalid_pct: f64) -> Vec<Line> {
+    let mut rng = Rng::new(seed);
+    let services = ["user-service", "payment-service", "search-service"];
+    let levels = ["DEBUG", "INFO", "INFO", "INFO", "WARN", "ERROR"];
+    (0..count)
+        .map(|i| {
+            if rng.chance(invalid_pct / 100.0) {
+                return Line { text: format!("plain text log line {i}"), defect: Some("not-json") };
+            }
+            let ts = weir_plugin_kit::time::format_rfc3339(start_ms + i as i64 * 7);
+            let mobile = format!("555-{:04}", rng.range(0, 9999));
+            let place = rng.range(0, 3);
+            let body = if place < 2 {
+                format!(r#"{{\"data\":{{\"mobile\":\"{mobile}\",\"request\":{i}}}}}"#)
+            } else {
+                format!(r#"{{\"data\":{{\"request\":{i}}}}}"#)
+            };
+            let attr_mobile = if place == 2 { format!(r#","mobile":"{mobile}""#) } else { String::new() };
+            let text = format!(
+                r#"{{"timestamp":"{ts}","serviceName":"{}","severityText":"{}","attributes":{{"msg":"request {i}","url":"/api/v1/items/{}"{attr_mobile}}},"resources":{{"host.name":"web-{}"}},"body":"{body}"}}"#,
+                services[rng.range(0, 2) as usize],
+                levels[rng.range(0, 5) as usize],
+                rng.range(1, 500),
+                rng.range(1, 4),
+            );
+            Line { text, defect: None }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_lines_and_about_the_asked_invalid_share() {
+        assert_eq!(taxi(100, 7, 2.0), taxi(100, 7, 2.0));
+        let lines = taxi(20_000, 1, 2.0);
+        let invalid = lines.iter().filter(|l| l.defect.is_some()).count();
+        assert!((300..500).contains(&invalid), "{invalid}");
+        let valid = lines.iter().find(|l| l.defect.is_none()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&valid.text).unwrap();
+        assert!(v["trip_distance"].as_f64().unwrap() > 0.0);
+    }
+
+    #[test]
+    fn weather_and_logs_are_json_unless_marked() {
+        for line in weather(500, 3, 0, 1000, 1.0).iter().chain(&logs(500, 3, 0, 1.0)) {
+            let parsed = serde_json::from_str::<serde_json::Value>(&line.text);
+            assert_eq!(parsed.is_err(), line.defect == Some("not-json"), "{}", line.text);
+        }
+    }
+}

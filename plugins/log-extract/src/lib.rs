@@ -101,7 +101,7 @@ struct RawField {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 struct RawConfig {
     fields: Vec<RawField>,
 }
