@@ -1,1 +1,345 @@
-fn main() {}
+//! The `weir` command line: the binary's edge, where errors become messages
+//! and exit codes.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::watch;
+use weir::config::Config;
+use weir::pipeline::{Pipeline, Summary};
+use weir::plugin::{self, PluginEngine, PluginLimits, PluginSpec};
+
+#[derive(Parser)]
+#[command(name = "weir", version, about = "Streaming transforms in WebAssembly, one native host for all I/O.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs every pipeline of a configuration until its input ends or Ctrl-C.
+    Run {
+        /// The TOML configuration.
+        config: PathBuf,
+        /// No live progress line.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Checks a configuration, loads and initialises every plugin, touches no data.
+    Validate {
+        /// The TOML configuration.
+        config: PathBuf,
+    },
+    /// Works with plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// The taxi transform through WebAssembly vs the same code natively.
+    Bench {
+        /// The taxi-enrich component.
+        #[arg(long, default_value = "plugins/dist/taxi-enrich.wasm")]
+        wasm: PathBuf,
+        /// Records per pass.
+        #[arg(long, default_value_t = 200_000)]
+        records: usize,
+        /// Passes per configuration; the best counts.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+    /// Writes deterministic sample data as NDJSON to stdout.
+    Gen {
+        /// Which data.
+        kind: SampleKind,
+        /// How many records.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// Random seed; the same seed gives the same data.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Share of records made invalid on purpose, in percent.
+        #[arg(long, default_value_t = 2.0)]
+        invalid_pct: f64,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Runs a plugin on an NDJSON file and prints its outputs and failures.
+    Test {
+        /// The `.wasm` component.
+        wasm: PathBuf,
+        /// NDJSON input, one record per line.
+        #[arg(long)]
+        input: PathBuf,
+        /// Plugin config: inline JSON or TOML, or a `.json`/`.toml` file.
+        #[arg(long)]
+        config: Option<String>,
+        /// `now-ms` passed to `process` (default: the current time).
+        #[arg(long)]
+        now: Option<i64>,
+        /// After processing, call `on-tick` with this `now-ms` and print its output.
+        #[arg(long)]
+        tick: Option<i64>,
+        /// Records per `process` call.
+        #[arg(long, default_value_t = 1024)]
+        batch_size: usize,
+        /// Exit with status 1 when any record failed.
+        #[arg(long)]
+        fail_on_failures: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SampleKind {
+    Taxi,
+    Weather,
+    Logs,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    match command {
+        Command::Run { config, quiet } => run(&config, quiet).await,
+        Command::Validate { config } => validate(&config),
+        Command::Plugin { command: PluginCommand::Test { wasm, input, config, now, tick, batch_size, fail_on_failures } } => {
+            let failed = plugin_test(&wasm, &input, config.as_deref(), now, tick, batch_size)?;
+            Ok(if fail_on_failures && failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        Command::Bench { wasm, records, repeat } => {
+            let cache = std::env::temp_dir().join(format!("weir-bench-cache-{}", std::process::id()));
+            let report = tokio::task::block_in_place(|| weir::bench::run(&wasm, records, repeat, &cache));
+            let _ = std::fs::remove_dir_all(&cache);
+            print!("{}", report?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gen { kind, count, seed, invalid_pct } => {
+            let start_ms = 1_546_300_800_000;
+            let lines = match kind {
+                SampleKind::Taxi => weir::sample::taxi(count, seed, invalid_pct),
+                SampleKind::Weather => weir::sample::weather(count, seed, start_ms, 1000, invalid_pct),
+                SampleKind::Logs => weir::sample::logs(count, seed, start_ms, invalid_pct),
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for line in lines {
+                writeln!(out, "{}", line.text)?;
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn engine_for(config: &Config) -> Result<PluginEngine> {
+    let cache = config.engine.cache_dir.as_ref().map(|d| config.resolve(d)).or_else(plugin::cache::ComponentCache::default_dir);
+    Ok(PluginEngine::new(cache)?)
+}
+
+async fn run(path: &Path, quiet: bool) -> Result<std::process::ExitCode> {
+    let config = Config::load(path)?;
+    let engine = engine_for(&config)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("Signal received; draining.");
+        let _ = stop_tx.send(true);
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut progress = Vec::new();
+    for name in config.pipelines.keys() {
+        let pipeline = Pipeline::build(name, &config, &engine)
+            .await
+            .with_context(|| format!("pipeline {name} could not start"))?;
+        progress.push((name.clone(), pipeline.stats()));
+        tasks.spawn(pipeline.run(stop_rx.clone()));
+    }
+    let show = !quiet && std::io::stderr().is_terminal();
+    let reporter = show.then(|| tokio::spawn(report_progress(progress)));
+    let mut failed = false;
+    let mut summaries: Vec<Summary> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined.context("pipeline task panicked")? {
+            Ok(summary) => summaries.push(summary),
+            Err(e) => {
+                failed = true;
+                tracing::error!(error = %e, "Pipeline failed.");
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    if let Some(r) = reporter {
+        r.abort();
+        eprintln!();
+    }
+    for s in &summaries {
+        println!(
+            "{}: {} in, {} out, {} dead-lettered, {} plugin restarts in {:.2} s ({:.0} records/s)",
+            s.pipeline, s.read, s.written, s.dead_lettered, s.restarts, s.elapsed.as_secs_f64(), s.records_per_sec()
+        );
+    }
+    Ok(if failed { std::process::ExitCode::from(1) } else { std::process::ExitCode::SUCCESS })
+}
+
+async fn report_progress(pipelines: Vec<(String, std::sync::Arc<weir::pipeline::Stats>)>) {
+    let started = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let secs = started.elapsed().as_secs_f64();
+        let line: Vec<String> = pipelines
+            .iter()
+            .map(|(name, s)| {
+                let read = s.read.load(Ordering::Relaxed);
+                format!(
+                    "{name}: in {read} out {} dead {} ({:.0}/s)",
+                    s.written.load(Ordering::Relaxed),
+                    s.dead_lettered.load(Ordering::Relaxed),
+                    read as f64 / secs
+                )
+            })
+            .collect();
+        eprint!("\r{}   ", line.join(" | "));
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn validate(path: &Path) -> Result<std::process::ExitCode> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(std::process::ExitCode::from(1));
+        }
+    };
+    let engine = engine_for(&config)?;
+    let text = std::fs::read_to_string(path)?;
+    let mut problems = 0;
+    for name in config.plugins.keys() {
+        let spec = weir::pipeline::plugin_spec(&config, name);
+        match engine.start(&spec) {
+            Ok(p) => println!(
+                "ok   plugins.{name}: {}@{} (state v{}, sha256 {})",
+                p.info().name,
+                p.info().version,
+                p.info().state_version,
+                &p.hash()[..12]
+            ),
+            Err(e) => {
+                problems += 1;
+                let key = match e {
+                    plugin::Error::Init { .. } => format!("plugins.{name}.config"),
+                    _ => format!("plugins.{name}.path"),
+                };
+                let segments: Vec<&str> = key.split('.').collect();
+                let line = weir::config::key_line(&text, &segments).map_or(String::new(), |l| format!("line {l}: "));
+                println!("FAIL {}:{line}{key}: {e}", path.display());
+            }
+        }
+    }
+    for (name, p) in &config.pipelines {
+        println!("ok   pipelines.{name}: {:?} → [{}] → {:?}", kind(&p.source), p.plugins.join(" → "), kind(&p.sink));
+    }
+    if problems > 0 {
+        println!("{problems} problem(s)");
+        return Ok(std::process::ExitCode::from(1));
+    }
+    println!("{} is valid", path.display());
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn kind(c: &impl std::fmt::Debug) -> String {
+    format!("{c:?}").split([' ', '(', '{']).next().unwrap_or("").to_lowercase()
+}
+
+/// Turns `--config` into the JSON string `init` takes.
+fn plugin_config(arg: Option<&str>) -> Result<String> {
+    let Some(arg) = arg else { return Ok("{}".into()) };
+    let path = Path::new(arg);
+    let (text, is_toml) = if path.is_file() {
+        (std::fs::read_to_string(path)?, path.extension().is_some_and(|e| e == "toml"))
+    } else {
+        (arg.to_owned(), serde_json::from_str::<serde_json::Value>(arg).is_err())
+    };
+    if is_toml {
+        let table: toml::Table = toml::from_str(&text).context("--config is neither JSON nor TOML")?;
+        Ok(serde_json::to_string(&table)?)
+    } else {
+        serde_json::from_str::<serde_json::Value>(&text).context("--config is not valid JSON")?;
+        Ok(text)
+    }
+}
+
+fn plugin_test(wasm: &Path, input: &Path, config: Option<&str>, now: Option<i64>, tick: Option<i64>, batch_size: usize) -> Result<usize> {
+    if batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let engine = PluginEngine::new(plugin::cache::ComponentCache::default_dir())?;
+    let name = wasm.file_stem().map_or("plugin".into(), |s| s.to_string_lossy().into_owned());
+    let spec = PluginSpec { name, path: wasm.to_owned(), config_json: plugin_config(config)?, limits: PluginLimits::default() };
+    let mut plugin = engine.start(&spec)?;
+    let text = std::fs::read_to_string(input).with_context(|| format!("cannot read --input {}", input.display()))?;
+    let lines: Vec<(usize, &str)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| (i + 1, l)).collect();
+    let now = now.unwrap_or_else(weir::pipeline::now_ms);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (mut outputs, mut failed) = (0usize, 0usize);
+    for chunk in lines.chunks(batch_size) {
+        let batch: Vec<plugin::Record> = chunk
+            .iter()
+            .map(|(_, l)| plugin::Record { key: None, value: l.as_bytes().to_vec(), timestamp_ms: now, headers: vec![] })
+            .collect();
+        let result = plugin.process(&batch, now)?;
+        for f in &result.failures {
+            failed += 1;
+            let line = chunk.get(f.index as usize).map_or(0, |c| c.0);
+            eprintln!("failure: {}:{line}: {}", input.display(), f.reason);
+        }
+        for r in &result.outputs {
+            outputs += 1;
+            out.write_all(&r.value)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    if let Some(at) = tick {
+        for r in plugin.on_tick(at)? {
+            outputs += 1;
+            out.write_all(&r.value)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    eprintln!("{}@{}: {} in, {outputs} out, {failed} failed", plugin.info().name, plugin.info().version, lines.len());
+    Ok(failed)
+}

@@ -61,6 +61,16 @@ pub struct LoadedComponent {
     pub load_time: Duration,
 }
 
+impl std::fmt::Debug for LoadedComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedComponent")
+            .field("hash", &self.hash)
+            .field("origin", &self.origin)
+            .field("load_time", &self.load_time)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The shared engine. Cheap to clone; the epoch ticker stops when the last
 /// clone is dropped.
 #[derive(Clone)]
@@ -109,7 +119,7 @@ impl PluginEngine {
 
     /// Instantiates a loaded component and runs `describe` and `init`.
     pub fn instantiate(&self, spec: &PluginSpec, loaded: &LoadedComponent) -> Result<Plugin> {
-        Plugin::new(&self.engine, &self.linker, spec, loaded)
+        Plugin::new(&self.engine, &self.linker, spec, loaded, self._ticker.clone())
     }
 
     /// `load` then `instantiate`.
@@ -119,8 +129,9 @@ impl PluginEngine {
     }
 }
 
-/// Advances the engine epoch every [`EPOCH_TICK`] on its own thread.
-struct EpochTicker {
+/// Advances the engine epoch every [`EPOCH_TICK`] on its own thread. Every
+/// instance holds a reference: without the ticker, deadlines never arrive.
+pub(super) struct EpochTicker {
     stop: Arc<AtomicBool>,
 }
 

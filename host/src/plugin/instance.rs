@@ -6,7 +6,7 @@
 
 use super::bindings::Transform;
 use super::bindings::weir::transform::{host, types};
-use super::engine::{EPOCH_TICK, LoadedComponent, PluginLimits, PluginSpec};
+use super::engine::{EPOCH_TICK, EpochTicker, LoadedComponent, PluginLimits, PluginSpec};
 use super::{BatchResult, Error, Info, Level, Record, Result, TrapKind};
 use std::sync::Arc;
 use wasmtime::component::{Linker, ResourceTable};
@@ -71,6 +71,9 @@ pub struct Plugin {
     store: Store<HostState>,
     bindings: Transform,
     poisoned: Option<String>,
+    /// Keeps the epoch ticker running while this instance lives, even if
+    /// the engine that created it is dropped.
+    _ticker: Arc<EpochTicker>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -89,6 +92,7 @@ impl Plugin {
         linker: &Linker<HostState>,
         spec: &PluginSpec,
         loaded: &LoadedComponent,
+        ticker: Arc<EpochTicker>,
     ) -> Result<Self> {
         let name: Arc<str> = Arc::from(spec.name.as_str());
         let state = HostState {
@@ -116,6 +120,7 @@ impl Plugin {
             store,
             bindings,
             poisoned: None,
+            _ticker: ticker,
         };
         plugin.info = plugin.call("describe", |b, s| b.call_describe(s))?;
         plugin

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds the reference plugins (and the test-only `hostile` fixture) as
+# WebAssembly components and places them, atomically, in plugins/dist/.
+#
+#   scripts/build-plugins.sh               # cargo build --target wasm32-wasip2
+#   scripts/build-plugins.sh --component   # cargo component build (wasip1 + adapter)
+#   scripts/build-plugins.sh [--component] --out DIR   # place them in DIR instead
+#
+# Installs the Rust target (and cargo-component when asked for) if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=wasip2
+dist=plugins/dist
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --component) mode=component ;;
+    --out) dist="$2"; shift ;;
+    *) echo "unknown argument $1 (use --component, --out DIR)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+plugins=(taxi-enrich weather-window log-extract)
+
+if [[ $mode == wasip2 ]]; then
+  rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+  args=()
+  for p in "${plugins[@]}" hostile; do args+=(-p "$p"); done
+  cargo build --release --target wasm32-wasip2 "${args[@]}"
+  out="$target_dir/wasm32-wasip2/release"
+else
+  rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+  command -v cargo-component >/dev/null || cargo install cargo-component --locked --version 0.21.1
+  for p in "${plugins[@]}"; do (cd "plugins/$p" && cargo component build --release); done
+  (cd tests/fixtures/hostile && cargo component build --release)
+  out="$target_dir/wasm32-wasip1/release"
+fi
+
+place() { # place <built file> <destination>: copy then rename, never a half-written plugin
+  mkdir -p "$(dirname "$2")"
+  cp "$1" "$2.tmp.$$"
+  mv -f "$2.tmp.$$" "$2"
+  echo "built $2 ($(wc -c <"$2") bytes, $mode)"
+}
+for p in "${plugins[@]}"; do place "$out/${p//-/_}.wasm" "$dist/$p.wasm"; done
+if [[ $dist == plugins/dist ]]; then
+  place "$out/hostile.wasm" "tests/fixtures/dist/hostile.wasm"
+else
+  place "$out/hostile.wasm" "$dist/hostile.wasm"
+fi

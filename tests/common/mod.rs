@@ -1,0 +1,57 @@
+//! Shared helpers of the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use weir::plugin::{Plugin, PluginEngine, PluginLimits, PluginSpec, Record};
+
+/// Root of the repository.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A built component; fails loudly when the build step did not run.
+pub fn wasm(relative: &str) -> PathBuf {
+    let path = root().join(relative);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/build-plugins.sh (scripts/test.sh does) before the tests",
+        path.display()
+    );
+    path
+}
+
+/// A reference plugin from plugins/dist.
+pub fn reference(name: &str) -> PathBuf {
+    wasm(&format!("plugins/dist/{name}.wasm"))
+}
+
+/// The test-only hostile plugin.
+pub fn hostile() -> PathBuf {
+    wasm("tests/fixtures/dist/hostile.wasm")
+}
+
+/// An engine with a private compiled cache.
+pub fn engine() -> (PluginEngine, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (PluginEngine::new(Some(dir.path().to_owned())).unwrap(), dir)
+}
+
+/// Starts a plugin with a JSON config and limits.
+pub fn start(engine: &PluginEngine, path: PathBuf, config: &str, limits: PluginLimits) -> Plugin {
+    let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+    let spec = PluginSpec { name, path, config_json: config.into(), limits };
+    engine.start(&spec).unwrap_or_else(|e| panic!("plugin failed to start: {e}"))
+}
+
+/// Records from text values.
+pub fn records<S: AsRef<str>>(values: &[S]) -> Vec<Record> {
+    values
+        .iter()
+        .map(|v| Record { key: None, value: v.as_ref().as_bytes().to_vec(), timestamp_ms: 0, headers: vec![] })
+        .collect()
+}
+
+/// Parses output values as JSON.
+pub fn json(records: &[Record]) -> Vec<serde_json::Value> {
+    records.iter().map(|r| serde_json::from_slice(&r.value).expect("output is JSON")).collect()
+}
