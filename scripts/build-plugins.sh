@@ -21,7 +21,7 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
 plugins=(taxi-enrich weather-window log-extract)
 
 if [[ $mode == wasip2 ]]; then

@@ -13,7 +13,8 @@ use weir::config::Config;
 use weir::pipeline::{Pipeline, Summary};
 
 async fn run_pipeline(text: &str, base: &Path) -> Summary {
-    let config = Config::parse(text, base, &|_| None).unwrap_or_else(|p| panic!("config refused: {p:?}"));
+    let config =
+        Config::parse(text, base, &|_| None).unwrap_or_else(|p| panic!("config refused: {p:?}"));
     let (engine, _cache) = engine();
     let name = config.pipelines.keys().next().unwrap().clone();
     let pipeline = Pipeline::build(&name, &config, &engine).await.unwrap();
@@ -22,12 +23,23 @@ async fn run_pipeline(text: &str, base: &Path) -> Summary {
 }
 
 fn parquet_rows(dir: &Path) -> Vec<Value> {
-    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
-    assert!(files.iter().all(|f| f.extension().is_some_and(|e| e == "parquet")), "only finished files: {files:?}");
+    assert!(
+        files
+            .iter()
+            .all(|f| f.extension().is_some_and(|e| e == "parquet")),
+        "only finished files: {files:?}"
+    );
     let mut rows = Vec::new();
     for file in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap()).unwrap().build().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
         for batch in reader {
             let batch = batch.unwrap();
             let mut writer = arrow_json::ArrayWriter::new(Vec::new());
@@ -41,7 +53,11 @@ fn parquet_rows(dir: &Path) -> Vec<Value> {
 }
 
 fn ndjson(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -49,34 +65,53 @@ async fn valid_trips_reach_parquet_and_every_defect_reaches_the_dead_letters_wit
     let dir = tempfile::tempdir().unwrap();
     let lines = weir::sample::taxi(5000, 17, 2.0);
     let input = dir.path().join("trips.ndjson");
-    std::fs::write(&input, lines.iter().map(|l| format!("{}\n", l.text)).collect::<String>()).unwrap();
-    let text = format!(
-        r#"
-[plugins.taxi]
-path = "{wasm}"
-[pipelines.trips]
-plugins = ["taxi"]
-batch-size = 700
-source = {{ type = "file", path = "trips.ndjson" }}
-sink = {{ type = "parquet", path = "out", max-rows-per-file = 2000 }}
-dead-letter = {{ type = "ndjson", path = "dead.ndjson", envelope = true }}
-"#,
-        wasm = reference("taxi-enrich").display()
+    std::fs::write(
+        &input,
+        lines
+            .iter()
+            .map(|l| format!("{}\n", l.text))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let text = pipeline_toml(
+        &reference("taxi-enrich"),
+        "{}",
+        700,
+        r#"{ type = "file", path = "trips.ndjson" }"#,
+        r#"{ type = "parquet", path = "out", max-rows-per-file = 2000 }"#,
     );
     let summary = run_pipeline(&text, dir.path()).await;
-    let defects: Vec<usize> = lines.iter().enumerate().filter(|(_, l)| l.defect.is_some()).map(|(i, _)| i + 1).collect();
+    let defects: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.defect.is_some())
+        .map(|(i, _)| i + 1)
+        .collect();
     assert_eq!(summary.read, 5000);
     assert_eq!(summary.dead_lettered as usize, defects.len());
     assert_eq!(summary.written as usize, 5000 - defects.len());
 
     let rows = parquet_rows(&dir.path().join("out"));
     assert_eq!(rows.len(), 5000 - defects.len());
-    assert!(std::fs::read_dir(dir.path().join("out")).unwrap().count() >= 2, "rolled by max-rows-per-file");
-    let valid: Vec<Value> = lines.iter().filter(|l| l.defect.is_none()).map(|l| serde_json::from_str(&l.text).unwrap()).collect();
+    assert!(
+        std::fs::read_dir(dir.path().join("out")).unwrap().count() >= 2,
+        "rolled by max-rows-per-file"
+    );
+    let valid: Vec<Value> = lines
+        .iter()
+        .filter(|l| l.defect.is_none())
+        .map(|l| serde_json::from_str(&l.text).unwrap())
+        .collect();
     for (row, input) in rows.iter().zip(&valid) {
         assert_eq!(row["PULocationID"], input["PULocationID"]);
         let distance = input["trip_distance"].as_f64().unwrap();
-        let expected = if distance < 2.0 { "short" } else if distance < 10.0 { "medium" } else { "long" };
+        let expected = if distance < 2.0 {
+            "short"
+        } else if distance < 10.0 {
+            "medium"
+        } else {
+            "long"
+        };
         assert_eq!(row["trip_category"], expected);
     }
 
@@ -90,8 +125,19 @@ dead-letter = {{ type = "ndjson", path = "dead.ndjson", envelope = true }}
         .collect();
     assert_eq!(dead_lines, defects);
     for d in &dead {
-        let line: usize = d["headers"]["weir.source"].as_str().unwrap().rsplit(':').next().unwrap().parse().unwrap();
-        assert_eq!(d["value"], lines[line - 1].text.as_str(), "original bytes are kept");
+        let line: usize = d["headers"]["weir.source"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            d["value"],
+            lines[line - 1].text.as_str(),
+            "original bytes are kept"
+        );
         assert!(!d["headers"]["weir.reason"].as_str().unwrap().is_empty());
         assert_eq!(d["headers"]["weir.stage"], "taxi-enrich@0.1.0");
     }
@@ -102,64 +148,88 @@ async fn a_trapping_batch_is_dead_lettered_whole_and_a_fresh_instance_takes_over
     let dir = tempfile::tempdir().unwrap();
     let values = ["a", "b", "c", "d", "boom", "f", "g", "h"];
     std::fs::write(dir.path().join("in.txt"), values.join("\n")).unwrap();
-    let text = format!(
-        r#"
-[plugins.h]
-path = "{wasm}"
-config = {{ mode = "panic" }}
-[pipelines.p]
-plugins = ["h"]
-batch-size = 3
-source = {{ type = "file", path = "in.txt" }}
-sink = {{ type = "ndjson", path = "out.txt" }}
-dead-letter = {{ type = "ndjson", path = "dead.ndjson", envelope = true }}
-"#,
-        wasm = hostile().display()
+    let text = pipeline_toml(
+        &hostile(),
+        r#"{ mode = "panic" }"#,
+        3,
+        r#"{ type = "file", path = "in.txt" }"#,
+        r#"{ type = "ndjson", path = "out.txt" }"#,
     );
     let summary = run_pipeline(&text, dir.path()).await;
-    assert_eq!((summary.read, summary.written, summary.dead_lettered, summary.restarts), (8, 5, 3, 1));
+    assert_eq!(
+        (
+            summary.read,
+            summary.written,
+            summary.dead_lettered,
+            summary.restarts
+        ),
+        (8, 5, 3, 1)
+    );
     let out = std::fs::read_to_string(dir.path().join("out.txt")).unwrap();
     assert_eq!(out, "a\nb\nc\ng\nh\n");
     let dead = ndjson(&dir.path().join("dead.ndjson"));
     let dead_values: Vec<&str> = dead.iter().map(|d| d["value"].as_str().unwrap()).collect();
     assert_eq!(dead_values, ["d", "boom", "f"]);
-    assert!(dead[0]["headers"]["weir.reason"].as_str().unwrap().contains("trapped"), "{}", dead[0]);
+    assert!(
+        dead[0]["headers"]["weir.reason"]
+            .as_str()
+            .unwrap()
+            .contains("trapped"),
+        "{}",
+        dead[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn records_that_do_not_fit_the_parquet_schema_are_dead_lettered_not_dropped() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("in.ndjson"), "{\"a\":1}\n{\"a\":2}\n{\"a\":\"three\"}\n{\"a\":4,\"b\":true}\n{\"a\":5}\n").unwrap();
-    let text = format!(
-        r#"
-[plugins.echo]
-path = "{wasm}"
-config = {{ mode = "echo" }}
-[pipelines.p]
-plugins = ["echo"]
-batch-size = 2
-source = {{ type = "file", path = "in.ndjson" }}
-sink = {{ type = "parquet", path = "out" }}
-dead-letter = {{ type = "ndjson", path = "dead.ndjson", envelope = true }}
-"#,
-        wasm = hostile().display()
+    std::fs::write(
+        dir.path().join("in.ndjson"),
+        "{\"a\":1}\n{\"a\":2}\n{\"a\":\"three\"}\n{\"a\":4,\"b\":true}\n{\"a\":5}\n",
+    )
+    .unwrap();
+    let text = pipeline_toml(
+        &hostile(),
+        r#"{ mode = "echo" }"#,
+        2,
+        r#"{ type = "file", path = "in.ndjson" }"#,
+        r#"{ type = "parquet", path = "out" }"#,
     );
     let summary = run_pipeline(&text, dir.path()).await;
     assert_eq!((summary.written, summary.dead_lettered), (3, 2));
     let rows = parquet_rows(&dir.path().join("out"));
-    assert_eq!(rows, vec![serde_json::json!({"a":1}), serde_json::json!({"a":2}), serde_json::json!({"a":5})]);
+    assert_eq!(
+        rows,
+        vec![
+            serde_json::json!({"a":1}),
+            serde_json::json!({"a":2}),
+            serde_json::json!({"a":5})
+        ]
+    );
     let dead = ndjson(&dir.path().join("dead.ndjson"));
     assert_eq!(dead[0]["value"], "{\"a\":\"three\"}");
     assert_eq!(dead[1]["value"], "{\"a\":4,\"b\":true}");
     assert!(dead.iter().all(|d| d["headers"]["weir.stage"] == "sink"));
-    assert!(dead[0]["headers"]["weir.reason"].as_str().unwrap().contains("does not fit"));
+    assert!(
+        dead[0]["headers"]["weir.reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not fit")
+    );
 }
 
 #[test]
 fn cli_runs_the_quickstart_example_and_prints_a_summary() {
     let lines = weir::sample::taxi(2000, 42, 2.0);
     let shipped = std::fs::read_to_string(root().join("examples/data/taxi-trips.ndjson")).unwrap();
-    assert_eq!(shipped, lines.iter().map(|l| format!("{}\n", l.text)).collect::<String>(), "sample = `weir gen taxi --count 2000 --seed 42`");
+    assert_eq!(
+        shipped,
+        lines
+            .iter()
+            .map(|l| format!("{}\n", l.text))
+            .collect::<String>(),
+        "sample = `weir gen taxi --count 2000 --seed 42`"
+    );
     let invalid = lines.iter().filter(|l| l.defect.is_some()).count();
     let out = tempfile::tempdir().unwrap();
     let run = Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -170,11 +240,21 @@ fn cli_runs_the_quickstart_example_and_prints_a_summary() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
-    let expected = format!("quickstart: 2000 in, {} out, {invalid} dead-lettered, 0 plugin restarts", 2000 - invalid);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let expected = format!(
+        "quickstart: 2000 in, {} out, {invalid} dead-lettered, 0 plugin restarts",
+        2000 - invalid
+    );
     assert!(stdout.contains(&expected), "{stdout}");
     assert_eq!(parquet_rows(&out.path().join("taxi")).len(), 2000 - invalid);
-    assert_eq!(ndjson(&out.path().join("dead-letter.ndjson")).len(), invalid);
+    assert_eq!(
+        ndjson(&out.path().join("dead-letter.ndjson")).len(),
+        invalid
+    );
 }
 
 #[test]
@@ -182,16 +262,30 @@ fn cli_validate_names_the_key_and_line_of_each_problem() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "[pipelines.p]\nsource = { type = \"stdin\" }\nsink = { type = \"ndjson\", path = \"-\" }\nplugins = [\"ghost\"]\n").unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_weir")).arg("validate").arg(&config).output().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("validate")
+        .arg(&config)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("line 4: pipelines.p.plugins: plugin \"ghost\" is not defined"), "{stderr}");
+    assert!(
+        stderr.contains("line 4: pipelines.p.plugins: plugin \"ghost\" is not defined"),
+        "{stderr}"
+    );
 
     std::fs::write(&config, "[pipelines.p]\nsource = { type = \"stdin\" }\nsink = { type = \"ndjson\", path = \"-\", colour = \"red\" }\n").unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_weir")).arg("validate").arg(&config).output().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("validate")
+        .arg(&config)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("line 3:") && stderr.contains("colour"), "{stderr}");
+    assert!(
+        stderr.contains("line 3:") && stderr.contains("colour"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -204,7 +298,15 @@ fn cli_plugin_test_prints_outputs_and_failures_and_can_fail_on_them() {
         .arg(reference("weather-window"))
         .arg("--input")
         .arg(&input)
-        .args(["--config", "window = \"10s\"", "--now", "1000", "--tick", "10000", "--fail-on-failures"])
+        .args([
+            "--config",
+            "window = \"10s\"",
+            "--now",
+            "1000",
+            "--tick",
+            "10000",
+            "--fail-on-failures",
+        ])
         .env("XDG_CACHE_HOME", dir.path())
         .output()
         .unwrap();

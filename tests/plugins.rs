@@ -25,7 +25,7 @@ fn minutes_2019(text: &str) -> f64 {
 #[test]
 fn taxi_enrich_metrics_match_an_independent_computation_and_failures_match_the_defects() {
     let (engine, _cache) = engine();
-    let mut plugin = start(&engine, reference("taxi-enrich"), "{}", PluginLimits::default());
+    let mut plugin = start_default(&engine, reference("taxi-enrich"), "{}");
     let lines = sample::taxi(3000, 9, 3.0);
     let input: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
     let mut outputs = Vec::new();
@@ -37,10 +37,19 @@ fn taxi_enrich_metrics_match_an_independent_computation_and_failures_match_the_d
             failures.insert(c * 500 + f.index as usize, f.reason);
         }
     }
-    let expected_failures: BTreeMap<usize, &str> =
-        lines.iter().enumerate().filter_map(|(i, l)| l.defect.map(|d| (i, d))).collect();
-    assert!(expected_failures.len() > 50, "the sample should carry defects");
-    assert_eq!(failures.keys().collect::<Vec<_>>(), expected_failures.keys().collect::<Vec<_>>());
+    let expected_failures: BTreeMap<usize, &str> = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.defect.map(|d| (i, d)))
+        .collect();
+    assert!(
+        expected_failures.len() > 50,
+        "the sample should carry defects"
+    );
+    assert_eq!(
+        failures.keys().collect::<Vec<_>>(),
+        expected_failures.keys().collect::<Vec<_>>()
+    );
     for (i, defect) in &expected_failures {
         let needle = match *defect {
             "dropoff-before-pickup" => "not after",
@@ -51,7 +60,11 @@ fn taxi_enrich_metrics_match_an_independent_computation_and_failures_match_the_d
             "truncated-json" => "invalid JSON",
             other => panic!("unknown defect {other}"),
         };
-        assert!(failures[i].contains(needle), "line {i} ({defect}): {}", failures[i]);
+        assert!(
+            failures[i].contains(needle),
+            "line {i} ({defect}): {}",
+            failures[i]
+        );
     }
 
     let valid: Vec<Value> = lines
@@ -60,7 +73,15 @@ fn taxi_enrich_metrics_match_an_independent_computation_and_failures_match_the_d
         .map(|l| serde_json::from_str(&l.text).unwrap())
         .collect();
     assert_eq!(outputs.len(), valid.len());
-    const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+    const DAYS: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
     for (input, out) in valid.iter().zip(&outputs) {
         for (k, v) in input.as_object().unwrap() {
             assert_eq!(&out[k], v, "input field {k} must pass through unchanged");
@@ -71,28 +92,59 @@ fn taxi_enrich_metrics_match_an_independent_computation_and_failures_match_the_d
         let distance = input["trip_distance"].as_f64().unwrap();
         let fare = input["fare_amount"].as_f64().unwrap();
         let tip = input["tip_amount"].as_f64().unwrap();
-        assert!(close(out["trip_duration_min"].as_f64().unwrap(), minutes), "{out}");
-        assert!(close(out["avg_speed_mph"].as_f64().unwrap(), distance / (minutes / 60.0)), "{out}");
-        assert!(close(out["fare_per_mile"].as_f64().unwrap(), fare / distance), "{out}");
+        assert!(
+            close(out["trip_duration_min"].as_f64().unwrap(), minutes),
+            "{out}"
+        );
+        assert!(
+            close(
+                out["avg_speed_mph"].as_f64().unwrap(),
+                distance / (minutes / 60.0)
+            ),
+            "{out}"
+        );
+        assert!(
+            close(out["fare_per_mile"].as_f64().unwrap(), fare / distance),
+            "{out}"
+        );
         if fare > 0.0 {
-            assert!(close(out["tip_pct"].as_f64().unwrap(), tip / fare * 100.0), "{out}");
+            assert!(
+                close(out["tip_pct"].as_f64().unwrap(), tip / fare * 100.0),
+                "{out}"
+            );
         } else {
             assert_eq!(out["tip_pct"], Value::Null);
         }
-        assert_eq!(out["pickup_hour"].as_f64().unwrap(), pickup[11..13].parse::<f64>().unwrap());
+        assert_eq!(
+            out["pickup_hour"].as_f64().unwrap(),
+            pickup[11..13].parse::<f64>().unwrap()
+        );
         // 2019-01-01 was a Tuesday.
         let day: usize = pickup[8..10].parse().unwrap();
         assert_eq!(out["pickup_day_of_week"], DAYS[day % 7]);
-        let category = if distance < 2.0 { "short" } else if distance < 10.0 { "medium" } else { "long" };
+        let category = if distance < 2.0 {
+            "short"
+        } else if distance < 10.0 {
+            "medium"
+        } else {
+            "long"
+        };
         assert_eq!(out["trip_category"], category);
-        assert_eq!(out["pickup_at"], format!("{}T{}Z", &pickup[..10], &pickup[11..]));
+        assert_eq!(
+            out["pickup_at"],
+            format!("{}T{}Z", &pickup[..10], &pickup[11..])
+        );
     }
 }
 
 #[test]
 fn taxi_enrich_reads_rfc3339_offsets_and_epoch_millis() {
     let (engine, _cache) = engine();
-    let mut plugin = start(&engine, reference("taxi-enrich"), r#"{"long-trip-miles": 5}"#, PluginLimits::default());
+    let mut plugin = start_default(
+        &engine,
+        reference("taxi-enrich"),
+        r#"{"long-trip-miles": 5}"#,
+    );
     // 22:50 at UTC-05:00 is 03:50Z the next day; drop-off 45 minutes later as epoch ms.
     let pickup_ms: i64 = 1_546_660_200_000; // 2019-01-05T03:50:00Z
     let trip = format!(
@@ -109,14 +161,17 @@ fn taxi_enrich_reads_rfc3339_offsets_and_epoch_millis() {
     assert_eq!(out["pickup_hour"], 22.0, "hour on the writer's wall clock");
     assert_eq!(out["pickup_day_of_week"], "Friday");
     assert_eq!(out["pickup_at"], "2019-01-05T03:50:00Z");
-    assert_eq!(out["trip_category"], "long", "long-trip-miles comes from the config");
+    assert_eq!(
+        out["trip_category"], "long",
+        "long-trip-miles comes from the config"
+    );
 }
 
 #[test]
 fn weather_window_averages_match_a_reference_computed_from_the_input() {
     let (engine, _cache) = engine();
     let config = r#"{"time":"event","window":"60s","watermark-delay":"5s"}"#;
-    let mut plugin = start(&engine, reference("weather-window"), config, PluginLimits::default());
+    let mut plugin = start_default(&engine, reference("weather-window"), config);
     let start_ms = 1_546_300_800_000;
     let lines = sample::weather(1500, 5, start_ms, 997, 2.0);
     let mut expected: BTreeMap<(i64, String), (u64, f64, f64, f64)> = BTreeMap::new();
@@ -125,33 +180,38 @@ fn weather_window_averages_match_a_reference_computed_from_the_input() {
         let t = v["temperature"].as_f64().unwrap();
         let i = i as i64;
         let window = (start_ms + i * 997) / 60_000 * 60_000;
-        let e = expected.entry((window, v["city"].as_str().unwrap().to_owned())).or_insert((0, 0.0, f64::MAX, f64::MIN));
+        let e = expected
+            .entry((window, v["city"].as_str().unwrap().to_owned()))
+            .or_insert((0, 0.0, f64::MAX, f64::MIN));
         e.0 += 1;
         e.1 += t;
         e.2 = e.2.min(t);
         e.3 = e.3.max(t);
     }
-    let input: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
-    let mut outputs = Vec::new();
-    let mut failed = Vec::new();
-    for (c, chunk) in input.chunks(100).enumerate() {
-        let result = plugin.process(&records(chunk), 0).unwrap();
-        outputs.extend(json(&result.outputs));
-        failed.extend(result.failures.iter().map(|f| c * 100 + f.index as usize));
-    }
+    let (mut outputs, failed) = run_lines(&mut plugin, &lines, 100);
     outputs.extend(json(&plugin.on_tick(i64::MAX).unwrap()));
-    let defects: Vec<usize> = lines.iter().enumerate().filter(|(_, l)| l.defect.is_some()).map(|(i, _)| i).collect();
-    assert_eq!(failed, defects);
-    assert_eq!(outputs.len(), expected.len(), "one output per (window, city)");
+    assert_eq!(failed, defects(&lines));
+    assert_eq!(
+        outputs.len(),
+        expected.len(),
+        "one output per (window, city)"
+    );
     for out in &outputs {
-        let start = weir_plugin_kit::time::parse(out["window_start"].as_str().unwrap()).unwrap().epoch_ms;
+        let start = weir_plugin_kit::time::parse(out["window_start"].as_str().unwrap())
+            .unwrap()
+            .epoch_ms;
         let key = (start, out["city"].as_str().unwrap().to_owned());
         let (count, sum, min, max) = expected[&key];
         assert_eq!(out["count"], count, "{out}");
-        assert!(close(out["avg_temperature"].as_f64().unwrap(), sum / count as f64), "{out}");
+        assert!(
+            close(out["avg_temperature"].as_f64().unwrap(), sum / count as f64),
+            "{out}"
+        );
         assert_eq!(out["min_temperature"].as_f64().unwrap(), min);
         assert_eq!(out["max_temperature"].as_f64().unwrap(), max);
-        let end = weir_plugin_kit::time::parse(out["window_end"].as_str().unwrap()).unwrap().epoch_ms;
+        let end = weir_plugin_kit::time::parse(out["window_end"].as_str().unwrap())
+            .unwrap()
+            .epoch_ms;
         assert_eq!(end - start, 60_000);
     }
 }
@@ -159,13 +219,18 @@ fn weather_window_averages_match_a_reference_computed_from_the_input() {
 #[test]
 fn weather_window_state_moves_to_a_new_instance_through_snapshot_and_restore() {
     let (engine, _cache) = engine();
-    let mut old = start(&engine, reference("weather-window"), "{}", PluginLimits::default());
-    old.process(&records(&[r#"{"city":"Oslo","temperature":1.5}"#]), 60_000).unwrap();
+    let mut old = start_default(&engine, reference("weather-window"), "{}");
+    old.process(&records(&[r#"{"city":"Oslo","temperature":1.5}"#]), 60_000)
+        .unwrap();
     let state = old.snapshot().unwrap();
-    let mut new = start(&engine, reference("weather-window"), "{}", PluginLimits::default());
+    let mut new = start_default(&engine, reference("weather-window"), "{}");
     new.restore(&state).unwrap();
-    new.process(&records(&[r#"{"city":"Oslo","temperature":2.5}"#]), 61_000).unwrap();
-    assert!(new.on_tick(119_999).unwrap().is_empty(), "the window is still open");
+    new.process(&records(&[r#"{"city":"Oslo","temperature":2.5}"#]), 61_000)
+        .unwrap();
+    assert!(
+        new.on_tick(119_999).unwrap().is_empty(),
+        "the window is still open"
+    );
     let closed = json(&new.on_tick(120_000).unwrap());
     assert_eq!(closed.len(), 1);
     assert_eq!(closed[0]["count"], 2);
@@ -181,15 +246,15 @@ fn log_extract_falls_back_from_body_path_to_attribute_to_default() {
         {"name":"service","from":["serviceName"]},
         {"name":"host","from":["resources.host.name"]},
         {"name":"mobile","from":["$.data.mobile","attributes.mobile"],"default":"unknown"}]}"#;
-    let mut plugin = start(&engine, reference("log-extract"), config, PluginLimits::default());
+    let mut plugin = start_default(&engine, reference("log-extract"), config);
     let lines = sample::logs(800, 11, 0, 2.0);
-    let input: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
-    let result = plugin.process(&records(&input), 0).unwrap();
-    let failed: Vec<usize> = result.failures.iter().map(|f| f.index as usize).collect();
-    let defects: Vec<usize> = lines.iter().enumerate().filter(|(_, l)| l.defect.is_some()).map(|(i, _)| i).collect();
-    assert_eq!(failed, defects);
-    let outputs = json(&result.outputs);
-    let valid: Vec<Value> = lines.iter().filter(|l| l.defect.is_none()).map(|l| serde_json::from_str(&l.text).unwrap()).collect();
+    let (outputs, failed) = run_lines(&mut plugin, &lines, lines.len());
+    assert_eq!(failed, defects(&lines));
+    let valid: Vec<Value> = lines
+        .iter()
+        .filter(|l| l.defect.is_none())
+        .map(|l| serde_json::from_str(&l.text).unwrap())
+        .collect();
     assert_eq!(outputs.len(), valid.len());
     let mut seen = BTreeMap::new();
     for (input, out) in valid.iter().zip(&outputs) {
@@ -205,7 +270,11 @@ fn log_extract_falls_back_from_body_path_to_attribute_to_default() {
         assert_eq!(out["host"], input["resources"]["host.name"]);
         assert_eq!(out.as_object().unwrap().len(), 3);
     }
-    assert_eq!(seen.len(), 3, "every fallback branch is exercised: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        3,
+        "every fallback branch is exercised: {seen:?}"
+    );
 }
 
 #[test]
@@ -214,10 +283,16 @@ fn plugin_built_by_cargo_component_behaves_like_the_wasip2_build() {
     let lines = sample::taxi(1000, 3, 5.0);
     let input: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
     let mut results = Vec::new();
-    for path in [reference("taxi-enrich"), wasm("plugins/dist/component/taxi-enrich.wasm")] {
+    for path in [
+        reference("taxi-enrich"),
+        wasm("plugins/dist/component/taxi-enrich.wasm"),
+    ] {
         let mut plugin = start(&engine, path, "{}", PluginLimits::default());
         let r = plugin.process(&records(&input), 0).unwrap();
-        results.push((r.outputs.into_iter().map(|o| o.value).collect::<Vec<_>>(), r.failures.len()));
+        results.push((
+            r.outputs.into_iter().map(|o| o.value).collect::<Vec<_>>(),
+            r.failures.len(),
+        ));
     }
     assert!(results[0].1 > 0);
     assert_eq!(results[0], results[1]);

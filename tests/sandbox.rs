@@ -30,7 +30,10 @@ fn plugin_cannot_read_a_host_file_through_wasi() {
     let seen = only_output(&mut plugin);
     assert!(seen.starts_with("read failed:"), "{seen}");
     assert!(!seen.contains("top secret"));
-    let mut root = hostile_with(r#"{"mode":"read-file","path":"/etc/passwd"}"#, PluginLimits::default());
+    let mut root = hostile_with(
+        r#"{"mode":"read-file","path":"/etc/passwd"}"#,
+        PluginLimits::default(),
+    );
     assert!(only_output(&mut root).starts_with("read failed:"));
 }
 
@@ -55,14 +58,22 @@ fn plugin_clock_is_stopped_at_the_epoch() {
 
 #[test]
 fn looping_plugin_is_interrupted_at_its_deadline_and_never_reused() {
-    let limits = PluginLimits { max_batch_time: Duration::from_millis(200), ..PluginLimits::default() };
+    let limits = PluginLimits {
+        max_batch_time: Duration::from_millis(200),
+        ..PluginLimits::default()
+    };
     let mut plugin = hostile_with(r#"{"mode":"spin"}"#, limits);
     let started = Instant::now();
     let error = plugin.process(&records(&["x"]), 0).unwrap_err();
     // Proves the call returned at all (no hang); the bound is generous on purpose.
     assert!(started.elapsed() < Duration::from_secs(30));
     match &error {
-        Error::Trap { kind, export, reason, .. } => {
+        Error::Trap {
+            kind,
+            export,
+            reason,
+            ..
+        } => {
             assert_eq!(*kind, TrapKind::Deadline);
             assert_eq!(*export, "process");
             assert!(reason.contains("max-batch-time 200 ms"), "{reason}");
@@ -76,7 +87,10 @@ fn looping_plugin_is_interrupted_at_its_deadline_and_never_reused() {
 
 #[test]
 fn memory_hungry_plugin_fails_cleanly_at_its_cap() {
-    let limits = PluginLimits { max_memory: 32 << 20, ..PluginLimits::default() };
+    let limits = PluginLimits {
+        max_memory: 32 << 20,
+        ..PluginLimits::default()
+    };
     let mut plugin = hostile_with(r#"{"mode":"hog"}"#, limits);
     let error = plugin.process(&records(&["x"]), 0).unwrap_err();
     match &error {
@@ -92,22 +106,55 @@ fn memory_hungry_plugin_fails_cleanly_at_its_cap() {
 #[test]
 fn host_keeps_serving_other_plugins_after_traps() {
     let (engine, _cache) = engine();
-    let mut healthy = start(&engine, reference("taxi-enrich"), "{}", PluginLimits::default());
-    let mut echo = start(&engine, hostile(), r#"{"mode":"echo"}"#, PluginLimits::default());
+    let mut healthy = start(
+        &engine,
+        reference("taxi-enrich"),
+        "{}",
+        PluginLimits::default(),
+    );
+    let mut echo = start(
+        &engine,
+        hostile(),
+        r#"{"mode":"echo"}"#,
+        PluginLimits::default(),
+    );
     let trip = r#"{"tpep_pickup_datetime":"2019-01-01 00:00:00","tpep_dropoff_datetime":"2019-01-01 00:30:00","trip_distance":5,"fare_amount":20}"#;
-    let short = PluginLimits { max_batch_time: Duration::from_millis(100), max_memory: 16 << 20 };
+    let short = PluginLimits {
+        max_batch_time: Duration::from_millis(100),
+        max_memory: 16 << 20,
+    };
     for mode in ["spin", "hog", "panic"] {
-        let mut bad = start(&engine, hostile(), &format!(r#"{{"mode":"{mode}"}}"#), short);
+        let mut bad = start(
+            &engine,
+            hostile(),
+            &format!(r#"{{"mode":"{mode}"}}"#),
+            short,
+        );
         let error = bad.process(&records(&["boom"]), 0).unwrap_err();
         assert!(matches!(error, Error::Trap { .. }), "{mode}: {error}");
         let ok = healthy.process(&records(&[trip]), 0).unwrap();
         assert_eq!(ok.outputs.len(), 1, "taxi-enrich still works after {mode}");
-        assert_eq!(echo.process(&records(&["a", "b"]), 0).unwrap().outputs.len(), 2);
+        assert_eq!(
+            echo.process(&records(&["a", "b"]), 0)
+                .unwrap()
+                .outputs
+                .len(),
+            2
+        );
     }
     let panicked = start(&engine, hostile(), r#"{"mode":"panic"}"#, short)
         .process(&records(&["boom"]), 0)
         .unwrap_err();
-    assert!(matches!(panicked, Error::Trap { kind: TrapKind::Fault, .. }), "{panicked}");
+    assert!(
+        matches!(
+            panicked,
+            Error::Trap {
+                kind: TrapKind::Fault,
+                ..
+            }
+        ),
+        "{panicked}"
+    );
 }
 
 #[test]
@@ -129,7 +176,10 @@ fn garbage_and_missing_files_are_refused_with_a_hint() {
     std::fs::write(&garbage, b"\0asm not really").unwrap();
     let error = engine.load(&garbage).unwrap_err();
     assert!(matches!(error, Error::Compile { .. }), "{error}");
-    assert!(error.to_string().contains("cargo component build"), "{error}");
+    assert!(
+        error.to_string().contains("cargo component build"),
+        "{error}"
+    );
     let missing = engine.load(&dir.path().join("nope.wasm")).unwrap_err();
     assert!(matches!(missing, Error::Read { .. }), "{missing}");
 }
@@ -146,5 +196,8 @@ fn init_refusing_its_config_is_reported_with_the_plugin_name() {
     let error = engine.start(&spec).unwrap_err();
     let text = error.to_string();
     assert!(matches!(error, Error::Init { .. }), "{text}");
-    assert!(text.contains("plugins.taxi.config") && text.contains("max-sped-mph"), "{text}");
+    assert!(
+        text.contains("plugins.taxi.config") && text.contains("max-sped-mph"),
+        "{text}"
+    );
 }

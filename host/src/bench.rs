@@ -54,11 +54,21 @@ pub fn run(wasm: &Path, records: usize, repeat: usize, cache_dir: &Path) -> Resu
     let lines = crate::sample::taxi(records, 42, 2.0);
     let host_records: Vec<plugin::Record> = lines
         .iter()
-        .map(|l| plugin::Record { key: None, value: l.text.clone().into_bytes(), timestamp_ms: 0, headers: vec![] })
+        .map(|l| plugin::Record {
+            key: None,
+            value: l.text.clone().into_bytes(),
+            timestamp_ms: 0,
+            headers: vec![],
+        })
         .collect();
     let guest_records: Vec<weir_plugin_kit::Record> = lines
         .iter()
-        .map(|l| weir_plugin_kit::Record { key: None, value: l.text.clone().into_bytes(), timestamp_ms: 0, headers: vec![] })
+        .map(|l| weir_plugin_kit::Record {
+            key: None,
+            value: l.text.clone().into_bytes(),
+            timestamp_ms: 0,
+            headers: vec![],
+        })
         .collect();
 
     let mut rows = Vec::new();
@@ -74,7 +84,11 @@ pub fn run(wasm: &Path, records: usize, repeat: usize, cache_dir: &Path) -> Resu
         }
         native_out = (outputs, failed);
     });
-    rows.push(Measurement { mode: "native", batch_size: 1024, records_per_sec: records as f64 / best.as_secs_f64() });
+    rows.push(Measurement {
+        mode: "native",
+        batch_size: 1024,
+        records_per_sec: records as f64 / best.as_secs_f64(),
+    });
 
     let uncached = PluginEngine::new(None)?;
     let started = Instant::now();
@@ -90,7 +104,10 @@ pub fn run(wasm: &Path, records: usize, repeat: usize, cache_dir: &Path) -> Resu
         name: "taxi-enrich".into(),
         path: wasm.to_owned(),
         config_json: "{}".into(),
-        limits: PluginLimits { max_batch_time: Duration::from_secs(30), max_memory: 1 << 30 },
+        limits: PluginLimits {
+            max_batch_time: Duration::from_secs(30),
+            max_memory: 1 << 30,
+        },
     };
     for batch_size in [1usize, 64, 1024] {
         let mut plugin = engine.instantiate(&spec, &loaded)?;
@@ -125,9 +142,18 @@ pub fn run(wasm: &Path, records: usize, repeat: usize, cache_dir: &Path) -> Resu
                 ),
             });
         }
-        rows.push(Measurement { mode: "wasm", batch_size, records_per_sec: records as f64 / best.as_secs_f64() });
+        rows.push(Measurement {
+            mode: "wasm",
+            batch_size,
+            records_per_sec: records as f64 / best.as_secs_f64(),
+        });
     }
-    Ok(Report { records, rows, compile, cached_load })
+    Ok(Report {
+        records,
+        rows,
+        compile,
+        cached_load,
+    })
 }
 
 fn best_of(repeat: usize, mut f: impl FnMut()) -> Duration {
@@ -144,8 +170,16 @@ fn best_of(repeat: usize, mut f: impl FnMut()) -> Duration {
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let native = self.rows[0].records_per_sec;
-        writeln!(f, "taxi-enrich, {} generated trips (2% invalid), best of the passes", self.records)?;
-        writeln!(f, "{:<8} {:>6} {:>14} {:>10}", "mode", "batch", "records/s", "vs native")?;
+        writeln!(
+            f,
+            "taxi-enrich, {} generated trips (2% invalid), best of the passes",
+            self.records
+        )?;
+        writeln!(
+            f,
+            "{:<8} {:>6} {:>14} {:>10}",
+            "mode", "batch", "records/s", "vs native"
+        )?;
         for row in &self.rows {
             writeln!(
                 f,

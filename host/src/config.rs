@@ -58,7 +58,11 @@ pub enum Error {
 }
 
 fn list(problems: &[Problem]) -> String {
-    problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Result of this module.
@@ -190,7 +194,8 @@ pub fn parse_byte_size(text: &str) -> std::result::Result<u64, String> {
             ));
         }
     };
-    n.checked_mul(factor).ok_or_else(|| format!("invalid size {text:?}: too large"))
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("invalid size {text:?}: too large"))
 }
 
 impl Config {
@@ -203,7 +208,10 @@ impl Config {
         })?;
         let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
         Config::parse(&text, &base_dir, &|name| std::env::var(name).ok()).map_err(|problems| {
-            Error::Invalid { path: path.to_owned(), problems }
+            Error::Invalid {
+                path: path.to_owned(),
+                problems,
+            }
         })
     }
 
@@ -224,19 +232,31 @@ impl Config {
         })?;
         config.base_dir = base_dir.to_owned();
         let problems = config.check(&text);
-        if problems.is_empty() { Ok(config) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
     }
 
     /// Resolves a path from the configuration against its folder.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_owned() } else { self.base_dir.join(path) }
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        }
     }
 
     fn check(&self, text: &str) -> Vec<Problem> {
         let mut problems = Vec::new();
         let mut problem = |key: String, message: String| {
             let segments: Vec<&str> = key.split('.').collect();
-            problems.push(Problem { line: key_line(text, &segments), key: Some(key), message });
+            problems.push(Problem {
+                line: key_line(text, &segments),
+                key: Some(key),
+                message,
+            });
         };
         if self.pipelines.is_empty() {
             problem(
@@ -256,7 +276,10 @@ impl Config {
                 );
             }
             if plugin.max_batch_time.is_zero() {
-                problem(format!("plugins.{name}.max-batch-time"), "must be more than 0".into());
+                problem(
+                    format!("plugins.{name}.max-batch-time"),
+                    "must be more than 0".into(),
+                );
             }
             if plugin.max_memory < 1 << 20 {
                 problem(
@@ -278,7 +301,10 @@ impl Config {
                 }
             }
             if pipeline.batch_size == 0 {
-                problem(format!("pipelines.{name}.batch-size"), "must be at least 1".into());
+                problem(
+                    format!("pipelines.{name}.batch-size"),
+                    "must be at least 1".into(),
+                );
             }
             for (key, message) in pipeline.source.check(self) {
                 problem(format!("pipelines.{name}.source.{key}"), message);
@@ -323,13 +349,21 @@ pub fn interpolate(
             let expr = &inner[..end];
             match expand(expr, env) {
                 Ok(value) => out.push_str(&value),
-                Err(message) => problems.push(Problem { line: Some(number + 1), key: None, message }),
+                Err(message) => problems.push(Problem {
+                    line: Some(number + 1),
+                    key: None,
+                    message,
+                }),
             }
             rest = &inner[end + 1..];
         }
         out.push_str(rest);
     }
-    if problems.is_empty() { Ok(out) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
 }
 
 fn expand(expr: &str, env: &dyn Fn(&str) -> Option<String>) -> std::result::Result<String, String> {
@@ -345,9 +379,10 @@ fn expand(expr: &str, env: &dyn Fn(&str) -> Option<String>) -> std::result::Resu
     match (value, op) {
         (Some(v), _) => Ok(v),
         (None, Some(op)) if op.starts_with('-') => Ok(op[1..].to_owned()),
-        (None, Some(op)) if op.starts_with('?') => {
-            Err(format!("environment variable {name} is not set: {}", &op[1..]))
-        }
+        (None, Some(op)) if op.starts_with('?') => Err(format!(
+            "environment variable {name} is not set: {}",
+            &op[1..]
+        )),
         (None, Some(op)) => Err(format!(
             "`${{{expr}}}`: unknown operator {op:?} (use `:-default` or `:?message`)"
         )),
@@ -359,7 +394,11 @@ fn expand(expr: &str, env: &dyn Fn(&str) -> Option<String>) -> std::result::Resu
 
 /// 1-based line of a byte offset.
 pub fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// Line where a dotted key is defined, found through the spans of the parsed
@@ -370,7 +409,9 @@ pub fn key_line(text: &str, key: &[&str]) -> Option<usize> {
     let mut table = root.get_ref();
     let mut span = None;
     for (i, segment) in key.iter().enumerate() {
-        let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *segment)?;
+        let (k, v) = table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == *segment)?;
         span = Some(k.span());
         if i + 1 < key.len() {
             match v.get_ref() {
@@ -396,7 +437,11 @@ mod tests {
 
     #[test]
     fn interpolates_defaults_errors_and_literals() {
-        let out = interpolate("a = \"${HOST}\"\nb = \"${NOPE:-x}\"\nc = \"$${HOST}\"\n", &env).unwrap();
+        let out = interpolate(
+            "a = \"${HOST}\"\nb = \"${NOPE:-x}\"\nc = \"$${HOST}\"\n",
+            &env,
+        )
+        .unwrap();
         assert_eq!(out, "a = \"db.local\"\nb = \"x\"\nc = \"${HOST}\"\n");
         let problems = interpolate("\n\nx = \"${NOPE}\" ${EMPTY:?needed for y}", &env).unwrap_err();
         assert_eq!(problems.len(), 2);
@@ -410,7 +455,10 @@ mod tests {
         let text = "[pipelines.p]\nsource = { type = \"file\", path = \"x\" }\nsink = { type = \"ndjson\", path = \"o\" }\nbatch-sise = 10\n";
         let problems = Config::parse(text, Path::new("."), &env).unwrap_err();
         assert_eq!(problems[0].line, Some(4), "{problems:?}");
-        assert!(problems[0].message.contains("unknown field `batch-sise`"), "{problems:?}");
+        assert!(
+            problems[0].message.contains("unknown field `batch-sise`"),
+            "{problems:?}"
+        );
     }
 
     #[test]

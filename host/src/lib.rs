@@ -20,9 +20,9 @@
 
 pub mod bench;
 pub mod config;
-pub mod sample;
 pub mod pipeline;
 pub mod plugin;
+pub mod sample;
 pub mod sink;
 pub mod source;
 

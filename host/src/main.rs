@@ -13,7 +13,11 @@ use weir::pipeline::{Pipeline, Summary};
 use weir::plugin::{self, PluginEngine, PluginLimits, PluginSpec};
 
 #[derive(Parser)]
-#[command(name = "weir", version, about = "Streaming transforms in WebAssembly, one native host for all I/O.")]
+#[command(
+    name = "weir",
+    version,
+    about = "Streaming transforms in WebAssembly, one native host for all I/O."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -104,12 +108,16 @@ enum SampleKind {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
@@ -124,22 +132,50 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
     match command {
         Command::Run { config, quiet } => run(&config, quiet).await,
         Command::Validate { config } => validate(&config),
-        Command::Plugin { command: PluginCommand::Test { wasm, input, config, now, tick, batch_size, fail_on_failures } } => {
+        Command::Plugin {
+            command:
+                PluginCommand::Test {
+                    wasm,
+                    input,
+                    config,
+                    now,
+                    tick,
+                    batch_size,
+                    fail_on_failures,
+                },
+        } => {
             let failed = plugin_test(&wasm, &input, config.as_deref(), now, tick, batch_size)?;
-            Ok(if fail_on_failures && failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if fail_on_failures && failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        Command::Bench { wasm, records, repeat } => {
-            let cache = std::env::temp_dir().join(format!("weir-bench-cache-{}", std::process::id()));
-            let report = tokio::task::block_in_place(|| weir::bench::run(&wasm, records, repeat, &cache));
+        Command::Bench {
+            wasm,
+            records,
+            repeat,
+        } => {
+            let cache =
+                std::env::temp_dir().join(format!("weir-bench-cache-{}", std::process::id()));
+            let report =
+                tokio::task::block_in_place(|| weir::bench::run(&wasm, records, repeat, &cache));
             let _ = std::fs::remove_dir_all(&cache);
             print!("{}", report?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Gen { kind, count, seed, invalid_pct } => {
+        Command::Gen {
+            kind,
+            count,
+            seed,
+            invalid_pct,
+        } => {
             let start_ms = 1_546_300_800_000;
             let lines = match kind {
                 SampleKind::Taxi => weir::sample::taxi(count, seed, invalid_pct),
-                SampleKind::Weather => weir::sample::weather(count, seed, start_ms, 1000, invalid_pct),
+                SampleKind::Weather => {
+                    weir::sample::weather(count, seed, start_ms, 1000, invalid_pct)
+                }
                 SampleKind::Logs => weir::sample::logs(count, seed, start_ms, invalid_pct),
             };
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -153,7 +189,12 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
 }
 
 fn engine_for(config: &Config) -> Result<PluginEngine> {
-    let cache = config.engine.cache_dir.as_ref().map(|d| config.resolve(d)).or_else(plugin::cache::ComponentCache::default_dir);
+    let cache = config
+        .engine
+        .cache_dir
+        .as_ref()
+        .map(|d| config.resolve(d))
+        .or_else(plugin::cache::ComponentCache::default_dir);
     Ok(PluginEngine::new(cache)?)
 }
 
@@ -196,10 +237,20 @@ async fn run(path: &Path, quiet: bool) -> Result<std::process::ExitCode> {
     for s in &summaries {
         println!(
             "{}: {} in, {} out, {} dead-lettered, {} plugin restarts in {:.2} s ({:.0} records/s)",
-            s.pipeline, s.read, s.written, s.dead_lettered, s.restarts, s.elapsed.as_secs_f64(), s.records_per_sec()
+            s.pipeline,
+            s.read,
+            s.written,
+            s.dead_lettered,
+            s.restarts,
+            s.elapsed.as_secs_f64(),
+            s.records_per_sec()
         );
     }
-    Ok(if failed { std::process::ExitCode::from(1) } else { std::process::ExitCode::SUCCESS })
+    Ok(if failed {
+        std::process::ExitCode::from(1)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
 }
 
 async fn report_progress(pipelines: Vec<(String, std::sync::Arc<weir::pipeline::Stats>)>) {
@@ -226,7 +277,8 @@ async fn report_progress(pipelines: Vec<(String, std::sync::Arc<weir::pipeline::
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -264,13 +316,19 @@ fn validate(path: &Path) -> Result<std::process::ExitCode> {
                     _ => format!("plugins.{name}.path"),
                 };
                 let segments: Vec<&str> = key.split('.').collect();
-                let line = weir::config::key_line(&text, &segments).map_or(String::new(), |l| format!("line {l}: "));
+                let line = weir::config::key_line(&text, &segments)
+                    .map_or(String::new(), |l| format!("line {l}: "));
                 println!("FAIL {}:{line}{key}: {e}", path.display());
             }
         }
     }
     for (name, p) in &config.pipelines {
-        println!("ok   pipelines.{name}: {:?} → [{}] → {:?}", kind(&p.source), p.plugins.join(" → "), kind(&p.sink));
+        println!(
+            "ok   pipelines.{name}: {:?} → [{}] → {:?}",
+            kind(&p.source),
+            p.plugins.join(" → "),
+            kind(&p.sink)
+        );
     }
     if problems > 0 {
         println!("{problems} problem(s)");
@@ -281,20 +339,33 @@ fn validate(path: &Path) -> Result<std::process::ExitCode> {
 }
 
 fn kind(c: &impl std::fmt::Debug) -> String {
-    format!("{c:?}").split([' ', '(', '{']).next().unwrap_or("").to_lowercase()
+    format!("{c:?}")
+        .split([' ', '(', '{'])
+        .next()
+        .unwrap_or("")
+        .to_lowercase()
 }
 
 /// Turns `--config` into the JSON string `init` takes.
 fn plugin_config(arg: Option<&str>) -> Result<String> {
-    let Some(arg) = arg else { return Ok("{}".into()) };
+    let Some(arg) = arg else {
+        return Ok("{}".into());
+    };
     let path = Path::new(arg);
     let (text, is_toml) = if path.is_file() {
-        (std::fs::read_to_string(path)?, path.extension().is_some_and(|e| e == "toml"))
+        (
+            std::fs::read_to_string(path)?,
+            path.extension().is_some_and(|e| e == "toml"),
+        )
     } else {
-        (arg.to_owned(), serde_json::from_str::<serde_json::Value>(arg).is_err())
+        (
+            arg.to_owned(),
+            serde_json::from_str::<serde_json::Value>(arg).is_err(),
+        )
     };
     if is_toml {
-        let table: toml::Table = toml::from_str(&text).context("--config is neither JSON nor TOML")?;
+        let table: toml::Table =
+            toml::from_str(&text).context("--config is neither JSON nor TOML")?;
         Ok(serde_json::to_string(&table)?)
     } else {
         serde_json::from_str::<serde_json::Value>(&text).context("--config is not valid JSON")?;
@@ -302,23 +373,48 @@ fn plugin_config(arg: Option<&str>) -> Result<String> {
     }
 }
 
-fn plugin_test(wasm: &Path, input: &Path, config: Option<&str>, now: Option<i64>, tick: Option<i64>, batch_size: usize) -> Result<usize> {
+fn plugin_test(
+    wasm: &Path,
+    input: &Path,
+    config: Option<&str>,
+    now: Option<i64>,
+    tick: Option<i64>,
+    batch_size: usize,
+) -> Result<usize> {
     if batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
     let engine = PluginEngine::new(plugin::cache::ComponentCache::default_dir())?;
-    let name = wasm.file_stem().map_or("plugin".into(), |s| s.to_string_lossy().into_owned());
-    let spec = PluginSpec { name, path: wasm.to_owned(), config_json: plugin_config(config)?, limits: PluginLimits::default() };
+    let name = wasm
+        .file_stem()
+        .map_or("plugin".into(), |s| s.to_string_lossy().into_owned());
+    let spec = PluginSpec {
+        name,
+        path: wasm.to_owned(),
+        config_json: plugin_config(config)?,
+        limits: PluginLimits::default(),
+    };
     let mut plugin = engine.start(&spec)?;
-    let text = std::fs::read_to_string(input).with_context(|| format!("cannot read --input {}", input.display()))?;
-    let lines: Vec<(usize, &str)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| (i + 1, l)).collect();
+    let text = std::fs::read_to_string(input)
+        .with_context(|| format!("cannot read --input {}", input.display()))?;
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i + 1, l))
+        .collect();
     let now = now.unwrap_or_else(weir::pipeline::now_ms);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let (mut outputs, mut failed) = (0usize, 0usize);
     for chunk in lines.chunks(batch_size) {
         let batch: Vec<plugin::Record> = chunk
             .iter()
-            .map(|(_, l)| plugin::Record { key: None, value: l.as_bytes().to_vec(), timestamp_ms: now, headers: vec![] })
+            .map(|(_, l)| plugin::Record {
+                key: None,
+                value: l.as_bytes().to_vec(),
+                timestamp_ms: now,
+                headers: vec![],
+            })
             .collect();
         let result = plugin.process(&batch, now)?;
         for f in &result.failures {
@@ -340,6 +436,11 @@ fn plugin_test(wasm: &Path, input: &Path, config: Option<&str>, now: Option<i64>
         }
     }
     out.flush()?;
-    eprintln!("{}@{}: {} in, {outputs} out, {failed} failed", plugin.info().name, plugin.info().version, lines.len());
+    eprintln!(
+        "{}@{}: {} in, {outputs} out, {failed} failed",
+        plugin.info().name,
+        plugin.info().version,
+        lines.len()
+    );
     Ok(failed)
 }

@@ -131,9 +131,17 @@ impl Pipeline {
             let plugin = engine.instantiate(&spec, &loaded)?;
             let label = format!("{}@{}", plugin.info().name, plugin.info().version);
             tracing::info!(pipeline = name, plugin = %label, hash = %&loaded.hash[..12], origin = ?loaded.origin, load_ms = loaded.load_time.as_millis() as u64, "Plugin ready.");
-            stages.push(Stage { spec, loaded, plugin, label });
+            stages.push(Stage {
+                spec,
+                loaded,
+                plugin,
+                label,
+            });
         }
-        let dead_letter = pc.dead_letter.clone().unwrap_or_else(|| SinkConfig::default_dead_letter(name));
+        let dead_letter = pc
+            .dead_letter
+            .clone()
+            .unwrap_or_else(|| SinkConfig::default_dead_letter(name));
         Ok(Pipeline {
             name: name.to_owned(),
             source: pc.source.build(config).await?,
@@ -173,9 +181,12 @@ impl Pipeline {
                 _ = stop.changed() => continue,
             };
             let Some(batch) = batch else { break };
-            self.stats.read.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+            self.stats
+                .read
+                .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
             let (records, positions) = (batch.records, batch.positions);
-            let outputs = tokio::task::block_in_place(|| self.apply(0, records, Some(&positions), now_ms()))?;
+            let outputs =
+                tokio::task::block_in_place(|| self.apply(0, records, Some(&positions), now_ms()))?;
             self.deliver(outputs.0, outputs.1).await?;
             if last_tick.elapsed() >= self.tick_interval {
                 last_tick = Instant::now();
@@ -221,8 +232,16 @@ impl Pipeline {
                             tracing::warn!(plugin = %stage.label, index = failure.index, "Plugin reported a failure for an index outside its batch; ignored.");
                             continue;
                         };
-                        let position = positions.and_then(|p| p.get(failure.index as usize)).copied();
-                        dead.push(dead_letter(source, record.clone(), &failure.reason, &stage.label, position));
+                        let position = positions
+                            .and_then(|p| p.get(failure.index as usize))
+                            .copied();
+                        dead.push(dead_letter(
+                            source,
+                            record.clone(),
+                            &failure.reason,
+                            &stage.label,
+                            position,
+                        ));
                     }
                     records = result.outputs;
                 }
@@ -252,7 +271,8 @@ impl Pipeline {
                     continue;
                 }
             };
-            let (outputs, dead) = tokio::task::block_in_place(|| self.apply(i + 1, emitted, None, now))?;
+            let (outputs, dead) =
+                tokio::task::block_in_place(|| self.apply(i + 1, emitted, None, now))?;
             self.deliver(outputs, dead).await?;
         }
         Ok(())
@@ -261,12 +281,22 @@ impl Pipeline {
     async fn deliver(&mut self, outputs: Vec<Record>, mut dead: Vec<Record>) -> Result<()> {
         let count = outputs.len() as u64;
         let rejected = self.sink.write(outputs).await?;
-        self.stats.written.fetch_add(count - rejected.len() as u64, Ordering::Relaxed);
+        self.stats
+            .written
+            .fetch_add(count - rejected.len() as u64, Ordering::Relaxed);
         for r in rejected {
-            dead.push(dead_letter(&*self.source, r.record, &r.reason, "sink", Some(Position::None)));
+            dead.push(dead_letter(
+                &*self.source,
+                r.record,
+                &r.reason,
+                "sink",
+                Some(Position::None),
+            ));
         }
         if !dead.is_empty() {
-            self.stats.dead_lettered.fetch_add(dead.len() as u64, Ordering::Relaxed);
+            self.stats
+                .dead_lettered
+                .fetch_add(dead.len() as u64, Ordering::Relaxed);
             let refused = self.dead_letter.write(dead).await?;
             if let Some(r) = refused.first() {
                 // The last resort refused a record: stop rather than lose it.
@@ -280,14 +310,26 @@ impl Pipeline {
         }
         Ok(())
     }
-
 }
 
 /// Tags a record with why it failed, where, and where it came from.
-fn dead_letter(source: &dyn Source, mut record: Record, reason: &str, stage: &str, position: Option<Position>) -> Record {
+fn dead_letter(
+    source: &dyn Source,
+    mut record: Record,
+    reason: &str,
+    stage: &str,
+    position: Option<Position>,
+) -> Record {
     let origin = source.locate(position.unwrap_or(Position::None));
-    for (name, value) in [(headers::REASON, reason), (headers::STAGE, stage), (headers::SOURCE, &origin)] {
-        record.headers.push(Header { name: name.into(), value: value.as_bytes().to_vec() });
+    for (name, value) in [
+        (headers::REASON, reason),
+        (headers::STAGE, stage),
+        (headers::SOURCE, &origin),
+    ] {
+        record.headers.push(Header {
+            name: name.into(),
+            value: value.as_bytes().to_vec(),
+        });
     }
     record
 }
@@ -299,6 +341,9 @@ pub fn plugin_spec(config: &Config, name: &str) -> PluginSpec {
         name: name.to_owned(),
         path: config.resolve(&pc.path),
         config_json: serde_json::to_string(&pc.config).expect("TOML tables serialise to JSON"),
-        limits: plugin::PluginLimits { max_batch_time: pc.max_batch_time, max_memory: pc.max_memory },
+        limits: plugin::PluginLimits {
+            max_batch_time: pc.max_batch_time,
+            max_memory: pc.max_memory,
+        },
     }
 }

@@ -67,7 +67,12 @@ fn tlc_time(epoch_s: i64) -> String {
     let days = epoch_s.div_euclid(86_400);
     let secs = epoch_s.rem_euclid(86_400);
     let (y, m, d) = weir_plugin_kit::time::civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// Taxi trips of January 2019 in TLC's yellow-trip layout; about
@@ -86,7 +91,11 @@ pub fn taxi(count: usize, seed: u64, invalid_pct: f64) -> Vec<Line> {
         let mut dropoff = pickup + (minutes * 60.0) as i64;
         let fare = two(2.5 + 2.5 * distance + 0.3 * minutes);
         let card = rng.chance(0.7);
-        let tip = if card { two(fare * (0.10 + 0.15 * rng.unit())) } else { 0.0 };
+        let tip = if card {
+            two(fare * (0.10 + 0.15 * rng.unit()))
+        } else {
+            0.0
+        };
         let extra = [0.0, 0.5, 1.0][rng.range(0, 2) as usize];
         let tolls = if rng.chance(0.05) { 5.76 } else { 0.0 };
         let mut fields = (tlc_time(pickup), distance, fare);
@@ -158,7 +167,13 @@ const CITIES: [(&str, f64); 8] = [
 
 /// Weather readings, one every `step_ms` from `start_ms`, cycling through
 /// eight cities; about `invalid_pct` percent lack a city or a number.
-pub fn weather(count: usize, seed: u64, start_ms: i64, step_ms: i64, invalid_pct: f64) -> Vec<Line> {
+pub fn weather(
+    count: usize,
+    seed: u64,
+    start_ms: i64,
+    step_ms: i64,
+    invalid_pct: f64,
+) -> Vec<Line> {
     let mut rng = Rng::new(seed);
     (0..count)
         .map(|i| {
@@ -167,12 +182,23 @@ pub fn weather(count: usize, seed: u64, start_ms: i64, step_ms: i64, invalid_pct
             let ts = weir_plugin_kit::time::format_rfc3339(start_ms + i as i64 * step_ms);
             if rng.chance(invalid_pct / 100.0) {
                 if rng.chance(0.5) {
-                    Line { text: format!(r#"{{"temperature":{t},"timestamp":"{ts}"}}"#), defect: Some("missing-city") }
+                    Line {
+                        text: format!(r#"{{"temperature":{t},"timestamp":"{ts}"}}"#),
+                        defect: Some("missing-city"),
+                    }
                 } else {
-                    Line { text: format!(r#"{{"city":"{city}","temperature":"n/a","timestamp":"{ts}"}}"#), defect: Some("temperature-not-a-number") }
+                    Line {
+                        text: format!(
+                            r#"{{"city":"{city}","temperature":"n/a","timestamp":"{ts}"}}"#
+                        ),
+                        defect: Some("temperature-not-a-number"),
+                    }
                 }
             } else {
-                Line { text: format!(r#"{{"city":"{city}","temperature":{t},"timestamp":"{ts}"}}"#), defect: None }
+                Line {
+                    text: format!(r#"{{"city":"{city}","temperature":{t},"timestamp":"{ts}"}}"#),
+                    defect: None,
+                }
             }
         })
         .collect()
@@ -228,9 +254,17 @@ mod tests {
 
     #[test]
     fn weather_and_logs_are_json_unless_marked() {
-        for line in weather(500, 3, 0, 1000, 1.0).iter().chain(&logs(500, 3, 0, 1.0)) {
+        for line in weather(500, 3, 0, 1000, 1.0)
+            .iter()
+            .chain(&logs(500, 3, 0, 1.0))
+        {
             let parsed = serde_json::from_str::<serde_json::Value>(&line.text);
-            assert_eq!(parsed.is_err(), line.defect == Some("not-json"), "{}", line.text);
+            assert_eq!(
+                parsed.is_err(),
+                line.defect == Some("not-json"),
+                "{}",
+                line.text
+            );
         }
     }
 }

@@ -39,19 +39,86 @@ pub fn engine() -> (PluginEngine, tempfile::TempDir) {
 /// Starts a plugin with a JSON config and limits.
 pub fn start(engine: &PluginEngine, path: PathBuf, config: &str, limits: PluginLimits) -> Plugin {
     let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-    let spec = PluginSpec { name, path, config_json: config.into(), limits };
-    engine.start(&spec).unwrap_or_else(|e| panic!("plugin failed to start: {e}"))
+    let spec = PluginSpec {
+        name,
+        path,
+        config_json: config.into(),
+        limits,
+    };
+    engine
+        .start(&spec)
+        .unwrap_or_else(|e| panic!("plugin failed to start: {e}"))
 }
 
 /// Records from text values.
 pub fn records<S: AsRef<str>>(values: &[S]) -> Vec<Record> {
     values
         .iter()
-        .map(|v| Record { key: None, value: v.as_ref().as_bytes().to_vec(), timestamp_ms: 0, headers: vec![] })
+        .map(|v| Record {
+            key: None,
+            value: v.as_ref().as_bytes().to_vec(),
+            timestamp_ms: 0,
+            headers: vec![],
+        })
         .collect()
 }
 
 /// Parses output values as JSON.
 pub fn json(records: &[Record]) -> Vec<serde_json::Value> {
-    records.iter().map(|r| serde_json::from_slice(&r.value).expect("output is JSON")).collect()
+    records
+        .iter()
+        .map(|r| serde_json::from_slice(&r.value).expect("output is JSON"))
+        .collect()
+}
+
+/// Starts a plugin with default limits.
+pub fn start_default(engine: &PluginEngine, path: PathBuf, config: &str) -> Plugin {
+    start(engine, path, config, PluginLimits::default())
+}
+
+/// Runs generated lines through a plugin in chunks; returns the outputs as
+/// JSON and the indices (into `lines`) of the failures.
+pub fn run_lines(
+    plugin: &mut Plugin,
+    lines: &[weir::sample::Line],
+    chunk: usize,
+) -> (Vec<serde_json::Value>, Vec<usize>) {
+    let mut outputs = Vec::new();
+    let mut failed = Vec::new();
+    for (c, part) in lines.chunks(chunk).enumerate() {
+        let texts: Vec<&str> = part.iter().map(|l| l.text.as_str()).collect();
+        let result = plugin
+            .process(&records(&texts), 0)
+            .expect("process succeeds");
+        outputs.extend(json(&result.outputs));
+        failed.extend(result.failures.iter().map(|f| c * chunk + f.index as usize));
+    }
+    (outputs, failed)
+}
+
+/// Indices of the lines the generator made invalid on purpose.
+pub fn defects(lines: &[weir::sample::Line]) -> Vec<usize> {
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.defect.is_some())
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// A one-plugin pipeline `p` in TOML; `source` and `sink` are inline tables,
+/// the dead letters go to `dead.ndjson` as envelopes.
+pub fn pipeline_toml(
+    wasm: &std::path::Path,
+    plugin_config: &str,
+    batch_size: usize,
+    source: &str,
+    sink: &str,
+) -> String {
+    format!(
+        "[plugins.t]\npath = \"{}\"\nconfig = {plugin_config}\n\
+         [pipelines.p]\nplugins = [\"t\"]\nbatch-size = {batch_size}\nsource = {source}\nsink = {sink}\n\
+         dead-letter = {{ type = \"ndjson\", path = \"dead.ndjson\", envelope = true }}\n",
+        wasm.display()
+    )
 }

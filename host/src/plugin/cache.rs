@@ -49,12 +49,20 @@ impl ComponentCache {
     }
 
     /// Returns the compiled component for `bytes`, from the cache when it can.
-    pub fn load(&self, engine: &Engine, path: &Path, bytes: &[u8], hash: &str) -> Result<(Component, Origin)> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        path: &Path,
+        bytes: &[u8],
+        hash: &str,
+    ) -> Result<(Component, Origin)> {
         let Some(dir) = &self.dir else {
             return compile(engine, path, bytes).map(|c| (c, Origin::Compiled));
         };
         let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
         let entry = dir.join(format!("{hash}-{:016x}.cwasm", engine_hash.finish()));
         if entry.is_file() {
             // SAFETY: entries are written only by `store` below, from
@@ -64,7 +72,9 @@ impl ComponentCache {
             // artifacts of another version or configuration.
             match unsafe { Component::deserialize_file(engine, &entry) } {
                 Ok(component) => return Ok((component, Origin::Cached)),
-                Err(e) => tracing::warn!(entry = %entry.display(), error = %e, "Ignoring unusable cache entry."),
+                Err(e) => {
+                    tracing::warn!(entry = %entry.display(), error = %e, "Ignoring unusable cache entry.")
+                }
             }
         }
         let component = compile(engine, path, bytes)?;

@@ -31,7 +31,10 @@ pub struct PluginLimits {
 
 impl Default for PluginLimits {
     fn default() -> Self {
-        PluginLimits { max_batch_time: Duration::from_secs(2), max_memory: 256 << 20 }
+        PluginLimits {
+            max_batch_time: Duration::from_secs(2),
+            max_memory: 256 << 20,
+        }
     }
 }
 
@@ -109,17 +112,31 @@ impl PluginEngine {
     /// Reads and compiles (or loads from the cache) the component at `path`.
     pub fn load(&self, path: &Path) -> Result<LoadedComponent> {
         let started = Instant::now();
-        let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let hash = ComponentCache::content_hash(&bytes);
         let (component, origin) = self.cache.load(&self.engine, path, &bytes, &hash)?;
         let load_time = started.elapsed();
         tracing::debug!(path = %path.display(), %hash, ?origin, ?load_time, "Loaded component.");
-        Ok(LoadedComponent { component, hash, origin, load_time })
+        Ok(LoadedComponent {
+            component,
+            hash,
+            origin,
+            load_time,
+        })
     }
 
     /// Instantiates a loaded component and runs `describe` and `init`.
     pub fn instantiate(&self, spec: &PluginSpec, loaded: &LoadedComponent) -> Result<Plugin> {
-        Plugin::new(&self.engine, &self.linker, spec, loaded, self._ticker.clone())
+        Plugin::new(
+            &self.engine,
+            &self.linker,
+            spec,
+            loaded,
+            self._ticker.clone(),
+        )
     }
 
     /// `load` then `instantiate`.

@@ -23,7 +23,10 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -49,7 +52,12 @@ struct MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
             self.refused = Some(desired);
             return Err(wasmtime::Error::msg("memory cap reached"));
@@ -57,7 +65,12 @@ impl ResourceLimiter for MemoryCap {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -99,22 +112,33 @@ impl Plugin {
             plugin: name.clone(),
             wasi: super::sandbox::wasi_context(&name),
             table: ResourceTable::new(),
-            memory: MemoryCap { max_bytes: usize::try_from(spec.limits.max_memory).unwrap_or(usize::MAX), refused: None },
+            memory: MemoryCap {
+                max_bytes: usize::try_from(spec.limits.max_memory).unwrap_or(usize::MAX),
+                refused: None,
+            },
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.memory);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(deadline_ticks(spec.limits));
-        let bindings = Transform::instantiate(&mut store, &loaded.component, linker).map_err(|e| {
-            if is_trap(&e) {
-                trap_error(&name, "instantiate", spec.limits, &store, e)
-            } else {
-                Error::Link { path: spec.path.clone(), reason: format!("{e:#}") }
-            }
-        })?;
+        let bindings =
+            Transform::instantiate(&mut store, &loaded.component, linker).map_err(|e| {
+                if is_trap(&e) {
+                    trap_error(&name, "instantiate", spec.limits, &store, e)
+                } else {
+                    Error::Link {
+                        path: spec.path.clone(),
+                        reason: format!("{e:#}"),
+                    }
+                }
+            })?;
         let mut plugin = Plugin {
             name,
-            info: Info { name: String::new(), version: String::new(), state_version: 0 },
+            info: Info {
+                name: String::new(),
+                version: String::new(),
+                state_version: 0,
+            },
             hash: loaded.hash.clone(),
             limits: spec.limits,
             store,
@@ -125,7 +149,10 @@ impl Plugin {
         plugin.info = plugin.call("describe", |b, s| b.call_describe(s))?;
         plugin
             .call("init", |b, s| b.call_init(s, &spec.config_json))?
-            .map_err(|message| Error::Init { plugin: spec.name.clone(), message })?;
+            .map_err(|message| Error::Init {
+                plugin: spec.name.clone(),
+                message,
+            })?;
         Ok(plugin)
     }
 
@@ -182,7 +209,10 @@ impl Plugin {
         f: impl FnOnce(&Transform, &mut Store<HostState>) -> wasmtime::Result<T>,
     ) -> Result<T> {
         if let Some(reason) = &self.poisoned {
-            return Err(Error::Poisoned { plugin: self.name.to_string(), reason: reason.clone() });
+            return Err(Error::Poisoned {
+                plugin: self.name.to_string(),
+                reason: reason.clone(),
+            });
         }
         self.store.set_epoch_deadline(deadline_ticks(self.limits));
         match f(&self.bindings, &mut self.store) {
@@ -234,5 +264,10 @@ fn trap_error(
     } else {
         (TrapKind::Fault, format!("{e:#}").replace('\n', " | "))
     };
-    Error::Trap { plugin: name.to_owned(), export, reason, kind }
+    Error::Trap {
+        plugin: name.to_owned(),
+        export,
+        reason,
+        kind,
+    }
 }

@@ -18,8 +18,14 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx};
 pub fn wasi_context(name: &Arc<str>) -> WasiCtx {
     let mut builder = WasiCtx::builder();
     builder
-        .stdout(GuestLog { plugin: name.clone(), stream: "stdout" })
-        .stderr(GuestLog { plugin: name.clone(), stream: "stderr" })
+        .stdout(GuestLog {
+            plugin: name.clone(),
+            stream: "stdout",
+        })
+        .stderr(GuestLog {
+            plugin: name.clone(),
+            stream: "stderr",
+        })
         .wall_clock(StoppedClock)
         .monotonic_clock(StoppedClock)
         .allow_tcp(false)
@@ -65,11 +71,17 @@ impl IsTerminal for GuestLog {
 
 impl StdoutStream for GuestLog {
     fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(LineWriter { target: self.clone(), pending: Vec::new() })
+        Box::new(LineWriter {
+            target: self.clone(),
+            pending: Vec::new(),
+        })
     }
 
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(LineWriter { target: self.clone(), pending: Vec::new() })
+        Box::new(LineWriter {
+            target: self.clone(),
+            pending: Vec::new(),
+        })
     }
 }
 

@@ -99,9 +99,16 @@ impl SinkConfig {
     /// Opens the sink; relative paths start at `config`'s folder.
     pub async fn build(&self, config: &crate::config::Config) -> Result<Box<dyn Sink>> {
         match self {
-            SinkConfig::Parquet(c) => Ok(Box::new(parquet::ParquetSink::open(c, &config.resolve(&c.path))?)),
+            SinkConfig::Parquet(c) => Ok(Box::new(parquet::ParquetSink::open(
+                c,
+                &config.resolve(&c.path),
+            )?)),
             SinkConfig::Ndjson(c) => {
-                let path = if c.path.as_os_str() == "-" { c.path.clone() } else { config.resolve(&c.path) };
+                let path = if c.path.as_os_str() == "-" {
+                    c.path.clone()
+                } else {
+                    config.resolve(&c.path)
+                };
                 Ok(Box::new(ndjson::NdjsonSink::open(c, &path).await?))
             }
         }
@@ -109,6 +116,8 @@ impl SinkConfig {
 }
 
 /// Serde helper for optional durations such as `rollover-interval = "10s"`.
-pub(crate) fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn optional_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
     crate::config::duration(d).map(Some)
 }

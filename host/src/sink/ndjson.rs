@@ -41,9 +41,15 @@ impl NdjsonSink {
         let out: Box<dyn AsyncWrite + Send + Unpin> = if path.as_os_str() == "-" {
             Box::new(tokio::io::stdout())
         } else {
-            let io = |action: &str, error| Error::Io { sink: name.clone(), action: action.into(), error };
+            let io = |action: &str, error| Error::Io {
+                sink: name.clone(),
+                action: action.into(),
+                error,
+            };
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                tokio::fs::create_dir_all(parent).await.map_err(|e| io("create folder", e))?;
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(|e| io("create folder", e))?;
             }
             let file = tokio::fs::OpenOptions::new()
                 .create(true)
@@ -55,7 +61,11 @@ impl NdjsonSink {
                 .map_err(|e| io("open", e))?;
             Box::new(file)
         };
-        Ok(NdjsonSink { name, out: BufWriter::with_capacity(1 << 20, out), envelope: config.envelope })
+        Ok(NdjsonSink {
+            name,
+            out: BufWriter::with_capacity(1 << 20, out),
+            envelope: config.envelope,
+        })
     }
 }
 
@@ -65,12 +75,19 @@ pub fn envelope(record: &Record) -> Value {
     obj.insert("timestamp_ms".into(), record.timestamp_ms.into());
     obj.insert(
         "key".into(),
-        record.key.as_ref().map_or(Value::Null, |k| String::from_utf8_lossy(k).into_owned().into()),
+        record.key.as_ref().map_or(Value::Null, |k| {
+            String::from_utf8_lossy(k).into_owned().into()
+        }),
     );
     let headers: Map<String, Value> = record
         .headers
         .iter()
-        .map(|h| (h.name.clone(), String::from_utf8_lossy(&h.value).into_owned().into()))
+        .map(|h| {
+            (
+                h.name.clone(),
+                String::from_utf8_lossy(&h.value).into_owned().into(),
+            )
+        })
         .collect();
     obj.insert("headers".into(), headers.into());
     match std::str::from_utf8(&record.value) {
@@ -90,7 +107,8 @@ impl Sink for NdjsonSink {
         let mut buf = Vec::with_capacity(records.iter().map(|r| r.value.len() + 1).sum());
         for record in &records {
             if self.envelope {
-                serde_json::to_writer(&mut buf, &envelope(record)).expect("a JSON value serialises");
+                serde_json::to_writer(&mut buf, &envelope(record))
+                    .expect("a JSON value serialises");
             } else {
                 buf.extend_from_slice(&record.value);
             }
@@ -105,7 +123,11 @@ impl Sink for NdjsonSink {
     }
 
     async fn flush(&mut self) -> Result<()> {
-        self.out.flush().await.map_err(|error| Error::Io { sink: self.name.clone(), action: "flush".into(), error })
+        self.out.flush().await.map_err(|error| Error::Io {
+            sink: self.name.clone(),
+            action: "flush".into(),
+            error,
+        })
     }
 
     async fn close(&mut self) -> Result<()> {

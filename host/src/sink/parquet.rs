@@ -32,7 +32,10 @@ pub struct ParquetConfig {
     #[serde(default = "default_max_rows")]
     pub max_rows_per_file: u64,
     /// Start a new file after about this many bytes, e.g. `"128MiB"`.
-    #[serde(default = "default_max_bytes", deserialize_with = "crate::config::byte_size")]
+    #[serde(
+        default = "default_max_bytes",
+        deserialize_with = "crate::config::byte_size"
+    )]
     pub max_file_size: u64,
     /// Start a new file after this long, e.g. `"10s"`; none by default.
     #[serde(default, deserialize_with = "super::optional_duration")]
@@ -103,18 +106,29 @@ impl ParquetSink {
     }
 
     fn format_error(&self, action: &str, e: impl std::fmt::Display) -> Error {
-        Error::Format { sink: self.describe(), action: action.into(), reason: e.to_string() }
+        Error::Format {
+            sink: self.describe(),
+            action: action.into(),
+            reason: e.to_string(),
+        }
     }
 
     fn infer_schema(&self, records: &[Record]) -> Result<SchemaRef> {
-        let values = records.iter().filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.value).ok());
-        let schema = infer_json_schema_from_iterator(values.map(Ok)).map_err(|e| self.format_error("infer schema", e))?;
+        let values = records
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.value).ok());
+        let schema = infer_json_schema_from_iterator(values.map(Ok))
+            .map_err(|e| self.format_error("infer schema", e))?;
         Ok(Arc::new(schema))
     }
 
     /// Decodes records into one batch, or per record to find the ones that
     /// do not fit.
-    fn decode(&self, schema: &SchemaRef, records: Vec<Record>) -> Result<(Vec<RecordBatch>, Vec<Rejected>)> {
+    fn decode(
+        &self,
+        schema: &SchemaRef,
+        records: Vec<Record>,
+    ) -> Result<(Vec<RecordBatch>, Vec<Rejected>)> {
         let capacity = records.len().max(1);
         let decode = |values: &mut dyn Iterator<Item = &[u8]>| -> std::result::Result<Option<RecordBatch>, String> {
             let mut decoder = ReaderBuilder::new(schema.clone())
@@ -141,7 +155,10 @@ impl ParquetSink {
                 Ok(batch) => batches.extend(batch),
                 Err(reason) => rejected.push(Rejected {
                     record,
-                    reason: format!("does not fit the Parquet schema of {}: {reason}", self.describe()),
+                    reason: format!(
+                        "does not fit the Parquet schema of {}: {reason}",
+                        self.describe()
+                    ),
                 }),
             }
         }
@@ -164,22 +181,37 @@ impl ParquetSink {
                 Codec::Snappy => Compression::SNAPPY,
                 Codec::None => Compression::UNCOMPRESSED,
             };
-            let props = WriterProperties::builder().set_compression(compression).build();
+            let props = WriterProperties::builder()
+                .set_compression(compression)
+                .build();
             let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
                 .map_err(|e| self.format_error("open writer", e))?;
-            self.file = Some(OpenFile { writer, tmp, path, rows: 0, opened: Instant::now() });
+            self.file = Some(OpenFile {
+                writer,
+                tmp,
+                path,
+                rows: 0,
+                opened: Instant::now(),
+            });
         }
         Ok(self.file.as_mut().expect("just opened"))
     }
 
     fn finish_file(&mut self) -> Result<()> {
-        let Some(open) = self.file.take() else { return Ok(()) };
+        let Some(open) = self.file.take() else {
+            return Ok(());
+        };
         let name = self.describe();
-        let file = open
-            .writer
-            .into_inner()
-            .map_err(|e| Error::Format { sink: name.clone(), action: "close file".into(), reason: e.to_string() })?;
-        file.sync_all().map_err(|error| Error::Io { sink: name.clone(), action: "fsync".into(), error })?;
+        let file = open.writer.into_inner().map_err(|e| Error::Format {
+            sink: name.clone(),
+            action: "close file".into(),
+            reason: e.to_string(),
+        })?;
+        file.sync_all().map_err(|error| Error::Io {
+            sink: name.clone(),
+            action: "fsync".into(),
+            error,
+        })?;
         std::fs::rename(&open.tmp, &open.path).map_err(|error| Error::Io {
             sink: name,
             action: format!("rename to {}", open.path.display()),
@@ -193,8 +225,12 @@ impl ParquetSink {
     fn should_roll(&self) -> bool {
         self.file.as_ref().is_some_and(|f| {
             f.rows >= self.config.max_rows_per_file
-                || f.writer.bytes_written() as u64 + f.writer.in_progress_size() as u64 >= self.config.max_file_size
-                || self.config.rollover_interval.is_some_and(|every| f.opened.elapsed() >= every)
+                || f.writer.bytes_written() as u64 + f.writer.in_progress_size() as u64
+                    >= self.config.max_file_size
+                || self
+                    .config
+                    .rollover_interval
+                    .is_some_and(|every| f.opened.elapsed() >= every)
         })
     }
 }

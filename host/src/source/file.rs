@@ -22,13 +22,20 @@ impl LineSource {
     /// Opens a file.
     pub async fn open(path: &Path) -> Result<Self> {
         let name = format!("file {}", path.display());
-        let file = tokio::fs::File::open(path).await.map_err(|error| Error::Io {
-            source_name: name.clone(),
-            action: "open",
-            error,
-            hint: "check source.path",
-        })?;
-        Ok(LineSource { name, reader: Box::new(BufReader::with_capacity(1 << 20, file)), line: 0, done: false })
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|error| Error::Io {
+                source_name: name.clone(),
+                action: "open",
+                error,
+                hint: "check source.path",
+            })?;
+        Ok(LineSource {
+            name,
+            reader: Box::new(BufReader::with_capacity(1 << 20, file)),
+            line: 0,
+            done: false,
+        })
     }
 
     /// Reads standard input.
@@ -56,12 +63,16 @@ impl Source for LineSource {
         let mut batch = SourceBatch::default();
         while batch.records.len() < max {
             let mut value = Vec::with_capacity(512);
-            let n = self.reader.read_until(b'\n', &mut value).await.map_err(|error| Error::Io {
-                source_name: self.name.clone(),
-                action: "read",
-                error,
-                hint: "check the file is readable and not truncated while weir reads it",
-            })?;
+            let n = self
+                .reader
+                .read_until(b'\n', &mut value)
+                .await
+                .map_err(|error| Error::Io {
+                    source_name: self.name.clone(),
+                    action: "read",
+                    error,
+                    hint: "check the file is readable and not truncated while weir reads it",
+                })?;
             if n == 0 {
                 self.done = true;
                 break;
@@ -73,10 +84,19 @@ impl Source for LineSource {
             if value.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            batch.records.push(Record { key: None, value, timestamp_ms: now_ms, headers: Vec::new() });
+            batch.records.push(Record {
+                key: None,
+                value,
+                timestamp_ms: now_ms,
+                headers: Vec::new(),
+            });
             batch.positions.push(Position::Line(self.line));
         }
-        if batch.records.is_empty() && self.done { Ok(None) } else { Ok(Some(batch)) }
+        if batch.records.is_empty() && self.done {
+            Ok(None)
+        } else {
+            Ok(Some(batch))
+        }
     }
 }
 

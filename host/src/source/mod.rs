@@ -56,7 +56,9 @@ impl Error {
         match self {
             Error::Io { error, .. } => matches!(
                 error.kind(),
-                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::WouldBlock
             ),
         }
     }
@@ -105,7 +107,10 @@ impl SourceConfig {
                 if resolved.is_file() {
                     vec![]
                 } else {
-                    vec![("path", format!("{} does not exist or is not a file", resolved.display()))]
+                    vec![(
+                        "path",
+                        format!("{} does not exist or is not a file", resolved.display()),
+                    )]
                 }
             }
             SourceConfig::Stdin => vec![],
@@ -115,7 +120,9 @@ impl SourceConfig {
     /// Opens the source.
     pub async fn build(&self, config: &Config) -> Result<Box<dyn Source>> {
         match self {
-            SourceConfig::File { path } => Ok(Box::new(file::LineSource::open(&config.resolve(path)).await?)),
+            SourceConfig::File { path } => Ok(Box::new(
+                file::LineSource::open(&config.resolve(path)).await?,
+            )),
             SourceConfig::Stdin => Ok(Box::new(file::LineSource::stdin())),
         }
     }

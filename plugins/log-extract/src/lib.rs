@@ -47,7 +47,9 @@ impl Lookup {
     /// Parses a source as written in the configuration.
     pub fn parse(text: &str) -> Result<Self, String> {
         if let Some(path) = text.strip_prefix('$') {
-            return parse_path(path).map(Lookup::Body).map_err(|e| format!("JSON path {text:?}: {e}"));
+            return parse_path(path)
+                .map(Lookup::Body)
+                .map_err(|e| format!("JSON path {text:?}: {e}"));
         }
         if let Some(key) = text.strip_prefix("attributes.") {
             return Ok(Lookup::Attribute(key.to_owned()));
@@ -71,7 +73,10 @@ fn parse_path(mut rest: &str) -> Result<Vec<Step>, String> {
             rest = &after[end + 2..];
         } else if let Some(after) = rest.strip_prefix('[') {
             let end = after.find(']').ok_or("unclosed [")?;
-            let index = after[..end].trim().parse().map_err(|_| format!("bad index [{}]", &after[..end]))?;
+            let index = after[..end]
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad index [{}]", &after[..end]))?;
             steps.push(Step::Index(index));
             rest = &after[end + 1..];
         } else if let Some(after) = rest.strip_prefix('.') {
@@ -82,7 +87,9 @@ fn parse_path(mut rest: &str) -> Result<Vec<Step>, String> {
             steps.push(Step::Key(after[..end].to_owned()));
             rest = &after[end..];
         } else {
-            return Err(format!("unexpected {rest:?}; write $.a.b, $.a[0] or $['a.b']"));
+            return Err(format!(
+                "unexpected {rest:?}; write $.a.b, $.a[0] or $['a.b']"
+            ));
         }
     }
     Ok(steps)
@@ -149,8 +156,8 @@ pub struct LogExtract {
 impl LogExtract {
     /// Extracts the configured fields from one record.
     pub fn extract(&self, value: &[u8]) -> Result<Vec<u8>, String> {
-        let record: Map<String, Value> =
-            serde_json::from_slice(value).map_err(|e| format!("record is not a JSON object: {e}"))?;
+        let record: Map<String, Value> = serde_json::from_slice(value)
+            .map_err(|e| format!("record is not a JSON object: {e}"))?;
         let body: Option<Value> = if self.needs_body {
             record.get("body").and_then(|b| match b {
                 Value::String(text) => serde_json::from_str(text).ok(),
@@ -174,7 +181,10 @@ impl LogExtract {
             let value = match found {
                 Some(v) => v.clone(),
                 None if field.required => {
-                    return Err(format!("required field {:?} not found in any of its sources", field.name));
+                    return Err(format!(
+                        "required field {:?} not found in any of its sources",
+                        field.name
+                    ));
                 }
                 None => field.default.clone(),
             };
@@ -196,7 +206,11 @@ fn walk<'a>(mut v: &'a Value, steps: &[Step]) -> Option<&'a Value> {
 
 impl Transform for LogExtract {
     fn info() -> Info {
-        Info { name: "log-extract".into(), version: env!("CARGO_PKG_VERSION").into(), state_version: 0 }
+        Info {
+            name: "log-extract".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            state_version: 0,
+        }
     }
 
     fn new(config: &str) -> Result<Self, String> {
@@ -214,9 +228,17 @@ impl Transform for LogExtract {
                 .iter()
                 .map(|s| Lookup::parse(s).map_err(|e| format!("fields.{}: {e}", f.name)))
                 .collect::<Result<Vec<_>, _>>()?;
-            fields.push(Field { name: f.name, from, default: f.default.unwrap_or(Value::Null), required: f.required });
+            fields.push(Field {
+                name: f.name,
+                from,
+                default: f.default.unwrap_or(Value::Null),
+                required: f.required,
+            });
         }
-        let needs_body = fields.iter().flat_map(|f| &f.from).any(|l| matches!(l, Lookup::Body(_)));
+        let needs_body = fields
+            .iter()
+            .flat_map(|f| &f.from)
+            .any(|l| matches!(l, Lookup::Body(_)));
         Ok(LogExtract { fields, needs_body })
     }
 
@@ -229,7 +251,10 @@ impl Transform for LogExtract {
                     record.value = value;
                     outputs.push(record);
                 }
-                Err(reason) => failures.push(Failure { index: index as u32, reason }),
+                Err(reason) => failures.push(Failure {
+                    index: index as u32,
+                    reason,
+                }),
             }
         }
         BatchResult { outputs, failures }
@@ -244,7 +269,8 @@ mod tests {
 
     fn run(config: &str, input: &str) -> Result<Value, String> {
         let t = LogExtract::new(config)?;
-        t.extract(input.as_bytes()).map(|v| serde_json::from_slice(&v).unwrap())
+        t.extract(input.as_bytes())
+            .map(|v| serde_json::from_slice(&v).unwrap())
     }
 
     const LOG: &str = r#"{"timestamp":"2025-08-06T09:12:30Z","serviceName":"user-service","severityText":"INFO","attributes":{"msg":"login","url":"/a","mobile":"555-0100"},"resources":{"host.name":"web-1"},"body":"{\"data\":{\"mobile\":\"555-0199\",\"tags\":[\"x\",\"y\"]}}"}"#;
@@ -269,14 +295,23 @@ mod tests {
             {"name":"region","from":["$['data']['region']","attributes.region"],"default":"unknown"},
             {"name":"sev","from":["severityText"]}]}"#;
         let v = run(config, LOG).unwrap();
-        assert_eq!(v, serde_json::json!({"tag":"y","host":"web-1","region":"unknown","sev":"INFO"}));
-        let required = r#"{"fields":[{"name":"trace","from":["attributes.trace_id"],"required":true}]}"#;
+        assert_eq!(
+            v,
+            serde_json::json!({"tag":"y","host":"web-1","region":"unknown","sev":"INFO"})
+        );
+        let required =
+            r#"{"fields":[{"name":"trace","from":["attributes.trace_id"],"required":true}]}"#;
         assert!(run(required, LOG).unwrap_err().contains("\"trace\""));
     }
 
     #[test]
     fn bad_config_and_bad_records_are_explained() {
-        assert!(LogExtract::new(r#"{"fields":[{"name":"a","from":["$.a[x]"]}]}"#).err().unwrap().contains("bad index"));
+        assert!(
+            LogExtract::new(r#"{"fields":[{"name":"a","from":["$.a[x]"]}]}"#)
+                .err()
+                .unwrap()
+                .contains("bad index")
+        );
         assert!(LogExtract::new(r#"{"fields":[]}"#).is_err());
         assert!(LogExtract::new(r#"{"fields":[{"name":"a","from":["x"],"dflt":1}]}"#).is_err());
         assert!(run("{}", "[1]").unwrap_err().contains("not a JSON object"));

@@ -8,9 +8,9 @@ pub fn parse_ms(text: &str) -> Result<u64, String> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected e.g. \"500ms\", \"60s\", \"5m\", \"1h\""))?;
+    let value: u64 = digits.parse().map_err(|_| {
+        format!("invalid duration {text:?}: expected e.g. \"500ms\", \"60s\", \"5m\", \"1h\"")
+    })?;
     let factor = match unit.trim() {
         "" | "ms" => 1,
         "s" => 1_000,

@@ -26,7 +26,10 @@ pub struct Timestamp {
 impl Timestamp {
     /// An instant given in epoch milliseconds, on the UTC wall clock.
     pub fn from_epoch_ms(epoch_ms: i64) -> Self {
-        Timestamp { epoch_ms, local_ms: epoch_ms }
+        Timestamp {
+            epoch_ms,
+            local_ms: epoch_ms,
+        }
     }
 
     /// Hour of day (0–23) on the writer's wall clock.
@@ -142,7 +145,10 @@ fn parse_datetime(b: &[u8]) -> Option<Timestamp> {
     let local_ms = days_from_civil(year, month, day) * MS_PER_DAY
         + ((hour * 60 + minute) * 60 + second) * 1000
         + millis;
-    Some(Timestamp { epoch_ms: local_ms - offset_ms, local_ms })
+    Some(Timestamp {
+        epoch_ms: local_ms - offset_ms,
+        local_ms,
+    })
 }
 
 fn is_leap(year: i64) -> bool {
@@ -278,19 +284,35 @@ mod tests {
         let t = parse("2019-01-01T01:46:40.250+01:00").unwrap();
         assert_eq!(t.epoch_ms, 1_546_303_600_250);
         assert_eq!(t.hour(), 1);
-        assert_eq!(parse("2019-01-01T00:46:40Z").unwrap().epoch_ms, 1_546_303_600_000);
-        assert_eq!(parse("2018-12-31T19:46:40-0500").unwrap().epoch_ms, 1_546_303_600_000);
+        assert_eq!(
+            parse("2019-01-01T00:46:40Z").unwrap().epoch_ms,
+            1_546_303_600_000
+        );
+        assert_eq!(
+            parse("2018-12-31T19:46:40-0500").unwrap().epoch_ms,
+            1_546_303_600_000
+        );
     }
 
     #[test]
     fn epoch_millis_as_text_or_number() {
         assert_eq!(parse("1546303600000").unwrap().epoch_ms, 1_546_303_600_000);
-        assert_eq!(RawTime::Millis(1.5e12).parse().unwrap().epoch_ms, 1_500_000_000_000);
+        assert_eq!(
+            RawTime::Millis(1.5e12).parse().unwrap().epoch_ms,
+            1_500_000_000_000
+        );
     }
 
     #[test]
     fn refuses_impossible_dates_and_garbage() {
-        for bad in ["2019-02-29 00:00:00", "2019-13-01 00:00:00", "2019-01-01 24:00:00", "yesterday", "", "2019-01-01T00:00:00+01"] {
+        for bad in [
+            "2019-02-29 00:00:00",
+            "2019-13-01 00:00:00",
+            "2019-01-01 24:00:00",
+            "yesterday",
+            "",
+            "2019-01-01T00:00:00+01",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(parse("2020-02-29 23:59:59").is_ok());
@@ -303,7 +325,10 @@ mod tests {
             assert_eq!(days_from_civil(y, m, d), days);
         }
         assert_eq!(format_rfc3339(1_546_303_600_000), "2019-01-01T00:46:40Z");
-        assert_eq!(format_rfc3339(1_546_303_600_007), "2019-01-01T00:46:40.007Z");
+        assert_eq!(
+            format_rfc3339(1_546_303_600_007),
+            "2019-01-01T00:46:40.007Z"
+        );
         assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59.999Z");
     }
 }

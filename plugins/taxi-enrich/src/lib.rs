@@ -146,7 +146,10 @@ fn required_time(raw: Option<&RawTime>, field: &str) -> Result<Timestamp, String
 /// by the new fields, so input fields are kept exactly and no second buffer
 /// is allocated.
 pub fn append_metrics(value: &mut Vec<u8>, m: &Metrics) {
-    let end = value.iter().rposition(|&b| b == b'}').unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|&b| b == b'}')
+        .unwrap_or(value.len());
     let empty = value[..end]
         .iter()
         .rev()
@@ -208,7 +211,9 @@ impl Transform for TaxiEnrich {
     }
 
     fn new(config: &str) -> Result<Self, String> {
-        Ok(TaxiEnrich { config: parse_config(config)? })
+        Ok(TaxiEnrich {
+            config: parse_config(config)?,
+        })
     }
 
     fn process(&mut self, batch: Vec<Record>, _now_ms: i64) -> BatchResult {
@@ -217,7 +222,10 @@ impl Transform for TaxiEnrich {
         for (index, mut record) in batch.into_iter().enumerate() {
             match self.enrich(&mut record) {
                 Ok(()) => outputs.push(record),
-                Err(reason) => failures.push(Failure { index: index as u32, reason }),
+                Err(reason) => failures.push(Failure {
+                    index: index as u32,
+                    reason,
+                }),
             }
         }
         BatchResult { outputs, failures }
@@ -232,7 +240,12 @@ mod tests {
     use serde_json::Value;
 
     fn record(json: &str) -> Record {
-        Record { key: None, value: json.as_bytes().to_vec(), timestamp_ms: 0, headers: vec![] }
+        Record {
+            key: None,
+            value: json.as_bytes().to_vec(),
+            timestamp_ms: 0,
+            headers: vec![],
+        }
     }
 
     const VALID: &str = r#"{"VendorID":1,"tpep_pickup_datetime":"2019-01-05 14:00:00","tpep_dropoff_datetime":"2019-01-05 14:30:00","passenger_count":1,"trip_distance":6.0,"fare_amount":20.0,"tip_amount":4.0,"total_amount":25.3}"#;
@@ -270,8 +283,11 @@ mod tests {
         ];
         let out = t.process(batch, 0);
         assert_eq!(out.outputs.len(), 1);
-        let reasons: Vec<(u32, &str)> =
-            out.failures.iter().map(|f| (f.index, f.reason.as_str())).collect();
+        let reasons: Vec<(u32, &str)> = out
+            .failures
+            .iter()
+            .map(|f| (f.index, f.reason.as_str()))
+            .collect();
         assert_eq!(reasons.len(), 7);
         assert!(reasons[0].1.contains("not after"), "{reasons:?}");
         assert!(reasons[1].1.contains("not positive"));
@@ -280,7 +296,10 @@ mod tests {
         assert!(reasons[4].1.contains("unparseable timestamp"));
         assert!(reasons[5].1.contains("not a JSON object"));
         assert!(reasons[6].1.contains("invalid JSON"));
-        assert_eq!(reasons.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(
+            reasons.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6, 7]
+        );
     }
 
     #[test]

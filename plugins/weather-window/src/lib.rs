@@ -105,7 +105,12 @@ pub struct Agg {
 
 impl Agg {
     fn new(t: f64) -> Self {
-        Agg { count: 1, sum: t, min: t, max: t }
+        Agg {
+            count: 1,
+            sum: t,
+            min: t,
+            max: t,
+        }
     }
     fn add(&mut self, t: f64) {
         self.count += 1;
@@ -140,7 +145,8 @@ pub struct WeatherWindow {
 
 impl WeatherWindow {
     fn watermark(&self) -> Option<i64> {
-        self.max_event_ms.map(|m| m - self.config.watermark_delay_ms)
+        self.max_event_ms
+            .map(|m| m - self.config.watermark_delay_ms)
     }
 
     /// The instant up to which windows may close: `now` in processing time,
@@ -149,7 +155,9 @@ impl WeatherWindow {
         match self.config.time {
             TimeMode::Processing => Some(now_ms),
             TimeMode::Event if now_ms == i64::MAX => Some(i64::MAX),
-            TimeMode::Event => self.watermark().map(|w| w - self.config.allowed_lateness_ms),
+            TimeMode::Event => self
+                .watermark()
+                .map(|w| w - self.config.allowed_lateness_ms),
         }
     }
 
@@ -170,8 +178,13 @@ impl WeatherWindow {
     fn add(&mut self, value: &[u8], now_ms: i64) -> Result<(), String> {
         let reading: Reading =
             serde_json::from_slice(value).map_err(|e| format!("invalid JSON: {e}"))?;
-        let city = reading.city.filter(|c| !c.trim().is_empty()).ok_or("city is missing or empty")?;
-        let t = reading.temperature.ok_or("temperature is missing or not a number")?;
+        let city = reading
+            .city
+            .filter(|c| !c.trim().is_empty())
+            .ok_or("city is missing or empty")?;
+        let t = reading
+            .temperature
+            .ok_or("temperature is missing or not a number")?;
         let at = match self.config.time {
             TimeMode::Processing => now_ms,
             TimeMode::Event => {
@@ -221,16 +234,29 @@ fn window_record(start: i64, end: i64, city: &str, agg: &Agg) -> Record {
         agg.min,
         agg.max
     ));
-    Record { key: Some(city.as_bytes().to_vec()), value: s.into_bytes(), timestamp_ms: end, headers: Vec::new() }
+    Record {
+        key: Some(city.as_bytes().to_vec()),
+        value: s.into_bytes(),
+        timestamp_ms: end,
+        headers: Vec::new(),
+    }
 }
 
 impl Transform for WeatherWindow {
     fn info() -> Info {
-        Info { name: "weather-window".into(), version: env!("CARGO_PKG_VERSION").into(), state_version: 1 }
+        Info {
+            name: "weather-window".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            state_version: 1,
+        }
     }
 
     fn new(config: &str) -> Result<Self, String> {
-        Ok(WeatherWindow { config: Config::parse(config)?, windows: BTreeMap::new(), max_event_ms: None })
+        Ok(WeatherWindow {
+            config: Config::parse(config)?,
+            windows: BTreeMap::new(),
+            max_event_ms: None,
+        })
     }
 
     fn process(&mut self, batch: Vec<Record>, now_ms: i64) -> BatchResult {
@@ -241,7 +267,10 @@ impl Transform for WeatherWindow {
         }
         for (index, record) in batch.iter().enumerate() {
             if let Err(reason) = self.add(&record.value, now_ms) {
-                failures.push(Failure { index: index as u32, reason });
+                failures.push(Failure {
+                    index: index as u32,
+                    reason,
+                });
             }
         }
         let horizon = self.closing_horizon(now_ms);
@@ -258,7 +287,11 @@ impl Transform for WeatherWindow {
 
     fn snapshot(&self) -> Vec<u8> {
         let state = State {
-            windows: self.windows.iter().map(|((s, c), a)| (*s, c.clone(), *a)).collect(),
+            windows: self
+                .windows
+                .iter()
+                .map(|((s, c), a)| (*s, c.clone(), *a))
+                .collect(),
             max_event_ms: self.max_event_ms,
         };
         serde_json::to_vec(&state).expect("state serialises")
@@ -268,9 +301,14 @@ impl Transform for WeatherWindow {
         let state: State = if bytes.is_empty() {
             State::default()
         } else {
-            serde_json::from_slice(bytes).map_err(|e| format!("state is not weather-window state version 1: {e}"))?
+            serde_json::from_slice(bytes)
+                .map_err(|e| format!("state is not weather-window state version 1: {e}"))?
         };
-        self.windows = state.windows.into_iter().map(|(s, c, a)| ((s, c), a)).collect();
+        self.windows = state
+            .windows
+            .into_iter()
+            .map(|(s, c, a)| ((s, c), a))
+            .collect();
         self.max_event_ms = state.max_event_ms;
         Ok(())
     }
@@ -284,17 +322,32 @@ mod tests {
     use serde_json::Value;
 
     fn rec(json: &str) -> Record {
-        Record { key: None, value: json.as_bytes().to_vec(), timestamp_ms: 0, headers: vec![] }
+        Record {
+            key: None,
+            value: json.as_bytes().to_vec(),
+            timestamp_ms: 0,
+            headers: vec![],
+        }
     }
 
     fn parse(records: &[Record]) -> Vec<Value> {
-        records.iter().map(|r| serde_json::from_slice(&r.value).unwrap()).collect()
+        records
+            .iter()
+            .map(|r| serde_json::from_slice(&r.value).unwrap())
+            .collect()
     }
 
     #[test]
     fn processing_time_windows_close_on_tick_with_count_avg_min_max() {
         let mut w = WeatherWindow::new("{}").unwrap();
-        let out = w.process(vec![rec(r#"{"city":"Oslo","temperature":1}"#), rec(r#"{"city":"Oslo","temperature":4}"#), rec(r#"{"city":"Rome","temperature":20}"#)], 60_500);
+        let out = w.process(
+            vec![
+                rec(r#"{"city":"Oslo","temperature":1}"#),
+                rec(r#"{"city":"Oslo","temperature":4}"#),
+                rec(r#"{"city":"Rome","temperature":20}"#),
+            ],
+            60_500,
+        );
         assert!(out.outputs.is_empty() && out.failures.is_empty());
         assert!(w.on_tick(119_999).is_empty());
         let closed = parse(&w.on_tick(120_000));
@@ -311,7 +364,8 @@ mod tests {
 
     #[test]
     fn event_time_uses_watermark_and_refuses_late_records() {
-        let mut w = WeatherWindow::new(r#"{"time":"event","window":"10s","watermark-delay":"2s"}"#).unwrap();
+        let mut w = WeatherWindow::new(r#"{"time":"event","window":"10s","watermark-delay":"2s"}"#)
+            .unwrap();
         let out = w.process(
             vec![
                 rec(r#"{"city":"A","temperature":1,"timestamp":1000}"#),
@@ -325,9 +379,16 @@ mod tests {
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0]["count"], 2);
         assert_eq!(closed[0]["avg_temperature"], 2.0);
-        let late = w.process(vec![rec(r#"{"city":"A","temperature":9,"timestamp":5000}"#)], 0);
+        let late = w.process(
+            vec![rec(r#"{"city":"A","temperature":9,"timestamp":5000}"#)],
+            0,
+        );
         assert_eq!(late.failures.len(), 1);
-        assert!(late.failures[0].reason.starts_with("late"), "{}", late.failures[0].reason);
+        assert!(
+            late.failures[0].reason.starts_with("late"),
+            "{}",
+            late.failures[0].reason
+        );
         let rest = parse(&w.on_tick(i64::MAX));
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0]["avg_temperature"], 5.0);
@@ -350,7 +411,14 @@ mod tests {
     #[test]
     fn bad_readings_fail_with_reasons() {
         let mut w = WeatherWindow::new("{}").unwrap();
-        let out = w.process(vec![rec(r#"{"temperature":1}"#), rec(r#"{"city":"A","temperature":"warm"}"#), rec("nope")], 0);
+        let out = w.process(
+            vec![
+                rec(r#"{"temperature":1}"#),
+                rec(r#"{"city":"A","temperature":"warm"}"#),
+                rec("nope"),
+            ],
+            0,
+        );
         let reasons: Vec<_> = out.failures.iter().map(|f| f.reason.as_str()).collect();
         assert_eq!(reasons.len(), 3);
         assert!(reasons[0].contains("city"));

@@ -1,0 +1,16 @@
+# Builds weir and the reference plugins, then ships the binary and the
+# plugins in a slim image. Used by docker-compose.yml.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+RUN rustup target add wasm32-wasip2
+COPY . .
+RUN scripts/build-plugins.sh && cargo build --release -p weir
+
+FROM debian:bookworm-slim
+RUN useradd --create-home weir
+WORKDIR /app
+COPY --from=build /src/target/release/weir /usr/local/bin/weir
+COPY --from=build /src/plugins/dist /app/plugins/dist
+COPY examples /app/examples
+USER weir
+ENTRYPOINT ["weir"]
