@@ -30,6 +30,9 @@ pub struct Report {
     pub compile: Duration,
     /// Time to load the same component from the compiled cache.
     pub cached_load: Duration,
+    /// Records/s through an identity component at batch 1024: the cost of
+    /// crossing the boundary alone (copy in, copy out), when measured.
+    pub boundary: Option<f64>,
 }
 
 /// Benchmark failure.
@@ -49,8 +52,16 @@ pub enum Error {
 }
 
 /// Runs the benchmark on `records` generated trips with `wasm` as the
-/// component, `repeat` passes per configuration.
-pub fn run(wasm: &Path, records: usize, repeat: usize, cache_dir: &Path) -> Result<Report, Error> {
+/// component, `repeat` passes per configuration. `echo`, an identity
+/// component (the test fixture `hostile` in echo mode), measures the
+/// boundary cost alone.
+pub fn run(
+    wasm: &Path,
+    echo: Option<&Path>,
+    records: usize,
+    repeat: usize,
+    cache_dir: &Path,
+) -> Result<Report, Error> {
     let lines = crate::sample::taxi(records, 42, 2.0);
     let host_records: Vec<plugin::Record> = lines
         .iter()
@@ -148,11 +159,36 @@ pub fn run(wasm: &Path, records: usize, repeat: usize, cache_dir: &Path) -> Resu
             records_per_sec: records as f64 / best.as_secs_f64(),
         });
     }
+    let boundary = match echo {
+        Some(path) => {
+            let spec = PluginSpec {
+                name: "echo".into(),
+                path: path.to_owned(),
+                config_json: r#"{"mode":"echo"}"#.into(),
+                ..spec
+            };
+            let mut plugin = engine.start(&spec)?;
+            let mut error = None;
+            let best = best_of(repeat, || {
+                for chunk in host_records.chunks(1024) {
+                    if let Err(e) = plugin.process(chunk, 0) {
+                        error = Some(e);
+                    }
+                }
+            });
+            if let Some(e) = error {
+                return Err(e.into());
+            }
+            Some(records as f64 / best.as_secs_f64())
+        }
+        None => None,
+    };
     Ok(Report {
         records,
         rows,
         compile,
         cached_load,
+        boundary,
     })
 }
 
@@ -188,6 +224,13 @@ impl std::fmt::Display for Report {
                 row.batch_size,
                 row.records_per_sec,
                 row.records_per_sec / native
+            )?;
+        }
+        if let Some(rate) = self.boundary {
+            writeln!(
+                f,
+                "{:<8} {:>6} {:>14.0}   (identity component: boundary cost alone)",
+                "echo", 1024, rate
             )?;
         }
         writeln!(

@@ -48,6 +48,10 @@ enum Command {
         /// The taxi-enrich component.
         #[arg(long, default_value = "plugins/dist/taxi-enrich.wasm")]
         wasm: PathBuf,
+        /// An identity component to measure the boundary cost alone, e.g.
+        /// tests/fixtures/dist/hostile.wasm (it echoes in its default mode).
+        #[arg(long)]
+        echo: Option<PathBuf>,
         /// Records per pass.
         #[arg(long, default_value_t = 200_000)]
         records: usize,
@@ -153,13 +157,15 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
         }
         Command::Bench {
             wasm,
+            echo,
             records,
             repeat,
         } => {
             let cache =
                 std::env::temp_dir().join(format!("weir-bench-cache-{}", std::process::id()));
-            let report =
-                tokio::task::block_in_place(|| weir::bench::run(&wasm, records, repeat, &cache));
+            let report = tokio::task::block_in_place(|| {
+                weir::bench::run(&wasm, echo.as_deref(), records, repeat, &cache)
+            });
             let _ = std::fs::remove_dir_all(&cache);
             print!("{}", report?);
             Ok(ExitCode::SUCCESS)

@@ -176,9 +176,16 @@ impl Pipeline {
                 tracing::info!(pipeline = %self.name, "Stopping on request.");
                 break;
             }
+            // Only a stop request may cancel a read; a dropped sender means
+            // no stop will ever come.
+            let stop_requested = async {
+                if stop.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
             let batch = tokio::select! {
                 batch = self.source.next_batch(self.batch_size) => batch?,
-                _ = stop.changed() => continue,
+                () = stop_requested => continue,
             };
             let Some(batch) = batch else { break };
             self.stats

@@ -74,6 +74,8 @@ pub trait Source: Send {
     fn describe(&self) -> String;
 
     /// Reads up to `max` records. `Ok(None)` means a bounded input has ended.
+    /// An unbounded source returns (possibly empty) batches within a bounded
+    /// time, so the pipeline can tick plugins and flush sinks while idle.
     async fn next_batch(&mut self, max: usize) -> Result<Option<SourceBatch>>;
 
     /// Describes a position for a dead letter, e.g. `data/x.ndjson:17`.

@@ -195,14 +195,14 @@ impl WeatherWindow {
                     .map_err(|e| format!("timestamp: {e}"))?
                     .epoch_ms;
                 let start = ts.div_euclid(self.config.window_ms) * self.config.window_ms;
-                if let Some(horizon) = self.closing_horizon(now_ms) {
-                    if start + self.config.window_ms <= horizon {
-                        return Err(format!(
-                            "late: window starting {} already closed (watermark {})",
-                            weir_plugin_kit::time::format_rfc3339(start),
-                            weir_plugin_kit::time::format_rfc3339(self.watermark().unwrap_or(ts))
-                        ));
-                    }
+                if let Some(horizon) = self.closing_horizon(now_ms)
+                    && start + self.config.window_ms <= horizon
+                {
+                    return Err(format!(
+                        "late: window starting {} already closed (watermark {})",
+                        weir_plugin_kit::time::format_rfc3339(start),
+                        weir_plugin_kit::time::format_rfc3339(self.watermark().unwrap_or(ts))
+                    ));
                 }
                 self.max_event_ms = Some(self.max_event_ms.map_or(ts, |m| m.max(ts)));
                 ts
