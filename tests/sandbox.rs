@@ -201,3 +201,65 @@ fn init_refusing_its_config_is_reported_with_the_plugin_name() {
         "{text}"
     );
 }
+
+/// Collects formatted log lines in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn guest_stdout_stderr_and_log_calls_become_log_events_tagged_with_the_plugin() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let (engine, _cache) = engine();
+        let spec = weir::plugin::PluginSpec {
+            name: "noisy".into(),
+            path: hostile(),
+            config_json: r#"{"mode":"chatty"}"#.into(),
+            limits: PluginLimits::default(),
+        };
+        let mut plugin = engine.start(&spec).unwrap();
+        let out = plugin.process(&records(&["x"]), 0).unwrap();
+        assert_eq!(out.outputs.len(), 1);
+        drop(plugin);
+    });
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no log line with {needle:?} in:\n{text}"))
+            .to_owned()
+    };
+    let stdout = line("hello from stdout");
+    assert!(
+        stdout.contains("INFO")
+            && stdout.contains("plugin=\"noisy\"")
+            && stdout.contains("stream=\"stdout\""),
+        "{stdout}"
+    );
+    let stderr = line("hello from stderr");
+    assert!(
+        stderr.contains("WARN") && stderr.contains("stream=\"stderr\""),
+        "{stderr}"
+    );
+    let logged = line("hello from the log import");
+    assert!(
+        logged.contains("WARN") && logged.contains("plugin=\"noisy\""),
+        "{logged}"
+    );
+}
