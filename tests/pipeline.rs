@@ -318,3 +318,34 @@ fn cli_plugin_test_prints_outputs_and_failures_and_can_fail_on_them() {
     assert_eq!(window["avg_temperature"], 2.0);
     assert!(stderr.contains("w.ndjson:3: city is missing"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn truncated_or_doubled_values_never_merge_into_parquet_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    // A truncated value followed by the rest of an object would parse as one
+    // object if the sink joined them; two objects in one value would shift rows.
+    std::fs::write(
+        dir.path().join("in.ndjson"),
+        "{\"a\":1}\n{\"a\":\n2}\n{\"a\":3}{\"a\":4}\n{\"a\":5}\n",
+    )
+    .unwrap();
+    let text = pipeline_toml(
+        &hostile(),
+        r#"{ mode = "echo" }"#,
+        10,
+        r#"{ type = "file", path = "in.ndjson" }"#,
+        r#"{ type = "parquet", path = "out" }"#,
+    );
+    let summary = run_pipeline(&text, dir.path()).await;
+    assert_eq!((summary.written, summary.dead_lettered), (2, 3));
+    let rows = parquet_rows(&dir.path().join("out"));
+    assert_eq!(
+        rows,
+        vec![serde_json::json!({"a":1}), serde_json::json!({"a":5})]
+    );
+    let dead: Vec<String> = ndjson(&dir.path().join("dead.ndjson"))
+        .iter()
+        .map(|d| d["value"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(dead, ["{\"a\":", "2}", "{\"a\":3}{\"a\":4}"]);
+}

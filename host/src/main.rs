@@ -109,7 +109,20 @@ enum SampleKind {
     Logs,
 }
 
+/// glibc gives every thread that allocates its own arena and keeps their
+/// freed memory; with the sink writing on one thread and plugins running on
+/// another, that fragmentation doubled peak RSS in BENCHMARKS.md's run.
+/// Two arenas keep both threads fast and the footprint small.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    limit_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")

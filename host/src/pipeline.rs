@@ -7,6 +7,7 @@
 
 use crate::config::{Config, PipelineConfig};
 use crate::plugin::{self, LoadedComponent, PluginEngine, PluginSpec};
+use crate::sink::writer::SinkWriter;
 use crate::sink::{Sink, SinkConfig};
 use crate::source::{Position, Source};
 use crate::{Header, Record};
@@ -167,96 +168,140 @@ impl Pipeline {
 
     /// Runs until the source ends or `stop` turns true, then flushes plugins
     /// (`on-tick` at end of input) and closes the sinks.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<Summary> {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<Summary> {
         let started = Instant::now();
         let mut last_tick = Instant::now();
         tracing::info!(pipeline = %self.name, source = %self.source.describe(), sink = %self.sink.describe(), "Pipeline started.");
-        loop {
-            if *stop.borrow() {
-                tracing::info!(pipeline = %self.name, "Stopping on request.");
-                break;
-            }
-            // Only a stop request may cancel a read; a dropped sender means
-            // no stop will ever come.
-            let stop_requested = async {
-                if stop.changed().await.is_err() {
-                    std::future::pending::<()>().await;
+        let Pipeline {
+            name,
+            mut source,
+            stages,
+            sink,
+            dead_letter,
+            batch_size,
+            tick_interval,
+            engine,
+            stats,
+        } = self;
+        let origin = source.describe();
+        let mut writer = SinkWriter::spawn(sink, dead_letter, stats.clone(), origin.clone());
+        let mut chain = Chain {
+            stages,
+            engine,
+            stats: stats.clone(),
+        };
+        let result: Result<()> = async {
+            loop {
+                if *stop.borrow() {
+                    tracing::info!(pipeline = %name, "Stopping on request.");
+                    break;
                 }
-            };
-            let batch = tokio::select! {
-                batch = self.source.next_batch(self.batch_size) => batch?,
-                () = stop_requested => continue,
-            };
-            let Some(batch) = batch else { break };
-            self.stats
-                .read
-                .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
-            let (records, positions) = (batch.records, batch.positions);
-            let outputs =
-                tokio::task::block_in_place(|| self.apply(0, records, Some(&positions), now_ms()))?;
-            self.deliver(outputs.0, outputs.1).await?;
-            if last_tick.elapsed() >= self.tick_interval {
-                last_tick = Instant::now();
-                self.tick(now_ms()).await?;
-                self.sink.flush().await?;
-                self.dead_letter.flush().await?;
+                // Only a stop request may cancel a read; a dropped sender
+                // means no stop will ever come.
+                let stop_requested = async {
+                    if stop.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                let batch = tokio::select! {
+                    batch = source.next_batch(batch_size) => batch?,
+                    () = stop_requested => continue,
+                };
+                let Some(batch) = batch else { break };
+                stats
+                    .read
+                    .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+                let (outputs, dead) = tokio::task::block_in_place(|| {
+                    chain.apply(
+                        0,
+                        batch.records,
+                        Some(&batch.positions),
+                        &|p| source.locate(p),
+                        now_ms(),
+                    )
+                })?;
+                writer.write(outputs, dead).await?;
+                if last_tick.elapsed() >= tick_interval {
+                    last_tick = Instant::now();
+                    chain.tick(now_ms(), &origin, &mut writer).await?;
+                    writer.flush().await?;
+                }
             }
+            chain.tick(END_OF_INPUT_MS, &origin, &mut writer).await
         }
-        self.tick(END_OF_INPUT_MS).await?;
-        self.sink.close().await?;
-        self.dead_letter.close().await?;
+        .await;
+        let closed = writer.close().await;
+        result?;
+        closed?;
         let summary = Summary {
-            pipeline: self.name.clone(),
-            read: self.stats.read.load(Ordering::Relaxed),
-            written: self.stats.written.load(Ordering::Relaxed),
-            dead_lettered: self.stats.dead_lettered.load(Ordering::Relaxed),
-            restarts: self.stats.restarts.load(Ordering::Relaxed),
+            pipeline: name.clone(),
+            read: stats.read.load(Ordering::Relaxed),
+            written: stats.written.load(Ordering::Relaxed),
+            dead_lettered: stats.dead_lettered.load(Ordering::Relaxed),
+            restarts: stats.restarts.load(Ordering::Relaxed),
             elapsed: started.elapsed(),
         };
-        tracing::info!(pipeline = %self.name, read = summary.read, written = summary.written, dead_lettered = summary.dead_lettered, "Pipeline finished.");
+        tracing::info!(pipeline = %name, read = summary.read, written = summary.written, dead_lettered = summary.dead_lettered, "Pipeline finished.");
         Ok(summary)
     }
+}
 
+/// The plugins of a pipeline, in order.
+struct Chain {
+    stages: Vec<Stage>,
+    engine: PluginEngine,
+    stats: Arc<Stats>,
+}
+
+impl Chain {
     /// Runs `records` through stages `from..`; returns outputs and dead letters.
     fn apply(
         &mut self,
         from: usize,
         mut records: Vec<Record>,
         mut positions: Option<&[Position]>,
+        locate: &dyn Fn(Position) -> String,
         now: i64,
     ) -> Result<(Vec<Record>, Vec<Record>)> {
         let mut dead = Vec::new();
-        for i in from..self.stages.len() {
+        for stage in &mut self.stages[from..] {
             if records.is_empty() {
                 break;
             }
-            let stage = &mut self.stages[i];
-            let source = &*self.source;
+            let origin = |index: usize| {
+                locate(
+                    positions
+                        .and_then(|p| p.get(index))
+                        .copied()
+                        .unwrap_or(Position::None),
+                )
+            };
             match stage.plugin.process(&records, now) {
                 Ok(result) => {
                     for failure in result.failures {
-                        let Some(record) = records.get(failure.index as usize) else {
-                            tracing::warn!(plugin = %stage.label, index = failure.index, "Plugin reported a failure for an index outside its batch; ignored.");
+                        let index = failure.index as usize;
+                        let Some(record) = records.get(index) else {
+                            tracing::warn!(plugin = %stage.label, index, "Plugin reported a failure for an index outside its batch; ignored.");
                             continue;
                         };
-                        let position = positions
-                            .and_then(|p| p.get(failure.index as usize))
-                            .copied();
-                        dead.push(dead_letter(
-                            source,
+                        dead.push(tag_dead_letter(
                             record.clone(),
                             &failure.reason,
                             &stage.label,
-                            position,
+                            &origin(index),
                         ));
                     }
                     records = result.outputs;
                 }
                 Err(error) => {
                     let reason = error.to_string();
-                    for (j, record) in std::mem::take(&mut records).into_iter().enumerate() {
-                        let position = positions.and_then(|p| p.get(j)).copied();
-                        dead.push(dead_letter(source, record, &reason, &stage.label, position));
+                    for (index, record) in std::mem::take(&mut records).into_iter().enumerate() {
+                        dead.push(tag_dead_letter(
+                            record,
+                            &reason,
+                            &stage.label,
+                            &origin(index),
+                        ));
                     }
                     stage.restart(&self.engine, &self.stats)?;
                 }
@@ -268,7 +313,8 @@ impl Pipeline {
 
     /// `on-tick` on every stage; a stage's tick output flows through the
     /// stages after it.
-    async fn tick(&mut self, now: i64) -> Result<()> {
+    /// `origin` names the source on dead letters of tick output.
+    async fn tick(&mut self, now: i64, origin: &str, writer: &mut SinkWriter) -> Result<()> {
         for i in 0..self.stages.len() {
             let emitted = match tokio::task::block_in_place(|| self.stages[i].plugin.on_tick(now)) {
                 Ok(records) => records,
@@ -278,60 +324,26 @@ impl Pipeline {
                     continue;
                 }
             };
-            let (outputs, dead) =
-                tokio::task::block_in_place(|| self.apply(i + 1, emitted, None, now))?;
-            self.deliver(outputs, dead).await?;
-        }
-        Ok(())
-    }
-
-    async fn deliver(&mut self, outputs: Vec<Record>, mut dead: Vec<Record>) -> Result<()> {
-        let count = outputs.len() as u64;
-        let rejected = self.sink.write(outputs).await?;
-        self.stats
-            .written
-            .fetch_add(count - rejected.len() as u64, Ordering::Relaxed);
-        for r in rejected {
-            dead.push(dead_letter(
-                &*self.source,
-                r.record,
-                &r.reason,
-                "sink",
-                Some(Position::None),
-            ));
-        }
-        if !dead.is_empty() {
-            self.stats
-                .dead_lettered
-                .fetch_add(dead.len() as u64, Ordering::Relaxed);
-            let refused = self.dead_letter.write(dead).await?;
-            if let Some(r) = refused.first() {
-                // The last resort refused a record: stop rather than lose it.
-                return Err(crate::sink::Error::Format {
-                    sink: self.dead_letter.describe(),
-                    action: "write dead letter".into(),
-                    reason: format!("{} record(s) refused, first: {}", refused.len(), r.reason),
-                }
-                .into());
-            }
+            let (outputs, dead) = tokio::task::block_in_place(|| {
+                self.apply(i + 1, emitted, None, &|_| origin.to_owned(), now)
+            })?;
+            writer.write(outputs, dead).await?;
         }
         Ok(())
     }
 }
 
-/// Tags a record with why it failed, where, and where it came from.
-fn dead_letter(
-    source: &dyn Source,
+/// Tags a record with why it failed, at which stage, and where it came from.
+pub(crate) fn tag_dead_letter(
     mut record: Record,
     reason: &str,
     stage: &str,
-    position: Option<Position>,
+    origin: &str,
 ) -> Record {
-    let origin = source.locate(position.unwrap_or(Position::None));
     for (name, value) in [
         (headers::REASON, reason),
         (headers::STAGE, stage),
-        (headers::SOURCE, &origin),
+        (headers::SOURCE, origin),
     ] {
         record.headers.push(Header {
             name: name.into(),

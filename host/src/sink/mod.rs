@@ -7,6 +7,7 @@
 
 pub mod ndjson;
 pub mod parquet;
+pub mod writer;
 
 use crate::Record;
 use async_trait::async_trait;

@@ -43,6 +43,14 @@ pub struct ParquetConfig {
     /// `zstd` (default), `snappy` or `none`.
     #[serde(default)]
     pub compression: Codec,
+    /// Rows per row group. The open row group is held in memory, so this
+    /// bounds the sink's memory; readers skip data by row group.
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: usize,
+}
+
+fn default_row_group_rows() -> usize {
+    65_536
 }
 
 fn default_max_rows() -> u64 {
@@ -137,11 +145,14 @@ impl ParquetSink {
                 .build_decoder()
                 .map_err(|e| e.to_string())?;
             for value in values {
-                if serde_json::from_slice::<serde::de::IgnoredAny>(value).is_err() {
-                    return Err("value is not valid JSON".into());
-                }
+                // Each value must be exactly one complete object, so that a
+                // truncated record can never merge with the next one.
+                let before = decoder.len();
                 decoder.decode(value).map_err(|e| e.to_string())?;
                 decoder.decode(b"\n").map_err(|e| e.to_string())?;
+                if decoder.has_partial_record() || decoder.len() != before + 1 {
+                    return Err("value is not exactly one complete JSON object".into());
+                }
             }
             decoder.flush().map_err(|e| e.to_string())
         };
@@ -183,6 +194,7 @@ impl ParquetSink {
             };
             let props = WriterProperties::builder()
                 .set_compression(compression)
+                .set_max_row_group_row_count(Some(self.config.row_group_rows.max(1)))
                 .build();
             let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
                 .map_err(|e| self.format_error("open writer", e))?;
