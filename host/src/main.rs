@@ -343,7 +343,7 @@ fn validate(path: &Path) -> Result<std::process::ExitCode> {
     }
     for (name, p) in &config.pipelines {
         println!(
-            "ok   pipelines.{name}: {:?} → [{}] → {:?}",
+            "ok   pipelines.{name}: {} → [{}] → {}",
             kind(&p.source),
             p.plugins.join(" → "),
             kind(&p.sink)
