@@ -290,7 +290,10 @@ fn plugin_built_by_cargo_component_behaves_like_the_wasip2_build() {
         let mut plugin = start(&engine, path, "{}", PluginLimits::default());
         let r = plugin.process(&records(&input), 0).unwrap();
         results.push((
-            r.outputs.into_iter().map(|o| o.value).collect::<Vec<_>>(),
+            r.outputs
+                .into_iter()
+                .map(|o| String::from_utf8(o.value).unwrap())
+                .collect::<Vec<_>>(),
             r.failures.len(),
         ));
     }

@@ -156,35 +156,44 @@ pub fn append_metrics(value: &mut Vec<u8>, m: &Metrics) {
         .find(|b| !b.is_ascii_whitespace())
         .is_some_and(|&b| b == b'{');
     value.truncate(end);
-    let mut s = String::with_capacity(320);
+    value.reserve(320);
     if !empty {
-        s.push(',');
+        value.push(b',');
     }
-    s.push_str("\"pickup_at\":\"");
-    weir_plugin_kit::time::write_rfc3339(&mut s, m.pickup.epoch_ms);
-    s.push_str("\",\"dropoff_at\":\"");
-    weir_plugin_kit::time::write_rfc3339(&mut s, m.dropoff.epoch_ms);
-    s.push('"');
-    push_number(&mut s, "trip_duration_min", Some(m.duration_min));
-    push_number(&mut s, "avg_speed_mph", Some(m.avg_speed_mph));
-    push_number(&mut s, "fare_per_mile", Some(m.fare_per_mile));
-    push_number(&mut s, "tip_pct", m.tip_pct);
-    push_number(&mut s, "pickup_hour", Some(f64::from(m.pickup.hour())));
-    s.push_str(",\"pickup_day_of_week\":\"");
-    s.push_str(m.pickup.weekday_name());
-    s.push_str("\",\"trip_category\":\"");
-    s.push_str(m.category);
-    s.push_str("\"}");
-    value.extend_from_slice(s.as_bytes());
+    value.extend_from_slice(b"\"pickup_at\":\"");
+    weir_plugin_kit::time::push_rfc3339(value, m.pickup.epoch_ms);
+    value.extend_from_slice(b"\",\"dropoff_at\":\"");
+    weir_plugin_kit::time::push_rfc3339(value, m.dropoff.epoch_ms);
+    value.push(b'"');
+    push_number(value, "trip_duration_min", Some(m.duration_min));
+    push_number(value, "avg_speed_mph", Some(m.avg_speed_mph));
+    push_number(value, "fare_per_mile", Some(m.fare_per_mile));
+    push_number(value, "tip_pct", m.tip_pct);
+    let hour = m.pickup.hour();
+    value.extend_from_slice(b",\"pickup_hour\":");
+    if hour >= 10 {
+        value.push(b'0' + (hour / 10) as u8);
+    }
+    value.push(b'0' + (hour % 10) as u8);
+    value.extend_from_slice(b",\"pickup_day_of_week\":\"");
+    value.extend_from_slice(m.pickup.weekday_name().as_bytes());
+    value.extend_from_slice(b"\",\"trip_category\":\"");
+    value.extend_from_slice(m.category.as_bytes());
+    value.extend_from_slice(b"\"}");
 }
 
-fn push_number(s: &mut String, name: &str, value: Option<f64>) {
-    use std::fmt::Write;
-    let _ = match value {
-        // `{}` on f64 prints the shortest text that reads back exactly.
-        Some(v) if v.is_finite() => write!(s, ",\"{name}\":{v}"),
-        _ => write!(s, ",\"{name}\":null"),
-    };
+/// Appends `,"name":value`; serde_json's float formatting is the shortest
+/// text that reads back exactly, and much cheaper than `core::fmt` in wasm.
+fn push_number(out: &mut Vec<u8>, name: &str, value: Option<f64>) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    match value {
+        Some(v) if v.is_finite() => {
+            serde_json::to_writer(&mut *out, &v).expect("writing to a Vec cannot fail")
+        }
+        _ => out.extend_from_slice(b"null"),
+    }
 }
 
 /// The transform: configuration only, no state.
