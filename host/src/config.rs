@@ -83,6 +83,9 @@ pub struct Config {
     /// Folder holding the configuration file; relative paths start here.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The interpolated text, kept so later checks can point at lines.
+    #[serde(skip)]
+    text: String,
 }
 
 /// `[engine]`: the WebAssembly engine.
@@ -231,7 +234,8 @@ impl Config {
             }]
         })?;
         config.base_dir = base_dir.to_owned();
-        let problems = config.check(&text);
+        config.text = text;
+        let problems = config.check();
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -248,16 +252,18 @@ impl Config {
         }
     }
 
-    fn check(&self, text: &str) -> Vec<Problem> {
+    /// A problem at a dotted key, with the key's line in this file.
+    pub fn problem(&self, key: &str, message: String) -> Problem {
+        Problem {
+            line: key_line(&self.text, key),
+            key: Some(key.to_owned()),
+            message,
+        }
+    }
+
+    fn check(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
-        let mut problem = |key: String, message: String| {
-            let segments: Vec<&str> = key.split('.').collect();
-            problems.push(Problem {
-                line: key_line(text, &segments),
-                key: Some(key),
-                message,
-            });
-        };
+        let mut problem = |key: String, message: String| problems.push(self.problem(&key, message));
         if self.pipelines.is_empty() {
             problem(
                 "pipelines".into(),
@@ -403,8 +409,9 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 
 /// Line where a dotted key is defined, found through the spans of the parsed
 /// document.
-pub fn key_line(text: &str, key: &[&str]) -> Option<usize> {
+pub fn key_line(text: &str, key: &str) -> Option<usize> {
     use toml::de::{DeTable, DeValue};
+    let key: Vec<&str> = key.split('.').collect();
     let root = DeTable::parse(text).ok()?;
     let mut table = root.get_ref();
     let mut span = None;

@@ -316,7 +316,6 @@ fn validate(path: &Path) -> Result<std::process::ExitCode> {
         }
     };
     let engine = engine_for(&config)?;
-    let text = std::fs::read_to_string(path)?;
     let mut problems = 0;
     for name in config.plugins.keys() {
         let spec = weir::pipeline::plugin_spec(&config, name);
@@ -334,19 +333,20 @@ fn validate(path: &Path) -> Result<std::process::ExitCode> {
                     plugin::Error::Init { .. } => format!("plugins.{name}.config"),
                     _ => format!("plugins.{name}.path"),
                 };
-                let segments: Vec<&str> = key.split('.').collect();
-                let line = weir::config::key_line(&text, &segments)
-                    .map_or(String::new(), |l| format!("line {l}: "));
-                println!("FAIL {}:{line}{key}: {e}", path.display());
+                println!(
+                    "FAIL {}: {}",
+                    path.display(),
+                    config.problem(&key, e.to_string())
+                );
             }
         }
     }
     for (name, p) in &config.pipelines {
         println!(
             "ok   pipelines.{name}: {} → [{}] → {}",
-            kind(&p.source),
+            p.source.kind(),
             p.plugins.join(" → "),
-            kind(&p.sink)
+            p.sink.kind()
         );
     }
     if problems > 0 {
@@ -355,14 +355,6 @@ fn validate(path: &Path) -> Result<std::process::ExitCode> {
     }
     println!("{} is valid", path.display());
     Ok(std::process::ExitCode::SUCCESS)
-}
-
-fn kind(c: &impl std::fmt::Debug) -> String {
-    format!("{c:?}")
-        .split([' ', '(', '{'])
-        .next()
-        .unwrap_or("")
-        .to_lowercase()
 }
 
 /// Turns `--config` into the JSON string `init` takes.

@@ -16,9 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// `now-ms` passed to `on-tick` when a bounded input has ended: every window
-/// and buffer closes.
-pub const END_OF_INPUT_MS: i64 = i64::MAX;
+pub use weir_plugin_kit::END_OF_INPUT_MS;
 
 /// Header names on dead letters.
 pub mod headers {

@@ -123,7 +123,7 @@ impl Plugin {
         store.set_epoch_deadline(deadline_ticks(spec.limits));
         let bindings =
             Transform::instantiate(&mut store, &loaded.component, linker).map_err(|e| {
-                if is_trap(&e) {
+                if e.downcast_ref::<Trap>().is_some() || store.data().memory.refused.is_some() {
                     trap_error(&name, "instantiate", spec.limits, &store, e)
                 } else {
                     Error::Link {
@@ -198,11 +198,6 @@ impl Plugin {
             .map_err(|message| Error::Restore { plugin, message })
     }
 
-    /// Bytes of linear memory the instance uses now.
-    pub fn memory_limit(&self) -> u64 {
-        self.limits.max_memory
-    }
-
     fn call<T>(
         &mut self,
         export: &'static str,
@@ -231,10 +226,6 @@ impl Plugin {
 
 fn deadline_ticks(limits: PluginLimits) -> u64 {
     (limits.max_batch_time.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
-}
-
-fn is_trap(e: &wasmtime::Error) -> bool {
-    e.downcast_ref::<Trap>().is_some() || e.to_string().contains("memory cap")
 }
 
 fn trap_error(

@@ -47,6 +47,9 @@ pub enum Error {
         /// The writer's message.
         reason: String,
     },
+    /// The task driving the sinks ended before the pipeline did.
+    #[error("sink writer stopped: {0}")]
+    Stopped(String),
 }
 
 impl Error {
@@ -88,6 +91,14 @@ pub enum SinkConfig {
 }
 
 impl SinkConfig {
+    /// The `type` as written in the configuration.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::Parquet(_) => "parquet",
+            SinkConfig::Ndjson(_) => "ndjson",
+        }
+    }
+
     /// The default dead-letter sink of a pipeline: an NDJSON envelope file.
     pub fn default_dead_letter(pipeline: &str) -> SinkConfig {
         SinkConfig::Ndjson(ndjson::NdjsonConfig {

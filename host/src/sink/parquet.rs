@@ -90,8 +90,6 @@ pub struct ParquetSink {
     file: Option<OpenFile>,
     run_id: u64,
     seq: u32,
-    /// Completed files, in order.
-    pub finished: Vec<PathBuf>,
 }
 
 impl ParquetSink {
@@ -109,7 +107,6 @@ impl ParquetSink {
             file: None,
             run_id: crate::pipeline::now_ms() as u64,
             seq: 0,
-            finished: Vec::new(),
         })
     }
 
@@ -230,7 +227,6 @@ impl ParquetSink {
             error,
         })?;
         tracing::debug!(file = %open.path.display(), rows = open.rows, "Finished Parquet file.");
-        self.finished.push(open.path);
         Ok(())
     }
 

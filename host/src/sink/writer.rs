@@ -10,7 +10,7 @@
 
 use super::{Error, Result, Sink};
 use crate::Record;
-use crate::pipeline::{Stats, headers, tag_dead_letter};
+use crate::pipeline::{Stats, tag_dead_letter};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, oneshot};
@@ -72,7 +72,9 @@ impl SinkWriter {
     pub async fn close(mut self) -> Result<()> {
         self.tx.take();
         match self.task.take() {
-            Some(task) => task.await.unwrap_or_else(|e| Err(panicked(e))),
+            Some(task) => task
+                .await
+                .unwrap_or_else(|e| Err(Error::Stopped(format!("panicked: {e}")))),
             None => Ok(()),
         }
     }
@@ -95,27 +97,11 @@ impl SinkWriter {
         match self.task.take() {
             Some(task) => match task.await {
                 Ok(Err(e)) => e,
-                Ok(Ok(())) => gone(),
-                Err(e) => panicked(e),
+                Ok(Ok(())) => Error::Stopped("ended without an error".into()),
+                Err(e) => Error::Stopped(format!("panicked: {e}")),
             },
-            None => gone(),
+            None => Error::Stopped("already closed".into()),
         }
-    }
-}
-
-fn gone() -> Error {
-    Error::Format {
-        sink: "writer".into(),
-        action: "write".into(),
-        reason: "the writer task has stopped".into(),
-    }
-}
-
-fn panicked(e: tokio::task::JoinError) -> Error {
-    Error::Format {
-        sink: "writer".into(),
-        action: "write".into(),
-        reason: format!("the writer task panicked: {e}"),
     }
 }
 
@@ -143,21 +129,11 @@ async fn drive(
                 let count = dead.len() as u64;
                 let refused = dead_letter.write(dead).await?;
                 if let Some(r) = refused.first() {
+                    // The last resort refused a record: stop rather than lose it.
                     return Err(Error::Format {
                         sink: dead_letter.describe(),
                         action: "write dead letter".into(),
-                        reason: format!(
-                            "{} record(s) refused, first: {} (its {} was: {})",
-                            refused.len(),
-                            r.reason,
-                            headers::REASON,
-                            r.record
-                                .headers
-                                .iter()
-                                .find(|h| h.name == headers::REASON)
-                                .map_or_else(String::new, |h| String::from_utf8_lossy(&h.value)
-                                    .into_owned())
-                        ),
+                        reason: format!("{} record(s) refused, first: {}", refused.len(), r.reason),
                     });
                 }
                 stats.dead_lettered.fetch_add(count, Ordering::Relaxed);

@@ -101,6 +101,14 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
+    /// The `type` as written in the configuration.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::File { .. } => "file",
+            SourceConfig::Stdin => "stdin",
+        }
+    }
+
     /// Problems found without reading data: `(key, message)`.
     pub fn check(&self, config: &Config) -> Vec<(&'static str, String)> {
         match self {

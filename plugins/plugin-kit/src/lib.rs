@@ -27,6 +27,11 @@ pub mod bindings {
 
 pub use bindings::weir::transform::types::{BatchResult, Failure, Header, Info, Level, Record};
 
+/// `now-ms` the host passes to `on-tick` when a bounded input has ended:
+/// every window and buffer should close. Part of the contract (see
+/// `on-tick` in `wit/transform.wit`).
+pub const END_OF_INPUT_MS: i64 = i64::MAX;
+
 /// Sends a line to the host's log. Outside WebAssembly (native unit tests and
 /// benchmarks) there is no host, so the line is dropped.
 pub fn log(level: Level, message: &str) {

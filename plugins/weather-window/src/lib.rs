@@ -136,10 +136,11 @@ struct Reading<'a> {
     timestamp: Option<RawTime<'a>>,
 }
 
-/// The transform: open windows keyed by (window start, city).
+/// The transform: open windows by start, then by city. Nested maps let a
+/// reading find its aggregate by `&str`, without allocating a key.
 pub struct WeatherWindow {
     config: Config,
-    windows: BTreeMap<(i64, String), Agg>,
+    windows: BTreeMap<i64, BTreeMap<String, Agg>>,
     max_event_ms: Option<i64>,
 }
 
@@ -154,7 +155,7 @@ impl WeatherWindow {
     fn closing_horizon(&self, now_ms: i64) -> Option<i64> {
         match self.config.time {
             TimeMode::Processing => Some(now_ms),
-            TimeMode::Event if now_ms == i64::MAX => Some(i64::MAX),
+            TimeMode::Event if now_ms == weir_plugin_kit::END_OF_INPUT_MS => Some(now_ms),
             TimeMode::Event => self
                 .watermark()
                 .map(|w| w - self.config.allowed_lateness_ms),
@@ -166,12 +167,13 @@ impl WeatherWindow {
         let Some(horizon) = horizon else { return };
         let size = self.config.window_ms;
         while let Some(entry) = self.windows.first_entry() {
-            let start = entry.key().0;
+            let start = *entry.key();
             if start.saturating_add(size) > horizon {
                 break;
             }
-            let ((start, city), agg) = entry.remove_entry();
-            out.push(window_record(start, start + size, &city, &agg));
+            for (city, agg) in entry.remove() {
+                out.push(window_record(start, start + size, &city, &agg));
+            }
         }
     }
 
@@ -209,10 +211,11 @@ impl WeatherWindow {
             }
         };
         let start = at.div_euclid(self.config.window_ms) * self.config.window_ms;
-        match self.windows.get_mut(&(start, city.as_ref().to_owned())) {
+        let cities = self.windows.entry(start).or_default();
+        match cities.get_mut(city.as_ref()) {
             Some(agg) => agg.add(t),
             None => {
-                self.windows.insert((start, city.into_owned()), Agg::new(t));
+                cities.insert(city.into_owned(), Agg::new(t));
             }
         }
         Ok(())
@@ -290,7 +293,7 @@ impl Transform for WeatherWindow {
             windows: self
                 .windows
                 .iter()
-                .map(|((s, c), a)| (*s, c.clone(), *a))
+                .flat_map(|(s, cities)| cities.iter().map(|(c, a)| (*s, c.clone(), *a)))
                 .collect(),
             max_event_ms: self.max_event_ms,
         };
@@ -304,11 +307,10 @@ impl Transform for WeatherWindow {
             serde_json::from_slice(bytes)
                 .map_err(|e| format!("state is not weather-window state version 1: {e}"))?
         };
-        self.windows = state
-            .windows
-            .into_iter()
-            .map(|(s, c, a)| ((s, c), a))
-            .collect();
+        self.windows.clear();
+        for (start, city, agg) in state.windows {
+            self.windows.entry(start).or_default().insert(city, agg);
+        }
         self.max_event_ms = state.max_event_ms;
         Ok(())
     }
