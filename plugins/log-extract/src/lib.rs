@@ -19,6 +19,7 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use weir_plugin_kit::{BatchResult, Failure, Info, Record, Transform};
 
 /// One step of a JSON path.
@@ -145,6 +146,8 @@ pub struct Field {
     pub default: Value,
     /// Fail the record instead of using the default.
     pub required: bool,
+    /// `"name":` as JSON, escaped once at start-up rather than per record.
+    key: Vec<u8>,
 }
 
 /// The transform.
@@ -158,17 +161,20 @@ impl LogExtract {
     pub fn extract(&self, value: &[u8]) -> Result<Vec<u8>, String> {
         let record: Map<String, Value> = serde_json::from_slice(value)
             .map_err(|e| format!("record is not a JSON object: {e}"))?;
-        let body: Option<Value> = if self.needs_body {
+        let body: Option<Cow<Value>> = if self.needs_body {
             record.get("body").and_then(|b| match b {
-                Value::String(text) => serde_json::from_str(text).ok(),
-                Value::Object(_) => Some(b.clone()),
+                Value::String(text) => serde_json::from_str(text).ok().map(Cow::Owned),
+                Value::Object(_) => Some(Cow::Borrowed(b)),
                 _ => None,
             })
         } else {
             None
         };
-        let mut out = Map::with_capacity(self.fields.len());
-        for field in &self.fields {
+        // Fields are written in config order straight from the parsed input:
+        // no intermediate map, no copy of the values.
+        let mut out = Vec::with_capacity(value.len() / 2);
+        out.push(b'{');
+        for (i, field) in self.fields.iter().enumerate() {
             let found = field.from.iter().find_map(|lookup| {
                 let v = match lookup {
                     Lookup::Body(steps) => body.as_ref().and_then(|b| walk(b, steps)),
@@ -179,18 +185,23 @@ impl LogExtract {
                 v.filter(|v| !v.is_null())
             });
             let value = match found {
-                Some(v) => v.clone(),
+                Some(v) => v,
                 None if field.required => {
                     return Err(format!(
                         "required field {:?} not found in any of its sources",
                         field.name
                     ));
                 }
-                None => field.default.clone(),
+                None => &field.default,
             };
-            out.insert(field.name.clone(), value);
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&field.key);
+            serde_json::to_writer(&mut out, value).expect("writing JSON to a Vec cannot fail");
         }
-        Ok(serde_json::to_vec(&out).expect("JSON values serialise"))
+        out.push(b'}');
+        Ok(out)
     }
 }
 
@@ -228,11 +239,17 @@ impl Transform for LogExtract {
                 .iter()
                 .map(|s| Lookup::parse(s).map_err(|e| format!("fields.{}: {e}", f.name)))
                 .collect::<Result<Vec<_>, _>>()?;
+            if fields.iter().any(|known: &Field| known.name == f.name) {
+                return Err(format!("fields: {:?} is listed twice", f.name));
+            }
+            let mut key = serde_json::to_vec(&f.name).expect("strings serialise");
+            key.push(b':');
             fields.push(Field {
                 name: f.name,
                 from,
                 default: f.default.unwrap_or(Value::Null),
                 required: f.required,
+                key,
             });
         }
         let needs_body = fields
