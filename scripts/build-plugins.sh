@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the reference plugins (and the test-only `hostile` fixture) as
-# WebAssembly components and places them, atomically, in plugins/dist/.
+# Builds the reference plugins as WebAssembly components and places them,
+# atomically, in plugins/dist/. The wasm32-wasip2 build also makes the
+# test-only `hostile` fixture, at tests/fixtures/dist/hostile.wasm.
 #
 #   scripts/build-plugins.sh               # cargo build --target wasm32-wasip2
 #   scripts/build-plugins.sh --component   # cargo component build (wasip1 + adapter)
@@ -34,7 +35,6 @@ else
   rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
   command -v cargo-component >/dev/null || cargo install cargo-component --locked --version 0.21.1
   for p in "${plugins[@]}"; do (cd "plugins/$p" && cargo component build --release); done
-  (cd tests/fixtures/hostile && cargo component build --release)
   out="$target_dir/wasm32-wasip1/release"
 fi
 
@@ -45,8 +45,6 @@ place() { # place <built file> <destination>: copy then rename, never a half-wri
   echo "built $2 ($(wc -c <"$2") bytes, $mode)"
 }
 for p in "${plugins[@]}"; do place "$out/${p//-/_}.wasm" "$dist/$p.wasm"; done
-if [[ $dist == plugins/dist ]]; then
+if [[ $mode == wasip2 ]]; then
   place "$out/hostile.wasm" "tests/fixtures/dist/hostile.wasm"
-else
-  place "$out/hostile.wasm" "$dist/hostile.wasm"
 fi

@@ -22,6 +22,19 @@ async fn run_pipeline(text: &str, base: &Path) -> Summary {
     pipeline.run(stop_rx).await.unwrap()
 }
 
+/// Runs `input` through the echoing fixture into a Parquet sink at `out/`.
+async fn echo_to_parquet(dir: &Path, input: &str, batch_size: usize) -> Summary {
+    std::fs::write(dir.join("in.ndjson"), input).unwrap();
+    let text = pipeline_toml(
+        &hostile(),
+        r#"{ mode = "echo" }"#,
+        batch_size,
+        r#"{ type = "file", path = "in.ndjson" }"#,
+        r#"{ type = "parquet", path = "out" }"#,
+    );
+    run_pipeline(&text, dir).await
+}
+
 fn parquet_rows(dir: &Path) -> Vec<Value> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -97,11 +110,7 @@ async fn valid_trips_reach_parquet_and_every_defect_reaches_the_dead_letters_wit
         std::fs::read_dir(dir.path().join("out")).unwrap().count() >= 2,
         "rolled by max-rows-per-file"
     );
-    let valid: Vec<Value> = lines
-        .iter()
-        .filter(|l| l.defect.is_none())
-        .map(|l| serde_json::from_str(&l.text).unwrap())
-        .collect();
+    let valid = valid_json(&lines);
     for (row, input) in rows.iter().zip(&valid) {
         assert_eq!(row["PULocationID"], input["PULocationID"]);
         let distance = input["trip_distance"].as_f64().unwrap();
@@ -183,19 +192,12 @@ async fn a_trapping_batch_is_dead_lettered_whole_and_a_fresh_instance_takes_over
 #[tokio::test(flavor = "multi_thread")]
 async fn records_that_do_not_fit_the_parquet_schema_are_dead_lettered_not_dropped() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("in.ndjson"),
+    let summary = echo_to_parquet(
+        dir.path(),
         "{\"a\":1}\n{\"a\":2}\n{\"a\":\"three\"}\n{\"a\":4,\"b\":true}\n{\"a\":5}\n",
-    )
-    .unwrap();
-    let text = pipeline_toml(
-        &hostile(),
-        r#"{ mode = "echo" }"#,
         2,
-        r#"{ type = "file", path = "in.ndjson" }"#,
-        r#"{ type = "parquet", path = "out" }"#,
-    );
-    let summary = run_pipeline(&text, dir.path()).await;
+    )
+    .await;
     assert_eq!((summary.written, summary.dead_lettered), (3, 2));
     let rows = parquet_rows(&dir.path().join("out"));
     assert_eq!(
@@ -324,19 +326,12 @@ async fn truncated_or_doubled_values_never_merge_into_parquet_rows() {
     let dir = tempfile::tempdir().unwrap();
     // A truncated value followed by the rest of an object would parse as one
     // object if the sink joined them; two objects in one value would shift rows.
-    std::fs::write(
-        dir.path().join("in.ndjson"),
+    let summary = echo_to_parquet(
+        dir.path(),
         "{\"a\":1}\n{\"a\":\n2}\n{\"a\":3}{\"a\":4}\n{\"a\":5}\n",
-    )
-    .unwrap();
-    let text = pipeline_toml(
-        &hostile(),
-        r#"{ mode = "echo" }"#,
         10,
-        r#"{ type = "file", path = "in.ndjson" }"#,
-        r#"{ type = "parquet", path = "out" }"#,
-    );
-    let summary = run_pipeline(&text, dir.path()).await;
+    )
+    .await;
     assert_eq!((summary.written, summary.dead_lettered), (2, 3));
     let rows = parquet_rows(&dir.path().join("out"));
     assert_eq!(

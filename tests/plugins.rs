@@ -67,11 +67,7 @@ fn taxi_enrich_metrics_match_an_independent_computation_and_failures_match_the_d
         );
     }
 
-    let valid: Vec<Value> = lines
-        .iter()
-        .filter(|l| l.defect.is_none())
-        .map(|l| serde_json::from_str(&l.text).unwrap())
-        .collect();
+    let valid = valid_json(&lines);
     assert_eq!(outputs.len(), valid.len());
     const DAYS: [&str; 7] = [
         "Monday",
@@ -250,11 +246,7 @@ fn log_extract_falls_back_from_body_path_to_attribute_to_default() {
     let lines = sample::logs(800, 11, 0, 2.0);
     let (outputs, failed) = run_lines(&mut plugin, &lines, lines.len());
     assert_eq!(failed, defects(&lines));
-    let valid: Vec<Value> = lines
-        .iter()
-        .filter(|l| l.defect.is_none())
-        .map(|l| serde_json::from_str(&l.text).unwrap())
-        .collect();
+    let valid = valid_json(&lines);
     assert_eq!(outputs.len(), valid.len());
     let mut seen = BTreeMap::new();
     for (input, out) in valid.iter().zip(&outputs) {

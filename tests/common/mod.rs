@@ -96,6 +96,15 @@ pub fn run_lines(
     (outputs, failed)
 }
 
+/// The lines the generator made valid, parsed.
+pub fn valid_json(lines: &[weir::sample::Line]) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .filter(|l| l.defect.is_none())
+        .map(|l| serde_json::from_str(&l.text).expect("valid lines are JSON"))
+        .collect()
+}
+
 /// Indices of the lines the generator made invalid on purpose.
 pub fn defects(lines: &[weir::sample::Line]) -> Vec<usize> {
     lines
