@@ -23,7 +23,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
-plugins=(taxi-enrich weather-window log-extract)
+plugins=(taxi-enrich weather-window log-extract user-profile)
 
 if [[ $mode == wasip2 ]]; then
   rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the plugins and weir (release), then runs the quickstart on the
-# bundled sample: examples/data/taxi-trips.ndjson → taxi-enrich → Parquet in
+# bundled sample: examples/data/taxi/taxi-trips.ndjson → taxi-enrich → Parquet in
 # examples/out/taxi/, failures in examples/out/dead-letter.ndjson.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -223,7 +223,8 @@ async fn records_that_do_not_fit_the_parquet_schema_are_dead_lettered_not_droppe
 #[test]
 fn cli_runs_the_quickstart_example_and_prints_a_summary() {
     let lines = weir::sample::taxi(2000, 42, 2.0);
-    let shipped = std::fs::read_to_string(root().join("examples/data/taxi-trips.ndjson")).unwrap();
+    let shipped =
+        std::fs::read_to_string(root().join("examples/data/taxi/taxi-trips.ndjson")).unwrap();
     assert_eq!(
         shipped,
         lines

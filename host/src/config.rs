@@ -75,6 +75,9 @@ pub struct Config {
     /// Settings of the WebAssembly engine shared by all plugins.
     #[serde(default)]
     pub engine: EngineConfig,
+    /// The operations endpoint (`/metrics`, `/livez`, `/readyz`); off unless
+    /// this table is present or `weir run --listen` is given.
+    pub server: Option<ServerConfig>,
     /// Transforms by name; pipelines refer to them by that name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
@@ -96,6 +99,16 @@ pub struct EngineConfig {
     /// hash. Default: `$XDG_CACHE_HOME/weir/components` or
     /// `~/.cache/weir/components`.
     pub cache_dir: Option<PathBuf>,
+}
+
+/// `[server]`: the operations endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerConfig {
+    /// Address to bind; loopback by default so metrics are not exposed
+    /// beyond the machine unless asked for.
+    #[serde(default = "defaults::listen")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// `[plugins.<name>]`: one transform component.
@@ -139,6 +152,9 @@ pub struct PipelineConfig {
 
 mod defaults {
     use std::time::Duration;
+    pub fn listen() -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
+    }
     pub fn max_batch_time() -> Duration {
         Duration::from_secs(2)
     }

@@ -12,6 +12,9 @@
 //! - [`plugin`] — the wasmtime engine, compiled cache, sandbox, instances.
 //! - [`sink`] — where records go, and the dead-letter sink.
 //! - [`pipeline`] — the loop that joins them: pull a batch → plugins → sink.
+//! - [`store`] — object-store locations (S3, local, memory) shared by both.
+//! - [`kafka`] — librdkafka settings shared by the Kafka source and sink.
+//! - [`server`] — `/metrics`, `/livez`, `/readyz`.
 //! - [`config`] — the TOML configuration, `${VAR}` interpolation, validation.
 //! - [`sample`] — deterministic sample data (taxi trips, weather, logs).
 //! - [`bench`] — the WASM-vs-native benchmark behind `weir bench`.
@@ -20,10 +23,13 @@
 
 pub mod bench;
 pub mod config;
+pub mod kafka;
 pub mod pipeline;
 pub mod plugin;
 pub mod sample;
+pub mod server;
 pub mod sink;
 pub mod source;
+pub mod store;
 
 pub use plugin::{Header, Record};

@@ -32,11 +32,19 @@ enum Command {
         /// No live progress line.
         #[arg(long)]
         quiet: bool,
+        /// Serve /metrics, /livez and /readyz here (overrides `[server] listen`).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Checks a configuration, loads and initialises every plugin, touches no data.
     Validate {
         /// The TOML configuration.
         config: PathBuf,
+    },
+    /// Creates an S3 bucket (settings from the AWS_* environment variables).
+    Bucket {
+        #[command(subcommand)]
+        command: BucketCommand,
     },
     /// Works with plugins.
     Plugin {
@@ -59,7 +67,7 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
-    /// Writes deterministic sample data as NDJSON to stdout.
+    /// Writes deterministic sample data: NDJSON, Parquet, or to a Kafka topic.
     Gen {
         /// Which data.
         kind: SampleKind,
@@ -72,6 +80,31 @@ enum Command {
         /// Share of records made invalid on purpose, in percent.
         #[arg(long, default_value_t = 2.0)]
         invalid_pct: f64,
+        /// `-` (stdout), a file, or for Parquet a folder or `s3://bucket/prefix`
+        /// (S3 settings from the AWS_* environment variables).
+        #[arg(long, default_value = "-")]
+        to: String,
+        /// Output format for --to.
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: GenFormat,
+        /// Kafka bootstrap servers, with --topic.
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Produce to this Kafka topic instead (created if missing).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Partitions of a topic --topic creates.
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+    },
+}
+
+#[derive(Subcommand)]
+enum BucketCommand {
+    /// `weir bucket create s3://name`; succeeds if it exists already.
+    Create {
+        /// `s3://bucket`.
+        location: String,
     },
 }
 
@@ -107,6 +140,13 @@ enum SampleKind {
     Taxi,
     Weather,
     Logs,
+    Users,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GenFormat {
+    Ndjson,
+    Parquet,
 }
 
 /// glibc gives every thread that allocates its own arena and keeps their
@@ -147,8 +187,19 @@ fn main() -> std::process::ExitCode {
 async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
     use std::process::ExitCode;
     match command {
-        Command::Run { config, quiet } => run(&config, quiet).await,
+        Command::Run {
+            config,
+            quiet,
+            listen,
+        } => run(&config, quiet, listen).await,
         Command::Validate { config } => validate(&config),
+        Command::Bucket {
+            command: BucketCommand::Create { location },
+        } => {
+            weir::store::create_bucket(&location, &Default::default()).await?;
+            println!("bucket {location} is ready");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugin {
             command:
                 PluginCommand::Test {
@@ -188,6 +239,11 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
             count,
             seed,
             invalid_pct,
+            to,
+            format,
+            brokers,
+            topic,
+            partitions,
         } => {
             let start_ms = 1_546_300_800_000;
             let lines = match kind {
@@ -196,15 +252,87 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
                     weir::sample::weather(count, seed, start_ms, 1000, invalid_pct)
                 }
                 SampleKind::Logs => weir::sample::logs(count, seed, start_ms, invalid_pct),
+                SampleKind::Users => weir::sample::users(count, seed, invalid_pct),
             };
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for line in lines {
-                writeln!(out, "{}", line.text)?;
-            }
-            out.flush()?;
+            gen_write(lines, &to, format, brokers, topic, partitions).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Writes generated lines to stdout, a file, Parquet on an object store,
+/// or a Kafka topic.
+async fn gen_write(
+    lines: Vec<weir::sample::Line>,
+    to: &str,
+    format: GenFormat,
+    brokers: Option<String>,
+    topic: Option<String>,
+    partitions: i32,
+) -> Result<()> {
+    use weir::sink::Sink;
+    let now = weir::pipeline::now_ms();
+    let records: Vec<weir::Record> = lines
+        .into_iter()
+        .map(|l| weir::Record {
+            key: None,
+            value: l.text.into_bytes(),
+            timestamp_ms: now,
+            headers: vec![],
+        })
+        .collect();
+    let total = records.len();
+    let mut sink: Box<dyn Sink> = if let Some(topic) = topic {
+        let brokers = brokers.unwrap_or_else(|| "127.0.0.1:9092".into());
+        let connection = weir::kafka::Connection {
+            brokers: brokers.clone(),
+            options: Default::default(),
+        };
+        weir::kafka::ensure_topic(&connection, &topic, partitions)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        Box::new(weir::sink::kafka::KafkaSink::open(
+            &weir::sink::kafka::KafkaSinkConfig {
+                brokers,
+                topic,
+                options: Default::default(),
+            },
+        )?)
+    } else if matches!(format, GenFormat::Parquet) {
+        if to == "-" {
+            bail!("--format parquet needs --to <folder or s3://bucket/prefix>");
+        }
+        let config: weir::sink::parquet::ParquetConfig =
+            toml::from_str(&format!("path = {}", toml::Value::from(to)))?;
+        Box::new(weir::sink::parquet::ParquetSink::open(
+            &config,
+            &std::env::current_dir()?,
+        )?)
+    } else {
+        let config = weir::sink::ndjson::NdjsonConfig {
+            path: PathBuf::from(to),
+            envelope: false,
+            truncate: true,
+        };
+        Box::new(weir::sink::ndjson::NdjsonSink::open(&config, Path::new(to)).await?)
+    };
+    let mut refused = 0;
+    for chunk in records.chunks(8192) {
+        let rejected = sink.write(chunk.to_vec()).await?;
+        for r in &rejected {
+            tracing::warn!(reason = %r.reason, "Generated record not written.");
+        }
+        refused += rejected.len();
+    }
+    sink.close().await?;
+    if to != "-" || refused > 0 {
+        eprintln!(
+            "{} of {total} records written to {}",
+            total - refused,
+            sink.describe()
+        );
+    }
+    Ok(())
 }
 
 fn engine_for(config: &Config) -> Result<PluginEngine> {
@@ -217,7 +345,11 @@ fn engine_for(config: &Config) -> Result<PluginEngine> {
     Ok(PluginEngine::new(cache)?)
 }
 
-async fn run(path: &Path, quiet: bool) -> Result<std::process::ExitCode> {
+async fn run(
+    path: &Path,
+    quiet: bool,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<std::process::ExitCode> {
     let config = Config::load(path)?;
     let engine = engine_for(&config)?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -234,6 +366,11 @@ async fn run(path: &Path, quiet: bool) -> Result<std::process::ExitCode> {
             .with_context(|| format!("pipeline {name} could not start"))?;
         progress.push((name.clone(), pipeline.stats()));
         tasks.spawn(pipeline.run(stop_rx.clone()));
+    }
+    if let Some(addr) = listen.or(config.server.as_ref().map(|s| s.listen)) {
+        weir::server::serve(addr, std::sync::Arc::new(progress.clone()))
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr} (is the port taken?)"))?;
     }
     let show = !quiet && std::io::stderr().is_terminal();
     let reporter = show.then(|| tokio::spawn(report_progress(progress)));

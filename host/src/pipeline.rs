@@ -63,6 +63,12 @@ pub struct Stats {
     pub dead_lettered: AtomicU64,
     /// Plugin instances replaced after a trap.
     pub restarts: AtomicU64,
+    /// Time from pulling a batch to handing its output to the sink.
+    pub batch_seconds: crate::server::Histogram,
+    /// Records not yet read, per source partition (Kafka consumer lag).
+    pub lag: std::sync::Mutex<Vec<(String, i64)>>,
+    /// Whether the pipeline is running (set once its parts are open).
+    pub ready: std::sync::atomic::AtomicBool,
 }
 
 /// What a finished run did.
@@ -188,6 +194,7 @@ impl Pipeline {
             engine,
             stats: stats.clone(),
         };
+        stats.ready.store(true, Ordering::Relaxed);
         let result: Result<()> = async {
             loop {
                 if *stop.borrow() {
@@ -206,6 +213,7 @@ impl Pipeline {
                     () = stop_requested => continue,
                 };
                 let Some(batch) = batch else { break };
+                let pulled = Instant::now();
                 stats
                     .read
                     .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
@@ -218,19 +226,31 @@ impl Pipeline {
                         now_ms(),
                     )
                 })?;
-                writer.write(outputs, dead).await?;
+                let mark = source.mark();
+                writer
+                    .write(outputs, dead, (!mark.is_empty()).then_some(mark))
+                    .await?;
+                stats.batch_seconds.observe(pulled.elapsed().as_secs_f64());
                 if last_tick.elapsed() >= tick_interval {
                     last_tick = Instant::now();
                     chain.tick(now_ms(), &origin, &mut writer).await?;
                     writer.flush().await?;
+                    *stats.lag.lock().expect("lag lock") = source.lag();
+                }
+                if let Some(mark) = writer.take_durable() {
+                    source.commit(&mark).await?;
                 }
             }
             chain.tick(END_OF_INPUT_MS, &origin, &mut writer).await
         }
         .await;
+        stats.ready.store(false, Ordering::Relaxed);
         let closed = writer.close().await;
         result?;
-        closed?;
+        if let Some(mark) = closed? {
+            source.commit(&mark).await?;
+        }
+        source.finish().await?;
         let summary = Summary {
             pipeline: name.clone(),
             read: stats.read.load(Ordering::Relaxed),
@@ -325,7 +345,7 @@ impl Chain {
             let (outputs, dead) = tokio::task::block_in_place(|| {
                 self.apply(i + 1, emitted, None, &|_| origin.to_owned(), now)
             })?;
-            writer.write(outputs, dead).await?;
+            writer.write(outputs, dead, None).await?;
         }
         Ok(())
     }

@@ -1,5 +1,5 @@
 //! Deterministic sample data for the quickstart, tests and benchmarks:
-//! NYC-style taxi trips, weather readings and structured logs.
+//! NYC-style taxi trips, weather readings, structured logs and users.
 //!
 //! The same `seed` and `count` always give the same lines. Each generator
 //! also says which lines it made invalid on purpose and how, so tests can
@@ -237,6 +237,69 @@ pub fn logs(count: usize, seed: u64, start_ms: i64, invalid_pct: f64) -> Vec<Lin
         .collect()
 }
 
+/// Users as the Random User API returns them (seed 001's input): nested
+/// name and location, string coordinates, numeric or text postcodes. About
+/// `invalid_pct` percent lack a location or are not JSON.
+pub fn users(count: usize, seed: u64, invalid_pct: f64) -> Vec<Line> {
+    let mut rng = Rng::new(seed);
+    let firsts = [
+        "Ada", "Björn", "Chen", "Dara", "Élodie", "Farah", "Goran", "Hana", "Ivo", "Jun",
+    ];
+    let lasts = [
+        "Byron",
+        "Lindqvist",
+        "Wei",
+        "O'Neil",
+        "Dupont",
+        "Haddad",
+        "Petrović",
+        "Sato",
+    ];
+    let places = [
+        ("Leeds", "United Kingdom", 53.8, -1.55),
+        ("Lyon", "France", 45.76, 4.84),
+        ("Bergen", "Norway", 60.39, 5.32),
+        ("Porto", "Portugal", 41.15, -8.61),
+        ("Graz", "Austria", 47.07, 15.44),
+        ("Austin", "United States", 30.27, -97.74),
+    ];
+    (0..count)
+        .map(|i| {
+            if rng.chance(invalid_pct / 200.0) {
+                return Line { text: format!("<html>rate limited {i}</html>"), defect: Some("not-json") };
+            }
+            let first = firsts[rng.range(0, firsts.len() as i64 - 1) as usize];
+            let last = lasts[rng.range(0, lasts.len() as i64 - 1) as usize];
+            let (city, country, lat, lon) = places[rng.range(0, places.len() as i64 - 1) as usize];
+            let (title, gender) = if rng.chance(0.5) { ("Ms", "female") } else { ("Mr", "male") };
+            let postcode = if rng.chance(0.5) {
+                rng.range(10_000, 99_999).to_string()
+            } else {
+                format!("\"{}{} {}\"", ["LS", "BN", "EH"][rng.range(0, 2) as usize], rng.range(1, 20), rng.range(1, 9))
+            };
+            let email = format!("{}.{}{i}@example.com", first.to_lowercase(), last.to_lowercase().replace('\'', ""));
+            let registered = weir_plugin_kit::time::format_rfc3339(
+                1_400_000_000_000 + rng.range(0, 300_000_000) * 1000,
+            );
+            let name = serde_json::json!({"title": title, "first": first, "last": last});
+            if rng.chance(invalid_pct / 200.0) {
+                let text = format!(r#"{{"gender":"{gender}","name":{name},"email":"{email}"}}"#);
+                return Line { text, defect: Some("missing-location") };
+            }
+            let text = format!(
+                r#"{{"gender":"{gender}","name":{name},"location":{{"street":{{"number":{},"name":"{} Road"}},"city":"{city}","state":"","country":"{country}","postcode":{postcode},"coordinates":{{"latitude":"{:.4}","longitude":"{:.4}"}}}},"email":"{email}","login":{{"uuid":"{:016x}"}},"registered":{{"date":"{registered}","age":{}}}}}"#,
+                rng.range(1, 300),
+                ["Mill", "Church", "Station", "Park"][rng.range(0, 3) as usize],
+                lat + rng.normal() * 0.05,
+                lon + rng.normal() * 0.05,
+                rng.next_u64(),
+                rng.range(1, 12),
+            );
+            Line { text, defect: None }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +320,7 @@ mod tests {
         for line in weather(500, 3, 0, 1000, 1.0)
             .iter()
             .chain(&logs(500, 3, 0, 1.0))
+            .chain(&users(500, 3, 4.0))
         {
             let parsed = serde_json::from_str::<serde_json::Value>(&line.text);
             assert_eq!(

@@ -5,8 +5,10 @@
 //! schema); it returns them as [`Rejected`] so the pipeline sends them to the
 //! dead-letter sink. A sink must never drop a record silently.
 
+pub mod kafka;
 pub mod ndjson;
 pub mod parquet;
+pub mod postgres;
 pub mod writer;
 
 use crate::Record;
@@ -47,6 +49,18 @@ pub enum Error {
         /// The writer's message.
         reason: String,
     },
+    /// A client library (sqlx, librdkafka) reported an error.
+    #[error("sink {sink}: {action}: {reason} ({hint})")]
+    Client {
+        /// The sink.
+        sink: String,
+        /// What was being done.
+        action: String,
+        /// The library's message.
+        reason: String,
+        /// What to do about it.
+        hint: &'static str,
+    },
     /// The task driving the sinks ended before the pipeline did.
     #[error("sink writer stopped: {0}")]
     Stopped(String),
@@ -71,9 +85,20 @@ pub trait Sink: Send {
     /// Writes records; returns those it refused.
     async fn write(&mut self, records: Vec<Record>) -> Result<Vec<Rejected>>;
 
-    /// Makes everything written so far durable.
+    /// Periodic housekeeping: roll files that are due, flush buffers.
     async fn flush(&mut self) -> Result<()> {
         Ok(())
+    }
+
+    /// Whether everything written so far is durable (committed, uploaded,
+    /// written out). Source positions are committed only when it is.
+    fn is_durable(&self) -> bool;
+
+    /// Whether records keep their key and headers here. Dead letters go to
+    /// a sink that does not as envelopes (see [`envelope`]), so the reason
+    /// and origin are never lost.
+    fn keeps_headers(&self) -> bool {
+        false
     }
 
     /// Flushes and finalises (closes open files). Called once, at the end.
@@ -88,6 +113,10 @@ pub enum SinkConfig {
     Parquet(parquet::ParquetConfig),
     /// Newline-delimited JSON to a file, or to stdout with `path = "-"`.
     Ndjson(ndjson::NdjsonConfig),
+    /// Rows in a PostgreSQL table, by COPY.
+    Postgres(postgres::PostgresConfig),
+    /// Records on a Kafka topic.
+    Kafka(kafka::KafkaSinkConfig),
 }
 
 impl SinkConfig {
@@ -96,6 +125,8 @@ impl SinkConfig {
         match self {
             SinkConfig::Parquet(_) => "parquet",
             SinkConfig::Ndjson(_) => "ndjson",
+            SinkConfig::Postgres(_) => "postgres",
+            SinkConfig::Kafka(_) => "kafka",
         }
     }
 
@@ -111,10 +142,11 @@ impl SinkConfig {
     /// Opens the sink; relative paths start at `config`'s folder.
     pub async fn build(&self, config: &crate::config::Config) -> Result<Box<dyn Sink>> {
         match self {
-            SinkConfig::Parquet(c) => Ok(Box::new(parquet::ParquetSink::open(
-                c,
-                &config.resolve(&c.path),
-            )?)),
+            SinkConfig::Parquet(c) => {
+                Ok(Box::new(parquet::ParquetSink::open(c, &config.base_dir)?))
+            }
+            SinkConfig::Postgres(c) => Ok(Box::new(postgres::PostgresSink::open(c).await?)),
+            SinkConfig::Kafka(c) => Ok(Box::new(kafka::KafkaSink::open(c)?)),
             SinkConfig::Ndjson(c) => {
                 let path = if c.path.as_os_str() == "-" {
                     c.path.clone()
@@ -125,6 +157,42 @@ impl SinkConfig {
             }
         }
     }
+}
+
+/// The envelope form of a record, for sinks that cannot carry headers:
+/// `{"reason", "stage", "source", "timestamp_ms", "key", "headers", "value"}`
+/// (`value_bytes`, an array of numbers, when the value is not UTF-8).
+/// `reason`, `stage` and `source` repeat the `weir.*` headers at the top
+/// level so that a table or file can have them as columns.
+pub fn envelope(record: &Record) -> serde_json::Value {
+    use serde_json::{Map, Value};
+    let text = |bytes: &[u8]| Value::from(String::from_utf8_lossy(bytes).into_owned());
+    let mut obj = Map::new();
+    for (field, header) in [
+        ("reason", crate::pipeline::headers::REASON),
+        ("stage", crate::pipeline::headers::STAGE),
+        ("source", crate::pipeline::headers::SOURCE),
+    ] {
+        if let Some(h) = record.headers.iter().rev().find(|h| h.name == header) {
+            obj.insert(field.into(), text(&h.value));
+        }
+    }
+    obj.insert("timestamp_ms".into(), record.timestamp_ms.into());
+    obj.insert(
+        "key".into(),
+        record.key.as_deref().map_or(Value::Null, text),
+    );
+    let headers: Map<String, Value> = record
+        .headers
+        .iter()
+        .map(|h| (h.name.clone(), text(&h.value)))
+        .collect();
+    obj.insert("headers".into(), headers.into());
+    match std::str::from_utf8(&record.value) {
+        Ok(value) => obj.insert("value".into(), value.into()),
+        Err(_) => obj.insert("value_bytes".into(), record.value.clone().into()),
+    };
+    Value::Object(obj)
 }
 
 /// Serde helper for optional durations such as `rollover-interval = "10s"`.

@@ -5,11 +5,10 @@
 //! so that headers such as `weir.reason` survive; a value that is not UTF-8
 //! is written as `value_bytes`, an array of numbers, never mangled.
 
-use super::{Error, Rejected, Result, Sink};
+use super::{Error, Rejected, Result, Sink, envelope};
 use crate::Record;
 use async_trait::async_trait;
 use serde::Deserialize;
-use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 
@@ -32,6 +31,8 @@ pub struct NdjsonSink {
     name: String,
     out: BufWriter<Box<dyn AsyncWrite + Send + Unpin>>,
     envelope: bool,
+    /// Written since the last flush.
+    dirty: bool,
 }
 
 impl NdjsonSink {
@@ -65,36 +66,9 @@ impl NdjsonSink {
             name,
             out: BufWriter::with_capacity(1 << 20, out),
             envelope: config.envelope,
+            dirty: false,
         })
     }
-}
-
-/// The envelope form of a record.
-pub fn envelope(record: &Record) -> Value {
-    let mut obj = Map::new();
-    obj.insert("timestamp_ms".into(), record.timestamp_ms.into());
-    obj.insert(
-        "key".into(),
-        record.key.as_ref().map_or(Value::Null, |k| {
-            String::from_utf8_lossy(k).into_owned().into()
-        }),
-    );
-    let headers: Map<String, Value> = record
-        .headers
-        .iter()
-        .map(|h| {
-            (
-                h.name.clone(),
-                String::from_utf8_lossy(&h.value).into_owned().into(),
-            )
-        })
-        .collect();
-    obj.insert("headers".into(), headers.into());
-    match std::str::from_utf8(&record.value) {
-        Ok(text) => obj.insert("value".into(), text.into()),
-        Err(_) => obj.insert("value_bytes".into(), record.value.clone().into()),
-    };
-    Value::Object(obj)
 }
 
 #[async_trait]
@@ -119,6 +93,7 @@ impl Sink for NdjsonSink {
             action: "write".into(),
             error,
         })?;
+        self.dirty = true;
         Ok(Vec::new())
     }
 
@@ -127,7 +102,18 @@ impl Sink for NdjsonSink {
             sink: self.name.clone(),
             action: "flush".into(),
             error,
-        })
+        })?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Flushed to the operating system (not fsynced).
+    fn is_durable(&self) -> bool {
+        !self.dirty
+    }
+
+    fn keeps_headers(&self) -> bool {
+        self.envelope
     }
 
     async fn close(&mut self) -> Result<()> {

@@ -1,24 +1,31 @@
-//! Parquet files in a local folder, rolled by rows, size and time.
+//! Parquet files on any object store (S3, a local folder, in-memory),
+//! rolled by rows, size and time, optionally Hive-partitioned.
 //!
-//! The Arrow schema is inferred from the first batch and then enforced:
-//! a later record with a field the schema does not have, or a value of
-//! another type, is refused (and dead-lettered) rather than silently
-//! dropped or coerced. Files are written under a hidden `.…inprogress` name
-//! and renamed to `part-….parquet` when complete, so a reader listing
-//! `*.parquet` never sees a partial file.
+//! The Arrow schema comes from `schema` in the configuration, or is
+//! inferred from the first batch; either way it is then enforced: a record
+//! with a field the schema does not have, or a value of another type, is
+//! refused (and dead-lettered) rather than silently dropped or coerced.
+//!
+//! A file becomes visible only when it is complete: on S3 the upload
+//! (multipart once it passes 10 MB) is completed at close; on a local
+//! folder object_store writes a staging file and renames it. A reader
+//! listing `*.parquet` never sees a partial file.
 
 use super::{Error, Rejected, Result, Sink};
 use crate::Record;
+use crate::store::Location;
 use arrow_array::RecordBatch;
 use arrow_json::reader::{ReaderBuilder, infer_json_schema_from_iterator};
-use arrow_schema::SchemaRef;
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
-use parquet::arrow::ArrowWriter;
+use object_store::buffered::BufWriter;
+use object_store::path::Path as StorePath;
+use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::Deserialize;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,8 +33,20 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ParquetConfig {
-    /// Output folder; created if missing.
+    /// Output location: a local folder (created if missing, relative to
+    /// the configuration file) or a URL, `s3://bucket/prefix`, `file:///dir`.
     pub path: PathBuf,
+    /// Object-store options (S3 endpoint, credentials, …); see the README.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Columns, in order; inferred from the first batch when absent.
+    #[serde(default)]
+    pub schema: Vec<Column>,
+    /// Hive-style partition folder `<field>=<value>/` from a field.
+    pub partition_by: Option<String>,
+    /// Partition folder `date=YYYY-MM-DD/` from a timestamp field, or
+    /// from the time of writing with `"processing-time"`.
+    pub partition_by_date: Option<String>,
     /// Start a new file after this many rows.
     #[serde(default = "default_max_rows")]
     pub max_rows_per_file: u64,
@@ -61,6 +80,55 @@ fn default_max_bytes() -> u64 {
     128 << 20
 }
 
+/// One column of a configured schema.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Column {
+    /// Field name in the records and column name in the file.
+    pub name: String,
+    /// `string`, `int32`, `int64`, `float32`, `float64`, `boolean`, `date`
+    /// or `timestamp` (microseconds, UTC).
+    #[serde(rename = "type")]
+    pub data_type: String,
+    /// Whether the field may be missing or null.
+    #[serde(default = "yes")]
+    pub nullable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Column {
+    fn arrow_type(&self) -> std::result::Result<DataType, String> {
+        Ok(match self.data_type.as_str() {
+            "string" | "utf8" => DataType::Utf8,
+            "int32" => DataType::Int32,
+            "int64" => DataType::Int64,
+            "float32" => DataType::Float32,
+            "float64" | "double" => DataType::Float64,
+            "boolean" | "bool" => DataType::Boolean,
+            "date" => DataType::Date32,
+            "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            other => {
+                return Err(format!(
+                    "column {}: unknown type {other:?} (use string, int32, int64, float32, float64, boolean, date or timestamp)",
+                    self.name
+                ));
+            }
+        })
+    }
+}
+
+/// The Arrow schema of `schema = [...]`.
+pub fn configured_schema(columns: &[Column]) -> std::result::Result<SchemaRef, String> {
+    let fields = columns
+        .iter()
+        .map(|c| Ok(Field::new(&c.name, c.arrow_type()?, c.nullable)))
+        .collect::<std::result::Result<Vec<_>, String>>()?;
+    Ok(Arc::new(Schema::new(fields)))
+}
+
 /// Compression codec of the column chunks.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -75,36 +143,50 @@ pub enum Codec {
 }
 
 struct OpenFile {
-    writer: ArrowWriter<File>,
-    tmp: PathBuf,
-    path: PathBuf,
+    writer: AsyncArrowWriter<BufWriter>,
+    path: StorePath,
     rows: u64,
     opened: Instant,
 }
 
 /// The sink.
 pub struct ParquetSink {
-    dir: PathBuf,
+    location: Location,
     config: ParquetConfig,
     schema: Option<SchemaRef>,
-    file: Option<OpenFile>,
+    /// Open files by partition folder (`""` when not partitioned).
+    files: HashMap<String, OpenFile>,
     run_id: u64,
     seq: u32,
 }
 
 impl ParquetSink {
-    /// Prepares the folder; files are created on first write.
-    pub fn open(config: &ParquetConfig, dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|error| Error::Io {
-            sink: format!("parquet {}", dir.display()),
-            action: "create folder".into(),
-            error,
-        })?;
+    /// Opens the location; files are created on first write.
+    pub fn open(config: &ParquetConfig, base_dir: &std::path::Path) -> Result<Self> {
+        let location =
+            crate::store::open(&config.path.to_string_lossy(), &config.options, base_dir).map_err(
+                |e| Error::Format {
+                    sink: format!("parquet {}", config.path.display()),
+                    action: "open".into(),
+                    reason: e.reason,
+                },
+            )?;
+        let schema = if config.schema.is_empty() {
+            None
+        } else {
+            Some(
+                configured_schema(&config.schema).map_err(|reason| Error::Format {
+                    sink: format!("parquet {}", config.path.display()),
+                    action: "read schema".into(),
+                    reason,
+                })?,
+            )
+        };
         Ok(ParquetSink {
-            dir: dir.to_owned(),
+            location,
             config: config.clone(),
-            schema: None,
-            file: None,
+            schema,
+            files: HashMap::new(),
             run_id: crate::pipeline::now_ms() as u64,
             seq: 0,
         })
@@ -173,17 +255,31 @@ impl ParquetSink {
         Ok((batches, rejected))
     }
 
-    fn writer(&mut self, schema: &SchemaRef) -> Result<&mut OpenFile> {
-        if self.file.is_none() {
+    /// Splits records by partition folder; refuses records whose partition
+    /// field cannot be read.
+    fn partition(&self, records: Vec<Record>) -> (Vec<(String, Vec<Record>)>, Vec<Rejected>) {
+        let by_field = self.config.partition_by.as_deref();
+        let by_date = self.config.partition_by_date.as_deref();
+        if by_field.is_none() && by_date.is_none() {
+            return (vec![(String::new(), records)], Vec::new());
+        }
+        let today = date_folder(crate::pipeline::now_ms());
+        let mut groups: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+        let mut rejected = Vec::new();
+        for record in records {
+            match partition_folder(&record.value, by_date, by_field, &today) {
+                Ok(folder) => groups.entry(folder).or_default().push(record),
+                Err(reason) => rejected.push(Rejected { record, reason }),
+            }
+        }
+        (groups.into_iter().collect(), rejected)
+    }
+
+    fn writer(&mut self, folder: &str, schema: &SchemaRef) -> Result<&mut OpenFile> {
+        if !self.files.contains_key(folder) {
             self.seq += 1;
-            let name = format!("part-{}-{:05}.parquet", self.run_id, self.seq);
-            let path = self.dir.join(&name);
-            let tmp = self.dir.join(format!(".{name}.inprogress"));
-            let file = File::create(&tmp).map_err(|error| Error::Io {
-                sink: self.describe(),
-                action: format!("create {}", tmp.display()),
-                error,
-            })?;
+            let name = format!("{folder}part-{}-{:05}.parquet", self.run_id, self.seq);
+            let path = self.location.child(&name);
             let compression = match self.config.compression {
                 Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
                 Codec::Snappy => Compression::SNAPPY,
@@ -193,60 +289,132 @@ impl ParquetSink {
                 .set_compression(compression)
                 .set_max_row_group_row_count(Some(self.config.row_group_rows.max(1)))
                 .build();
-            let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
+            let object = BufWriter::new(self.location.store.clone(), path.clone());
+            let writer = AsyncArrowWriter::try_new(object, schema.clone(), Some(props))
                 .map_err(|e| self.format_error("open writer", e))?;
-            self.file = Some(OpenFile {
-                writer,
-                tmp,
-                path,
-                rows: 0,
-                opened: Instant::now(),
-            });
+            self.files.insert(
+                folder.to_owned(),
+                OpenFile {
+                    writer,
+                    path,
+                    rows: 0,
+                    opened: Instant::now(),
+                },
+            );
         }
-        Ok(self.file.as_mut().expect("just opened"))
+        Ok(self.files.get_mut(folder).expect("just opened"))
     }
 
-    fn finish_file(&mut self) -> Result<()> {
-        let Some(open) = self.file.take() else {
+    /// Completes a file: its last row group and footer are written and the
+    /// upload completed, which makes it visible.
+    async fn finish(&mut self, folder: &str) -> Result<()> {
+        let Some(open) = self.files.remove(folder) else {
             return Ok(());
         };
-        let name = self.describe();
-        let file = open.writer.into_inner().map_err(|e| Error::Format {
-            sink: name.clone(),
-            action: "close file".into(),
-            reason: e.to_string(),
-        })?;
-        file.sync_all().map_err(|error| Error::Io {
-            sink: name.clone(),
-            action: "fsync".into(),
-            error,
-        })?;
-        std::fs::rename(&open.tmp, &open.path).map_err(|error| Error::Io {
-            sink: name,
-            action: format!("rename to {}", open.path.display()),
-            error,
-        })?;
-        tracing::debug!(file = %open.path.display(), rows = open.rows, "Finished Parquet file.");
+        open.writer
+            .close()
+            .await
+            .map_err(|e| self.format_error(&format!("complete {}", open.path), e))?;
+        tracing::debug!(file = %open.path, rows = open.rows, "Finished Parquet file.");
         Ok(())
     }
 
-    fn should_roll(&self) -> bool {
-        self.file.as_ref().is_some_and(|f| {
-            f.rows >= self.config.max_rows_per_file
-                || f.writer.bytes_written() as u64 + f.writer.in_progress_size() as u64
-                    >= self.config.max_file_size
-                || self
-                    .config
-                    .rollover_interval
-                    .is_some_and(|every| f.opened.elapsed() >= every)
-        })
+    fn due(&self, file: &OpenFile) -> bool {
+        file.rows >= self.config.max_rows_per_file
+            || file.writer.bytes_written() as u64 + file.writer.in_progress_size() as u64
+                >= self.config.max_file_size
+            || self
+                .config
+                .rollover_interval
+                .is_some_and(|every| file.opened.elapsed() >= every)
     }
+
+    async fn roll_due(&mut self) -> Result<()> {
+        let due: Vec<String> = self
+            .files
+            .iter()
+            .filter(|(_, f)| self.due(f))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for folder in due {
+            self.finish(&folder).await?;
+        }
+        Ok(())
+    }
+}
+
+/// `date=YYYY-MM-DD/` of an epoch-millisecond time (UTC).
+fn date_folder(epoch_ms: i64) -> String {
+    let (y, m, d) = weir_plugin_kit::time::civil_from_days(epoch_ms.div_euclid(86_400_000));
+    format!("date={y:04}-{m:02}-{d:02}/")
+}
+
+/// The partition folder of one record value.
+fn partition_folder(
+    value: &[u8],
+    by_date: Option<&str>,
+    by_field: Option<&str>,
+    today: &str,
+) -> std::result::Result<String, String> {
+    let needs_value = by_field.is_some() || by_date.is_some_and(|d| d != "processing-time");
+    let object: serde_json::Map<String, serde_json::Value> = if needs_value {
+        serde_json::from_slice(value)
+            .map_err(|e| format!("cannot read the partition field: not a JSON object: {e}"))?
+    } else {
+        serde_json::Map::new()
+    };
+    let mut folder = String::new();
+    match by_date {
+        Some("processing-time") => folder.push_str(today),
+        Some(field) => {
+            let time = match object.get(field) {
+                Some(serde_json::Value::String(text)) => weir_plugin_kit::time::parse(text)
+                    .map(|t| t.local_ms)
+                    .map_err(|e| format!("partition-by-date field {field:?}: {e}"))?,
+                Some(serde_json::Value::Number(n)) => n.as_i64().ok_or_else(|| {
+                    format!("partition-by-date field {field:?}: {n} is not epoch milliseconds")
+                })?,
+                _ => {
+                    return Err(format!(
+                        "partition-by-date field {field:?} is missing or not a time"
+                    ));
+                }
+            };
+            folder.push_str(&date_folder(time));
+        }
+        None => {}
+    }
+    if let Some(field) = by_field {
+        let value = match object.get(field) {
+            None | Some(serde_json::Value::Null) => "__HIVE_DEFAULT_PARTITION__".to_owned(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        // A value must stay one folder: no separators, no `..`.
+        let safe: String = value
+            .chars()
+            .map(|c| {
+                if matches!(c, '/' | '\\' | '=' | '\0') || c.is_control() {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let safe = if safe.is_empty() || safe == "." || safe == ".." {
+            format!("_{safe}")
+        } else {
+            safe
+        };
+        folder.push_str(&format!("{field}={safe}/"));
+    }
+    Ok(folder)
 }
 
 #[async_trait]
 impl Sink for ParquetSink {
     fn describe(&self) -> String {
-        format!("parquet {}", self.dir.display())
+        format!("parquet {}", self.location.display)
     }
 
     async fn write(&mut self, records: Vec<Record>) -> Result<Vec<Rejected>> {
@@ -261,31 +429,80 @@ impl Sink for ParquetSink {
                 schema
             }
         };
-        let (batches, rejected) = self.decode(&schema, records)?;
-        for batch in batches {
-            let rows = batch.num_rows() as u64;
-            let open = self.writer(&schema)?;
-            open.writer.write(&batch).map_err(|e| Error::Format {
-                sink: format!("parquet {}", open.path.display()),
-                action: "write".into(),
-                reason: e.to_string(),
-            })?;
-            open.rows += rows;
-            if self.should_roll() {
-                self.finish_file()?;
+        let (groups, mut rejected) = self.partition(records);
+        for (folder, records) in groups {
+            let (batches, refused) = self.decode(&schema, records)?;
+            rejected.extend(refused);
+            for batch in batches {
+                let rows = batch.num_rows() as u64;
+                let open = self.writer(&folder, &schema)?;
+                let path = open.path.clone();
+                open.writer
+                    .write(&batch)
+                    .await
+                    .map_err(|e| self.format_error(&format!("write {path}"), e))?;
+                let open = self.files.get_mut(&folder).expect("open");
+                open.rows += rows;
+                if self.due(self.files.get(&folder).expect("open")) {
+                    self.finish(&folder).await?;
+                }
             }
         }
         Ok(rejected)
     }
 
     async fn flush(&mut self) -> Result<()> {
-        if self.should_roll() {
-            self.finish_file()?;
-        }
-        Ok(())
+        self.roll_due().await
+    }
+
+    fn is_durable(&self) -> bool {
+        self.files.is_empty()
     }
 
     async fn close(&mut self) -> Result<()> {
-        self.finish_file()
+        let folders: Vec<String> = self.files.keys().cloned().collect();
+        for folder in folders {
+            self.finish(&folder).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_folders_come_from_fields_and_dates() {
+        let v = br#"{"city":"Oslo/Nord","ts":"2024-03-05 23:10:00"}"#;
+        assert_eq!(
+            partition_folder(v, Some("ts"), Some("city"), "date=x/").unwrap(),
+            "date=2024-03-05/city=Oslo_Nord/"
+        );
+        assert_eq!(
+            partition_folder(
+                b"not json",
+                Some("processing-time"),
+                None,
+                "date=2026-01-02/"
+            )
+            .unwrap(),
+            "date=2026-01-02/"
+        );
+        assert!(partition_folder(b"{}", Some("ts"), None, "").is_err());
+        assert_eq!(
+            partition_folder(b"{}", None, Some("city"), "").unwrap(),
+            "city=__HIVE_DEFAULT_PARTITION__/"
+        );
+    }
+
+    #[test]
+    fn configured_schemas_refuse_unknown_types() {
+        let columns = vec![Column {
+            name: "x".into(),
+            data_type: "decimal".into(),
+            nullable: true,
+        }];
+        assert!(configured_schema(&columns).unwrap_err().contains("decimal"));
     }
 }

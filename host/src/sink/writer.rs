@@ -7,13 +7,19 @@
 //! refuses a record too, the writer stops with an error rather than lose it.
 //! The channel is bounded, so a slow sink slows the pipeline (back-pressure)
 //! instead of filling memory.
+//!
+//! Each write carries the source's [`Mark`] after that batch. Once both
+//! sinks report everything written as durable, the writer publishes the
+//! latest such mark; the pipeline commits it to the source. So a position
+//! is committed only after the records it covers are durable.
 
-use super::{Error, Result, Sink};
+use super::{Error, Result, Sink, envelope};
 use crate::Record;
 use crate::pipeline::{Stats, tag_dead_letter};
+use crate::source::Mark;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// Batches that may wait for the writer before the pipeline blocks.
@@ -23,6 +29,7 @@ enum Command {
     Write {
         outputs: Vec<Record>,
         dead: Vec<Record>,
+        mark: Option<Mark>,
     },
     Flush(oneshot::Sender<()>),
 }
@@ -31,6 +38,7 @@ enum Command {
 pub struct SinkWriter {
     tx: Option<mpsc::Sender<Command>>,
     task: Option<JoinHandle<Result<()>>>,
+    durable: watch::Receiver<Option<Mark>>,
 }
 
 impl SinkWriter {
@@ -43,19 +51,42 @@ impl SinkWriter {
         origin: String,
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(drive(rx, sink, dead_letter, stats, origin));
+        let (durable_tx, durable) = watch::channel(None);
+        let task = tokio::spawn(drive(rx, sink, dead_letter, stats, origin, durable_tx));
         SinkWriter {
             tx: Some(tx),
             task: Some(task),
+            durable,
         }
     }
 
-    /// Queues outputs and dead letters; waits only when the queue is full.
-    pub async fn write(&mut self, outputs: Vec<Record>, dead: Vec<Record>) -> Result<()> {
-        if outputs.is_empty() && dead.is_empty() {
+    /// Queues outputs and dead letters, and the source's mark after the
+    /// batch they came from; waits only when the queue is full.
+    pub async fn write(
+        &mut self,
+        outputs: Vec<Record>,
+        dead: Vec<Record>,
+        mark: Option<Mark>,
+    ) -> Result<()> {
+        if outputs.is_empty() && dead.is_empty() && mark.is_none() {
             return Ok(());
         }
-        self.send(Command::Write { outputs, dead }).await
+        self.send(Command::Write {
+            outputs,
+            dead,
+            mark,
+        })
+        .await
+    }
+
+    /// The newest mark whose records are all durable, if it changed since
+    /// the last call.
+    pub fn take_durable(&mut self) -> Option<Mark> {
+        if self.durable.has_changed().unwrap_or(false) {
+            self.durable.borrow_and_update().clone()
+        } else {
+            None
+        }
     }
 
     /// Makes everything queued so far durable; returns when it is.
@@ -68,15 +99,17 @@ impl SinkWriter {
         }
     }
 
-    /// Writes what is queued, closes both sinks and reports the first error.
-    pub async fn close(mut self) -> Result<()> {
+    /// Writes what is queued, closes both sinks and reports the first
+    /// error; on success, the final durable mark if it changed.
+    pub async fn close(mut self) -> Result<Option<Mark>> {
         self.tx.take();
         match self.task.take() {
             Some(task) => task
                 .await
-                .unwrap_or_else(|e| Err(Error::Stopped(format!("panicked: {e}")))),
-            None => Ok(()),
+                .unwrap_or_else(|e| Err(Error::Stopped(format!("panicked: {e}"))))?,
+            None => {}
         }
+        Ok(self.take_durable())
     }
 
     async fn send(&mut self, command: Command) -> Result<()> {
@@ -111,10 +144,19 @@ async fn drive(
     mut dead_letter: Box<dyn Sink>,
     stats: Arc<Stats>,
     origin: String,
+    durable: watch::Sender<Option<Mark>>,
 ) -> Result<()> {
+    let mut pending: Option<Mark> = None;
     while let Some(command) = rx.recv().await {
         match command {
-            Command::Write { outputs, mut dead } => {
+            Command::Write {
+                outputs,
+                mut dead,
+                mark,
+            } => {
+                if mark.is_some() {
+                    pending = mark;
+                }
                 let count = outputs.len() as u64;
                 let rejected = sink.write(outputs).await?;
                 stats
@@ -124,7 +166,14 @@ async fn drive(
                     dead.push(tag_dead_letter(r.record, &r.reason, "sink", &origin));
                 }
                 if dead.is_empty() {
+                    publish(&mut pending, &*sink, &*dead_letter, &durable);
                     continue;
+                }
+                if !dead_letter.keeps_headers() {
+                    for record in &mut dead {
+                        record.value =
+                            serde_json::to_vec(&envelope(record)).expect("a JSON value serialises");
+                    }
                 }
                 let count = dead.len() as u64;
                 let refused = dead_letter.write(dead).await?;
@@ -137,14 +186,30 @@ async fn drive(
                     });
                 }
                 stats.dead_lettered.fetch_add(count, Ordering::Relaxed);
+                publish(&mut pending, &*sink, &*dead_letter, &durable);
             }
             Command::Flush(ack) => {
                 sink.flush().await?;
                 dead_letter.flush().await?;
+                publish(&mut pending, &*sink, &*dead_letter, &durable);
                 let _ = ack.send(());
             }
         }
     }
     sink.close().await?;
-    dead_letter.close().await
+    dead_letter.close().await?;
+    publish(&mut pending, &*sink, &*dead_letter, &durable);
+    Ok(())
+}
+
+/// Hands the pending mark to the pipeline once both sinks are durable.
+fn publish(
+    pending: &mut Option<Mark>,
+    sink: &dyn Sink,
+    dead_letter: &dyn Sink,
+    durable: &watch::Sender<Option<Mark>>,
+) {
+    if pending.is_some() && sink.is_durable() && dead_letter.is_durable() {
+        durable.send_replace(pending.take());
+    }
 }

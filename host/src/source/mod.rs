@@ -4,20 +4,49 @@
 //! A source never interprets record values: it hands bytes to the plugins
 //! together with where each record came from, for dead letters and, later,
 //! checkpoints.
+//!
+//! Sources that can resume (Kafka, object stores) say how far they have
+//! been read as a [`Mark`]; the pipeline hands the mark back through
+//! [`Source::commit`] only once the sinks have made everything up to it
+//! durable, so a committed position never runs ahead of the data.
 
 pub mod file;
+pub mod kafka;
+pub mod object;
 
 use crate::Record;
 use crate::config::Config;
 use async_trait::async_trait;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+/// How far a source has been read: for each partition of the input (a
+/// Kafka `topic/partition`, an object's path) the next position to read.
+/// Keyed per partition so that checkpoints can be too.
+pub type Mark = BTreeMap<String, i64>;
 
 /// Where one record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
     /// 1-based line of a text file.
     Line(u64),
+    /// A Kafka record: index into the source's topics, partition, offset.
+    Kafka {
+        /// Index of the topic in the source's configuration.
+        topic: u16,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+    },
+    /// A row of an object: index into the source's files, 1-based row.
+    Row {
+        /// Index of the object in the order the source read them.
+        file: u32,
+        /// 1-based row (or line) in that object.
+        row: u64,
+    },
     /// Not traceable to one input record (e.g. produced by a plugin).
     None,
 }
@@ -47,6 +76,20 @@ pub enum Error {
         /// What to do about it.
         hint: &'static str,
     },
+    /// A client library (librdkafka, object_store) reported an error.
+    #[error("source {source_name}: {action}: {reason} ({hint})")]
+    Client {
+        /// The source.
+        source_name: String,
+        /// What was being done.
+        action: String,
+        /// The library's message.
+        reason: String,
+        /// What to do about it.
+        hint: &'static str,
+        /// Whether a later attempt may succeed.
+        retryable: bool,
+    },
 }
 
 impl Error {
@@ -60,6 +103,7 @@ impl Error {
                     | std::io::ErrorKind::TimedOut
                     | std::io::ErrorKind::WouldBlock
             ),
+            Error::Client { retryable, .. } => *retryable,
         }
     }
 }
@@ -78,12 +122,36 @@ pub trait Source: Send {
     /// time, so the pipeline can tick plugins and flush sinks while idle.
     async fn next_batch(&mut self, max: usize) -> Result<Option<SourceBatch>>;
 
-    /// Describes a position for a dead letter, e.g. `data/x.ndjson:17`.
+    /// Describes a position for a dead letter, e.g. `file data/x.ndjson:17`.
     fn locate(&self, position: Position) -> String {
         match position {
             Position::Line(line) => format!("{}:{line}", self.describe()),
-            Position::None => self.describe(),
+            _ => self.describe(),
         }
+    }
+
+    /// How far the source has been read, covering every record returned so
+    /// far. Empty for sources that cannot resume (files, stdin).
+    fn mark(&self) -> Mark {
+        Mark::new()
+    }
+
+    /// Everything up to `mark` is durable downstream: remember it (Kafka:
+    /// commit the consumer group's offsets).
+    async fn commit(&mut self, mark: &Mark) -> Result<()> {
+        let _ = mark;
+        Ok(())
+    }
+
+    /// The pipeline is stopping and `mark` (if any) was its last commit:
+    /// make sure it reached its destination before the source is dropped.
+    async fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Records not yet read, per partition, where the source knows.
+    fn lag(&self) -> Vec<(String, i64)> {
+        Vec::new()
     }
 }
 
@@ -98,6 +166,10 @@ pub enum SourceConfig {
     },
     /// Newline-delimited JSON from standard input.
     Stdin,
+    /// A Kafka consumer in a consumer group.
+    Kafka(kafka::KafkaConfig),
+    /// Parquet, NDJSON or CSV objects under a prefix of an object store.
+    ObjectStore(object::ObjectStoreConfig),
 }
 
 impl SourceConfig {
@@ -106,6 +178,8 @@ impl SourceConfig {
         match self {
             SourceConfig::File { .. } => "file",
             SourceConfig::Stdin => "stdin",
+            SourceConfig::Kafka(_) => "kafka",
+            SourceConfig::ObjectStore(_) => "object-store",
         }
     }
 
@@ -124,6 +198,8 @@ impl SourceConfig {
                 }
             }
             SourceConfig::Stdin => vec![],
+            SourceConfig::Kafka(c) => c.check(),
+            SourceConfig::ObjectStore(_) => vec![],
         }
     }
 
@@ -134,6 +210,10 @@ impl SourceConfig {
                 file::LineSource::open(&config.resolve(path)).await?,
             )),
             SourceConfig::Stdin => Ok(Box::new(file::LineSource::stdin())),
+            SourceConfig::Kafka(c) => Ok(Box::new(kafka::KafkaSource::open(c)?)),
+            SourceConfig::ObjectStore(c) => Ok(Box::new(
+                object::ObjectSource::open(c, &config.base_dir).await?,
+            )),
         }
     }
 }

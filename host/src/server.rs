@@ -1,0 +1,250 @@
+//! The operations endpoint: `/metrics` (Prometheus text format),
+//! `/livez` and `/readyz`, on `[server] listen` (127.0.0.1 by default).
+//!
+//! A deliberately small HTTP/1.1 responder on tokio: one request per
+//! connection, GET only, no request bodies. It serves scrapers and probes,
+//! not browsers, and keeps hyper out of the dependency tree.
+
+use crate::pipeline::Stats;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Upper bounds (seconds) of the batch-duration histogram buckets.
+const BOUNDS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A Prometheus histogram of durations, lock-free.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BOUNDS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, seconds: f64) {
+        if let Some(i) = BOUNDS.iter().position(|b| seconds <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos
+            .fetch_add((seconds * 1e9) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (bound, bucket) in BOUNDS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// The pipelines the endpoint reports on.
+pub type Pipelines = Arc<Vec<(String, Arc<Stats>)>>;
+
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The `/metrics` body.
+pub fn render_metrics(pipelines: &[(String, Arc<Stats>)]) -> String {
+    let mut out = String::new();
+    let counters: [(&str, &str, fn(&Stats) -> u64); 4] = [
+        (
+            "weir_records_in_total",
+            "Records read from the source.",
+            |s| s.read.load(Ordering::Relaxed),
+        ),
+        (
+            "weir_records_out_total",
+            "Records written to the sink.",
+            |s| s.written.load(Ordering::Relaxed),
+        ),
+        (
+            "weir_records_failed_total",
+            "Records sent to the dead-letter sink.",
+            |s| s.dead_lettered.load(Ordering::Relaxed),
+        ),
+        (
+            "weir_plugin_restarts_total",
+            "Plugin instances replaced after a trap.",
+            |s| s.restarts.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (pipeline, stats) in pipelines {
+            let _ = writeln!(
+                out,
+                "{name}{{pipeline=\"{}\"}} {}",
+                label(pipeline),
+                value(stats)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP weir_batch_seconds Time from pulling a batch to handing its output to the sink.\n# TYPE weir_batch_seconds histogram"
+    );
+    for (pipeline, stats) in pipelines {
+        stats.batch_seconds.render(
+            &mut out,
+            "weir_batch_seconds",
+            &format!("pipeline=\"{}\"", label(pipeline)),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP weir_consumer_lag Records not yet read, per source partition.\n# TYPE weir_consumer_lag gauge"
+    );
+    for (pipeline, stats) in pipelines {
+        for (partition, lag) in stats.lag.lock().expect("lag lock").iter() {
+            let _ = writeln!(
+                out,
+                "weir_consumer_lag{{pipeline=\"{}\",partition=\"{}\"}} {lag}",
+                label(pipeline),
+                label(partition)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP weir_pipeline_ready 1 while the pipeline runs.\n# TYPE weir_pipeline_ready gauge"
+    );
+    for (pipeline, stats) in pipelines {
+        let _ = writeln!(
+            out,
+            "weir_pipeline_ready{{pipeline=\"{}\"}} {}",
+            label(pipeline),
+            u8::from(stats.ready.load(Ordering::Relaxed))
+        );
+    }
+    out
+}
+
+fn respond(path: &str, pipelines: &[(String, Arc<Stats>)]) -> (u16, &'static str, String) {
+    match path {
+        "/metrics" => (
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            render_metrics(pipelines),
+        ),
+        "/livez" => (200, "text/plain", "ok\n".into()),
+        "/readyz" => {
+            let mut body = String::new();
+            let mut ready = true;
+            for (name, stats) in pipelines {
+                let up = stats.ready.load(Ordering::Relaxed);
+                ready &= up;
+                let _ = writeln!(body, "{name}: {}", if up { "ready" } else { "not ready" });
+            }
+            (if ready { 200 } else { 503 }, "text/plain", body)
+        }
+        _ => (
+            404,
+            "text/plain",
+            "not found: try /metrics, /livez or /readyz\n".into(),
+        ),
+    }
+}
+
+/// Binds `addr` and serves until the process ends.
+pub async fn serve(addr: SocketAddr, pipelines: Pipelines) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "Serving /metrics, /livez and /readyz.");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let pipelines = pipelines.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::with_capacity(1024);
+                let mut buf = [0u8; 1024];
+                // Headers end with an empty line; refuse anything larger
+                // than a probe or a scraper sends.
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                    match tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        stream.read(&mut buf),
+                    )
+                    .await
+                    {
+                        Ok(Ok(n)) if n > 0 => request.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                let line = request.split(|b| *b == b'\r').next().unwrap_or_default();
+                let line = String::from_utf8_lossy(line);
+                let mut parts = line.split_whitespace();
+                let (status, kind, body) = match (parts.next(), parts.next()) {
+                    (Some("GET"), Some(target)) => {
+                        respond(target.split('?').next().unwrap_or(target), &pipelines)
+                    }
+                    _ => (405, "text/plain", "only GET is served\n".into()),
+                };
+                let reason = match status {
+                    200 => "OK",
+                    404 => "Not Found",
+                    405 => "Method Not Allowed",
+                    _ => "Service Unavailable",
+                };
+                let head = format!(
+                    "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(body.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_counters_histogram_and_lag_per_pipeline() {
+        let stats = Arc::new(Stats::default());
+        stats.read.store(5, Ordering::Relaxed);
+        stats.batch_seconds.observe(0.003);
+        stats.batch_seconds.observe(3.0);
+        *stats.lag.lock().unwrap() = vec![("weather/0".into(), 12)];
+        let text = render_metrics(&[("a\"b".into(), stats)]);
+        assert!(
+            text.contains("weir_records_in_total{pipeline=\"a\\\"b\"} 5"),
+            "{text}"
+        );
+        assert!(text.contains("weir_batch_seconds_bucket{pipeline=\"a\\\"b\",le=\"0.005\"} 1"));
+        assert!(text.contains("weir_batch_seconds_bucket{pipeline=\"a\\\"b\",le=\"+Inf\"} 2"));
+        assert!(text.contains("weir_consumer_lag{pipeline=\"a\\\"b\",partition=\"weather/0\"} 12"));
+    }
+
+    #[test]
+    fn readyz_is_503_until_every_pipeline_runs() {
+        let a = Arc::new(Stats::default());
+        let pipelines = vec![("a".to_owned(), a.clone())];
+        assert_eq!(respond("/readyz", &pipelines).0, 503);
+        a.ready.store(true, Ordering::Relaxed);
+        assert_eq!(respond("/readyz", &pipelines).0, 200);
+        assert_eq!(respond("/nope", &pipelines).0, 404);
+    }
+}

@@ -1,0 +1,548 @@
+//! Rows in a PostgreSQL table, written with `COPY … FROM STDIN` (text
+//! format), one transaction per batch.
+//!
+//! Each column takes its value from a JSON path of the record value and is
+//! checked against its SQL type before it is sent: a string where a number
+//! belongs is refused with the column and the value, and the record goes
+//! to the dead letter. What only PostgreSQL can judge (a constraint, a
+//! malformed date) fails the batch's COPY; the batch is then split in
+//! halves until the rows PostgreSQL refuses are found, and only those are
+//! dead-lettered, with PostgreSQL's message. Errors that are not about the
+//! data (connection lost, table missing) stop the pipeline instead.
+//!
+//! `mode = "upsert"` copies into a temporary table and merges with
+//! `INSERT … ON CONFLICT (key) DO UPDATE`; within one batch the last
+//! record for a key wins.
+
+use super::{Error, Rejected, Result, Sink};
+use crate::Record;
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::Value;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// `type = "postgres"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PostgresConfig {
+    /// `postgres://user:password@host:5432/db?sslmode=require`.
+    pub url: String,
+    /// Table, optionally schema-qualified (`analytics.trips`).
+    pub table: String,
+    /// Columns and where their values come from.
+    pub columns: Vec<PgColumn>,
+    /// Create the table (and its primary key, for upserts) if missing.
+    #[serde(default)]
+    pub create_table: bool,
+    /// `insert` (default) or `upsert` on `key`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Key columns for `upsert`.
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Connections in the pool.
+    #[serde(default = "default_pool")]
+    pub pool_size: u32,
+}
+
+fn default_pool() -> u32 {
+    2
+}
+
+/// How rows are added.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Plain COPY; duplicates are the table's business.
+    #[default]
+    Insert,
+    /// Insert, or update the row with the same key.
+    Upsert,
+}
+
+/// One column.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PgColumn {
+    /// Column name.
+    pub name: String,
+    /// SQL type, e.g. `bigint`, `double precision`, `text`, `timestamptz`.
+    #[serde(rename = "type")]
+    pub sql_type: String,
+    /// JSON path in the record value (`$.a.b` or `a.b`); the column name
+    /// by default. Missing or null → NULL.
+    pub path: Option<String>,
+}
+
+/// How a value is checked and written for a SQL type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Float,
+    Numeric,
+    Bool,
+    Json,
+    /// Timestamps: text passed on, numbers taken as epoch milliseconds.
+    Time,
+    /// Everything else: scalars as text, PostgreSQL parses.
+    Text,
+}
+
+impl Kind {
+    fn of(sql_type: &str) -> Kind {
+        let t = sql_type.trim().to_ascii_lowercase();
+        let base = t.split('(').next().unwrap_or("").trim();
+        match base {
+            "smallint" | "int2" => Kind::Int {
+                min: i16::MIN.into(),
+                max: i16::MAX.into(),
+            },
+            "integer" | "int" | "int4" => Kind::Int {
+                min: i32::MIN.into(),
+                max: i32::MAX.into(),
+            },
+            "bigint" | "int8" => Kind::Int {
+                min: i64::MIN,
+                max: i64::MAX,
+            },
+            "real" | "float4" | "double precision" | "float8" | "float" => Kind::Float,
+            "numeric" | "decimal" => Kind::Numeric,
+            "boolean" | "bool" => Kind::Bool,
+            "json" | "jsonb" => Kind::Json,
+            "timestamptz"
+            | "timestamp"
+            | "date"
+            | "timestamp with time zone"
+            | "timestamp without time zone" => Kind::Time,
+            _ => Kind::Text,
+        }
+    }
+}
+
+struct Column {
+    name: String,
+    path: Vec<String>,
+    kind: Kind,
+}
+
+/// The sink.
+pub struct PostgresSink {
+    name: String,
+    pool: PgPool,
+    columns: Vec<Column>,
+    copy_sql: String,
+    /// For upserts: statements run in the batch's transaction around COPY.
+    upsert: Option<(String, String)>,
+    key_columns: Vec<usize>,
+}
+
+/// `"a"."b"` for `a.b`, quotes doubled.
+fn quote_ident(name: &str) -> String {
+    name.split('.')
+        .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn parse_path(path: &str) -> Vec<String> {
+    let path = path.strip_prefix("$.").unwrap_or(path);
+    if path == "$" {
+        return Vec::new();
+    }
+    path.split('.').map(str::to_owned).collect()
+}
+
+impl PostgresSink {
+    /// Connects, creates the table if asked, and checks the columns exist.
+    pub async fn open(config: &PostgresConfig) -> Result<Self> {
+        let name = format!("postgres {}", config.table);
+        let fail = |action: &str, reason: String, hint: &'static str| Error::Client {
+            sink: name.clone(),
+            action: action.into(),
+            reason,
+            hint,
+        };
+        if config.columns.is_empty() {
+            return Err(fail(
+                "configure",
+                "no columns".into(),
+                "list columns = [{ name, type, path }]",
+            ));
+        }
+        if config.mode == Mode::Upsert && config.key.is_empty() {
+            return Err(fail(
+                "configure",
+                "mode = \"upsert\" needs key = [\"column\", …]".into(),
+                "name the key columns",
+            ));
+        }
+        let key_columns = config
+            .key
+            .iter()
+            .map(|k| {
+                config
+                    .columns
+                    .iter()
+                    .position(|c| &c.name == k)
+                    .ok_or_else(|| {
+                        fail(
+                            "configure",
+                            format!("key column {k:?} is not among the columns"),
+                            "add it to columns",
+                        )
+                    })
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.pool_size.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&config.url)
+            .await
+            .map_err(|e| {
+                fail(
+                    "connect",
+                    e.to_string(),
+                    "check sink.url (host, port, user, database, sslmode) and that PostgreSQL is running",
+                )
+            })?;
+        let table = quote_ident(&config.table);
+        let names: Vec<String> = config
+            .columns
+            .iter()
+            .map(|c| quote_ident(&c.name))
+            .collect();
+        let list = names.join(", ");
+        if config.create_table {
+            let mut defs: Vec<String> = config
+                .columns
+                .iter()
+                .map(|c| format!("{} {}", quote_ident(&c.name), c.sql_type))
+                .collect();
+            if !config.key.is_empty() {
+                let key: Vec<String> = config.key.iter().map(|k| quote_ident(k)).collect();
+                defs.push(format!("PRIMARY KEY ({})", key.join(", ")));
+            }
+            let ddl = format!("CREATE TABLE IF NOT EXISTS {table} ({})", defs.join(", "));
+            sqlx::query(&ddl).execute(&pool).await.map_err(|e| {
+                fail(
+                    "create table",
+                    e.to_string(),
+                    "check the column types and the user's CREATE privilege",
+                )
+            })?;
+        }
+        sqlx::query(&format!("SELECT {list} FROM {table} LIMIT 0"))
+            .execute(&pool)
+            .await
+            .map_err(|e| {
+                fail(
+                    "check table",
+                    e.to_string(),
+                    "create the table with these columns, or set create-table = true",
+                )
+            })?;
+        let (copy_sql, upsert) = match config.mode {
+            Mode::Insert => (format!("COPY {table} ({list}) FROM STDIN"), None),
+            Mode::Upsert => {
+                let stage = "weir_upsert_stage";
+                let create = format!(
+                    "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                );
+                let key: Vec<String> = config.key.iter().map(|k| quote_ident(k)).collect();
+                let updates: Vec<String> = names
+                    .iter()
+                    .filter(|n| !key.contains(n))
+                    .map(|n| format!("{n} = EXCLUDED.{n}"))
+                    .collect();
+                let action = if updates.is_empty() {
+                    "DO NOTHING".to_owned()
+                } else {
+                    format!("DO UPDATE SET {}", updates.join(", "))
+                };
+                let merge = format!(
+                    "INSERT INTO {table} ({list}) SELECT {list} FROM {stage} ON CONFLICT ({}) {action}",
+                    key.join(", ")
+                );
+                (
+                    format!("COPY {stage} ({list}) FROM STDIN"),
+                    Some((create, merge)),
+                )
+            }
+        };
+        Ok(PostgresSink {
+            name,
+            pool,
+            columns: config
+                .columns
+                .iter()
+                .map(|c| Column {
+                    name: c.name.clone(),
+                    path: parse_path(c.path.as_deref().unwrap_or(&c.name)),
+                    kind: Kind::of(&c.sql_type),
+                })
+                .collect(),
+            copy_sql,
+            upsert,
+            key_columns,
+        })
+    }
+
+    /// One COPY text line for a record, or why it cannot be written.
+    fn encode(&self, record: &Record) -> std::result::Result<Vec<u8>, String> {
+        let value: Value = serde_json::from_slice(&record.value)
+            .map_err(|e| format!("not JSON, cannot map to columns: {e}"))?;
+        let mut line = Vec::with_capacity(record.value.len());
+        for (i, column) in self.columns.iter().enumerate() {
+            if i > 0 {
+                line.push(b'\t');
+            }
+            let field = column
+                .path
+                .iter()
+                .try_fold(&value, |v, part| v.get(part.as_str()));
+            match field {
+                None | Some(Value::Null) => line.extend_from_slice(b"\\N"),
+                Some(v) => {
+                    let text = cell(column.kind, v).map_err(|why| {
+                        format!("column {} ({why}): got {}", column.name, abbreviate(v))
+                    })?;
+                    escape_into(&mut line, &text)
+                        .map_err(|why| format!("column {}: {why}", column.name))?;
+                }
+            }
+        }
+        line.push(b'\n');
+        Ok(line)
+    }
+
+    /// COPYs the lines in one transaction.
+    async fn copy(&self, lines: &[&[u8]]) -> std::result::Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        if let Some((create, _)) = &self.upsert {
+            sqlx::query(create).execute(&mut *tx).await?;
+        }
+        let mut copy = tx.copy_in_raw(&self.copy_sql).await?;
+        let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len()).sum());
+        for line in lines {
+            buf.extend_from_slice(line);
+        }
+        copy.send(buf).await?;
+        copy.finish().await?;
+        if let Some((_, merge)) = &self.upsert {
+            sqlx::query(merge).execute(&mut *tx).await?;
+        }
+        tx.commit().await
+    }
+
+    /// COPYs `rows`; when PostgreSQL refuses the data, splits the batch to
+    /// find the refused rows and returns them with its message.
+    async fn copy_isolating(&self, rows: Vec<(Record, Vec<u8>)>) -> Result<Vec<Rejected>> {
+        let mut rejected = Vec::new();
+        let mut todo = vec![rows];
+        while let Some(rows) = todo.pop() {
+            if rows.is_empty() {
+                continue;
+            }
+            let lines: Vec<&[u8]> = rows.iter().map(|(_, l)| l.as_slice()).collect();
+            match self.copy(&lines).await {
+                Ok(()) => {}
+                Err(e) if is_data_error(&e) => {
+                    if rows.len() == 1 {
+                        let (record, _) = rows.into_iter().next().expect("one row");
+                        rejected.push(Rejected {
+                            record,
+                            reason: format!("refused by PostgreSQL: {}", db_message(&e)),
+                        });
+                    } else {
+                        let mut first = rows;
+                        let second = first.split_off(first.len() / 2);
+                        todo.push(second);
+                        todo.push(first);
+                    }
+                }
+                Err(e) => {
+                    return Err(Error::Client {
+                        sink: self.name.clone(),
+                        action: format!("COPY {} rows", rows.len()),
+                        reason: e.to_string(),
+                        hint: "check PostgreSQL is reachable and the table unchanged",
+                    });
+                }
+            }
+        }
+        Ok(rejected)
+    }
+}
+
+/// Data exceptions (class 22) and integrity violations (class 23) are the
+/// row's fault; anything else is the connection's or the schema's.
+fn is_data_error(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")))
+}
+
+fn db_message(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
+            None => db.message().to_owned(),
+        },
+        other => other.to_string(),
+    }
+}
+
+fn abbreviate(v: &Value) -> String {
+    let mut text = v.to_string();
+    if text.len() > 80 {
+        let mut cut = 77;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
+/// The text of one cell, checked against the column's kind.
+fn cell(kind: Kind, v: &Value) -> std::result::Result<String, &'static str> {
+    match (kind, v) {
+        (Kind::Int { min, max }, Value::Number(n)) => {
+            let i = n.as_i64().ok_or("expected an integer")?;
+            if i < min || i > max {
+                return Err("integer out of range for the column type");
+            }
+            Ok(i.to_string())
+        }
+        (Kind::Int { .. }, _) => Err("expected an integer"),
+        (Kind::Float, Value::Number(n)) => Ok(n.to_string()),
+        (Kind::Float, _) => Err("expected a number"),
+        (Kind::Numeric, Value::Number(n)) => Ok(n.to_string()),
+        (Kind::Numeric, Value::String(s)) if s.parse::<f64>().is_ok() => Ok(s.clone()),
+        (Kind::Numeric, _) => Err("expected a number"),
+        (Kind::Bool, Value::Bool(b)) => Ok(b.to_string()),
+        (Kind::Bool, _) => Err("expected true or false"),
+        (Kind::Json, v) => Ok(v.to_string()),
+        (Kind::Time, Value::Number(n)) => n
+            .as_i64()
+            .map(weir_plugin_kit::time::format_rfc3339)
+            .ok_or("expected a timestamp or epoch milliseconds"),
+        (Kind::Time | Kind::Text, Value::String(s)) => Ok(s.clone()),
+        (Kind::Time, _) => Err("expected a timestamp or epoch milliseconds"),
+        (Kind::Text, Value::Number(n)) => Ok(n.to_string()),
+        (Kind::Text, Value::Bool(b)) => Ok(b.to_string()),
+        (Kind::Text, v) => Ok(v.to_string()),
+    }
+}
+
+/// Escapes a cell for COPY's text format.
+fn escape_into(out: &mut Vec<u8>, text: &str) -> std::result::Result<(), &'static str> {
+    for b in text.bytes() {
+        match b {
+            0 => return Err("contains a NUL character, which PostgreSQL text cannot hold"),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.push(b),
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Sink for PostgresSink {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn write(&mut self, records: Vec<Record>) -> Result<Vec<Rejected>> {
+        let mut rejected = Vec::new();
+        let mut rows = Vec::with_capacity(records.len());
+        for record in records {
+            match self.encode(&record) {
+                Ok(line) => rows.push((record, line)),
+                Err(reason) => rejected.push(Rejected { record, reason }),
+            }
+        }
+        if !self.key_columns.is_empty() {
+            rows = last_per_key(rows, &self.key_columns);
+        }
+        rejected.extend(self.copy_isolating(rows).await?);
+        Ok(rejected)
+    }
+
+    /// Each batch is committed before `write` returns.
+    fn is_durable(&self) -> bool {
+        true
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        self.pool.close().await;
+        Ok(())
+    }
+}
+
+/// Keeps the last row for each key (an upsert cannot touch a row twice in
+/// one statement); earlier rows for the key are superseded, not lost.
+fn last_per_key(rows: Vec<(Record, Vec<u8>)>, key: &[usize]) -> Vec<(Record, Vec<u8>)> {
+    let key_of = |line: &[u8]| -> Vec<Vec<u8>> {
+        let cells: Vec<&[u8]> = line.split(|b| *b == b'\t').collect();
+        key.iter()
+            .map(|&i| cells.get(i).map_or(Vec::new(), |c| c.to_vec()))
+            .collect()
+    };
+    let mut last: HashMap<Vec<Vec<u8>>, usize> = HashMap::new();
+    for (i, (_, line)) in rows.iter().enumerate() {
+        last.insert(key_of(line.strip_suffix(b"\n").unwrap_or(line)), i);
+    }
+    rows.into_iter()
+        .enumerate()
+        .filter(|(i, (_, line))| {
+            last.get(&key_of(line.strip_suffix(b"\n").unwrap_or(line))) == Some(i)
+        })
+        .map(|(_, row)| row)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_are_checked_against_their_sql_type() {
+        let int4 = Kind::of("integer");
+        assert_eq!(cell(int4, &serde_json::json!(7)).unwrap(), "7");
+        assert!(cell(int4, &serde_json::json!("7")).is_err());
+        assert!(cell(int4, &serde_json::json!(1u64 << 40)).is_err());
+        assert!(cell(Kind::of("double precision"), &serde_json::json!(true)).is_err());
+        assert_eq!(
+            cell(Kind::of("timestamptz"), &serde_json::json!(0)).unwrap(),
+            "1970-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            cell(Kind::of("jsonb"), &serde_json::json!({"a":[1]})).unwrap(),
+            r#"{"a":[1]}"#
+        );
+        assert_eq!(Kind::of("varchar(20)"), Kind::Text);
+        assert_eq!(Kind::of("NUMERIC(10,2)"), Kind::Numeric);
+    }
+
+    #[test]
+    fn copy_text_escapes_separators_and_refuses_nul() {
+        let mut out = Vec::new();
+        escape_into(&mut out, "a\tb\\c\nd").unwrap();
+        assert_eq!(out, b"a\\tb\\\\c\\nd");
+        assert!(escape_into(&mut Vec::new(), "a\0b").is_err());
+    }
+
+    #[test]
+    fn identifiers_are_quoted_per_part() {
+        assert_eq!(quote_ident("analytics.trips"), "\"analytics\".\"trips\"");
+        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+    }
+}

@@ -1,0 +1,259 @@
+//! A Kafka consumer in a consumer group, with manual offset handling.
+//!
+//! Auto-commit is off: the group's offsets move only when the pipeline
+//! calls [`Source::commit`] with a mark whose records the sinks have made
+//! durable. Keys, headers and timestamps are kept. A batch ends at `max`
+//! records or after `max-wait`, whichever comes first, so an idle topic
+//! still lets the pipeline tick its plugins and flush its sinks.
+
+use super::{Error, Mark, Position, Result, Source, SourceBatch};
+use crate::kafka::{Connection, Context};
+use crate::{Header, Record};
+use async_trait::async_trait;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// `type = "kafka"` as a source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated.
+    pub brokers: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Consumer group; its committed offsets are where a restart resumes.
+    pub group: String,
+    /// Where a group without committed offsets starts.
+    #[serde(default)]
+    pub start: Start,
+    /// Longest a batch waits to fill up.
+    #[serde(
+        default = "default_max_wait",
+        deserialize_with = "crate::config::duration"
+    )]
+    pub max_wait: Duration,
+    /// librdkafka properties (TLS, SASL, …), passed through.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+fn default_max_wait() -> Duration {
+    Duration::from_millis(200)
+}
+
+/// Start position of a group that has no committed offset yet.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Start {
+    /// The oldest record still in the topic.
+    #[default]
+    Earliest,
+    /// Only records produced after the consumer joined.
+    Latest,
+}
+
+impl KafkaConfig {
+    fn connection(&self) -> Connection {
+        Connection {
+            brokers: self.brokers.clone(),
+            options: self.options.clone(),
+        }
+    }
+
+    /// Problems found without connecting.
+    pub fn check(&self) -> Vec<(&'static str, String)> {
+        let mut problems = self.connection().check();
+        if self.topics.is_empty() {
+            problems.push(("topics", "is empty: name at least one topic".into()));
+        }
+        if self.group.trim().is_empty() {
+            problems.push(("group", "is empty: name the consumer group".into()));
+        }
+        problems
+    }
+}
+
+/// The source.
+pub struct KafkaSource {
+    name: String,
+    topics: Vec<String>,
+    consumer: StreamConsumer<Context>,
+    context: Context,
+    max_wait: Duration,
+    next: Mark,
+    committed: TopicPartitionList,
+}
+
+impl KafkaSource {
+    /// Creates the consumer and subscribes; partitions are assigned on the
+    /// first read.
+    pub fn open(config: &KafkaConfig) -> Result<Self> {
+        let name = format!("kafka {}", config.topics.join(","));
+        let fail = |action: &str, e: rdkafka::error::KafkaError| Error::Client {
+            source_name: name.clone(),
+            action: action.into(),
+            reason: e.to_string(),
+            hint: "check source.brokers, source.topics and source.options",
+            retryable: false,
+        };
+        let reset = match config.start {
+            Start::Earliest => "earliest",
+            Start::Latest => "latest",
+        };
+        let context = Context::default();
+        let consumer: StreamConsumer<Context> = config
+            .connection()
+            .client_config(&[
+                ("group.id", &config.group),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", reset),
+                ("enable.partition.eof", "false"),
+                ("statistics.interval.ms", "5000"),
+            ])
+            .create_with_context(context.clone())
+            .map_err(|e| fail("create consumer", e))?;
+        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| fail("subscribe", e))?;
+        Ok(KafkaSource {
+            name,
+            topics: config.topics.clone(),
+            consumer,
+            context,
+            max_wait: config.max_wait,
+            next: Mark::new(),
+            committed: TopicPartitionList::new(),
+        })
+    }
+
+    fn topic_index(&self, topic: &str) -> u16 {
+        self.topics.iter().position(|t| t == topic).unwrap_or(0) as u16
+    }
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn next_batch(&mut self, max: usize) -> Result<Option<SourceBatch>> {
+        let deadline = tokio::time::Instant::now() + self.max_wait;
+        let mut batch = SourceBatch::default();
+        while batch.records.len() < max {
+            let message = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Err(_elapsed) => break,
+                Ok(Ok(message)) => message,
+                Ok(Err(e)) => {
+                    // librdkafka retries transport problems by itself; what
+                    // reaches here is worth a warning, not a stop.
+                    tracing::warn!(source = %self.name, error = %e, "Kafka consumer error; retrying.");
+                    continue;
+                }
+            };
+            let headers = message
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| Header {
+                            name: h.key.to_owned(),
+                            value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            batch.records.push(Record {
+                key: message.key().map(<[u8]>::to_vec),
+                value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                timestamp_ms: message
+                    .timestamp()
+                    .to_millis()
+                    .unwrap_or_else(crate::pipeline::now_ms),
+                headers,
+            });
+            batch.positions.push(Position::Kafka {
+                topic: self.topic_index(message.topic()),
+                partition: message.partition(),
+                offset: message.offset(),
+            });
+            self.next.insert(
+                format!("{}/{}", message.topic(), message.partition()),
+                message.offset() + 1,
+            );
+        }
+        Ok(Some(batch))
+    }
+
+    fn locate(&self, position: Position) -> String {
+        match position {
+            Position::Kafka {
+                topic,
+                partition,
+                offset,
+            } => format!(
+                "kafka topic={} partition={partition} offset={offset}",
+                self.topics.get(topic as usize).map_or("?", String::as_str)
+            ),
+            _ => self.describe(),
+        }
+    }
+
+    fn mark(&self) -> Mark {
+        self.next.clone()
+    }
+
+    async fn commit(&mut self, mark: &Mark) -> Result<()> {
+        let mut list = TopicPartitionList::new();
+        for (key, offset) in mark {
+            let Some((topic, partition)) = key.rsplit_once('/') else {
+                continue;
+            };
+            let Ok(partition) = partition.parse() else {
+                continue;
+            };
+            list.add_partition_offset(topic, partition, Offset::Offset(*offset))
+                .map_err(|e| Error::Client {
+                    source_name: self.name.clone(),
+                    action: format!("commit {key}@{offset}"),
+                    reason: e.to_string(),
+                    hint: "report this: the offset list could not be built",
+                    retryable: false,
+                })?;
+        }
+        if list.count() == 0 {
+            return Ok(());
+        }
+        // A failed commit (e.g. after a rebalance took the partition away)
+        // only means records are delivered again: warn, never stop.
+        if let Err(e) = self.consumer.commit(&list, CommitMode::Async) {
+            tracing::warn!(source = %self.name, error = %e, "Offset commit failed; those records may be read again after a restart.");
+        }
+        self.committed = list;
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        if self.committed.count() == 0 {
+            return Ok(());
+        }
+        // The last commit went out asynchronously; repeat it synchronously
+        // so it is not lost when the consumer closes.
+        let result =
+            tokio::task::block_in_place(|| self.consumer.commit(&self.committed, CommitMode::Sync));
+        if let Err(e) = result {
+            tracing::warn!(source = %self.name, error = %e, "Final offset commit failed; the last records may be read again after a restart.");
+        }
+        Ok(())
+    }
+
+    fn lag(&self) -> Vec<(String, i64)> {
+        let lag = self.context.lag.lock().expect("lag lock");
+        lag.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}

@@ -1,0 +1,373 @@
+//! Objects under a prefix of any object store (S3, a local folder,
+//! in-memory): Parquet, NDJSON or CSV, read in path order.
+//!
+//! NDJSON lines are handed on byte for byte. Parquet and CSV rows become
+//! one JSON object per row (Arrow's JSON writer: column names as keys,
+//! nulls left out, timestamps as ISO 8601 text). A position is the object
+//! and its 1-based row, so a dead letter says exactly where it came from
+//! and the mark says how far each object has been read.
+//!
+//! With `watch = "10s"` the source is unbounded: after the listing is
+//! read it lists the prefix again at that interval and reads objects it
+//! has not seen (objects are assumed immutable once written, as in S3).
+
+use super::{Error, Mark, Position, Result, Source, SourceBatch};
+use crate::Record;
+use crate::store::{self, Location};
+use arrow_array::RecordBatch;
+use arrow_schema::ArrowError;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::{ObjectMeta, ObjectStoreExt};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::Path;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// `type = "object-store"` as a source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ObjectStoreConfig {
+    /// `s3://bucket/prefix`, `file:///dir`, `memory://name/prefix` or a
+    /// local folder relative to the configuration file.
+    pub url: String,
+    /// Format of every object; by default from each object's extension
+    /// (`.parquet`, `.ndjson`/`.jsonl`/`.json`, `.csv`).
+    pub format: Option<Format>,
+    /// Keep listing the prefix at this interval and read new objects.
+    #[serde(default, deserialize_with = "crate::sink::optional_duration")]
+    pub watch: Option<Duration>,
+    /// Store options (S3 endpoint, credentials, region, …); see `store`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// How objects are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// Apache Parquet.
+    Parquet,
+    /// One JSON value per line.
+    Ndjson,
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+impl Format {
+    fn of(path: &str) -> Option<Format> {
+        let ext = path.rsplit_once('.')?.1.to_ascii_lowercase();
+        match ext.as_str() {
+            "parquet" => Some(Format::Parquet),
+            "ndjson" | "jsonl" | "json" => Some(Format::Ndjson),
+            "csv" => Some(Format::Csv),
+            _ => None,
+        }
+    }
+}
+
+/// Rows of the object being read.
+enum Rows {
+    /// Raw bytes and the offset of the next line.
+    Lines { data: Bytes, at: usize },
+    /// Arrow batches, and the JSON rows of the batch being handed out.
+    Arrow {
+        batches: Box<dyn Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send>,
+        pending: VecDeque<Vec<u8>>,
+    },
+}
+
+struct Current {
+    file: u32,
+    path: String,
+    rows: Rows,
+    row: u64,
+}
+
+/// The source.
+pub struct ObjectSource {
+    location: Location,
+    format: Option<Format>,
+    watch: Option<Duration>,
+    queue: VecDeque<ObjectMeta>,
+    seen: BTreeSet<String>,
+    files: Vec<String>,
+    current: Option<Current>,
+    next_listing: Instant,
+    batch_rows: usize,
+}
+
+impl ObjectSource {
+    /// Opens the location and lists it.
+    pub async fn open(config: &ObjectStoreConfig, base_dir: &Path) -> Result<Self> {
+        let location =
+            store::open(&config.url, &config.options, base_dir).map_err(|e| Error::Client {
+                source_name: format!("object-store {}", config.url),
+                action: "open".into(),
+                reason: e.reason,
+                hint: "check source.url and source.options",
+                retryable: false,
+            })?;
+        let mut source = ObjectSource {
+            location,
+            format: config.format,
+            watch: config.watch,
+            queue: VecDeque::new(),
+            seen: BTreeSet::new(),
+            files: Vec::new(),
+            current: None,
+            next_listing: Instant::now(),
+            batch_rows: 1024,
+        };
+        source.list().await?;
+        if source.queue.is_empty() && source.watch.is_none() {
+            tracing::warn!(source = %source.describe(), "No objects to read under this prefix.");
+        }
+        Ok(source)
+    }
+
+    fn client_error(&self, action: String, reason: impl ToString, hint: &'static str) -> Error {
+        Error::Client {
+            source_name: self.describe(),
+            action,
+            reason: reason.to_string(),
+            hint,
+            retryable: false,
+        }
+    }
+
+    /// Queues objects not seen before, in path order.
+    async fn list(&mut self) -> Result<()> {
+        let mut found: Vec<ObjectMeta> = self
+            .location
+            .store
+            .list(Some(&self.location.prefix))
+            .try_collect()
+            .await
+            .map_err(|e| Error::Client {
+                source_name: self.describe(),
+                action: "list".into(),
+                reason: e.to_string(),
+                hint: "check the bucket exists, the credentials and the endpoint",
+                retryable: true,
+            })?;
+        found.retain(|meta| {
+            let path = meta.location.as_ref();
+            let name = meta.location.filename().unwrap_or_default();
+            // Hidden and marker files (`.x.inprogress`, `_SUCCESS`) are not data.
+            !name.starts_with('.')
+                && !name.starts_with('_')
+                && (self.format.is_some() || Format::of(path).is_some())
+                && !self.seen.contains(path)
+        });
+        found.sort_by(|a, b| a.location.cmp(&b.location));
+        for meta in found {
+            self.seen.insert(meta.location.to_string());
+            self.queue.push_back(meta);
+        }
+        self.next_listing = Instant::now() + self.watch.unwrap_or_default();
+        Ok(())
+    }
+
+    /// Starts reading the next queued object.
+    async fn open_next(&mut self) -> Result<bool> {
+        let Some(meta) = self.queue.pop_front() else {
+            return Ok(false);
+        };
+        let path = meta.location.to_string();
+        let format = self
+            .format
+            .or_else(|| Format::of(&path))
+            .unwrap_or(Format::Ndjson);
+        let data = match self.location.store.get(&meta.location).await {
+            Ok(object) => object.bytes().await,
+            Err(e) => Err(e),
+        };
+        let data = data.map_err(|e| {
+            self.client_error(format!("read {path}"), e, "check the object is readable")
+        })?;
+        let bad = |e: &dyn std::fmt::Display| {
+            self.client_error(
+                format!("decode {path} as {format:?}"),
+                e,
+                "check the object's format (source.format)",
+            )
+        };
+        let rows = match format {
+            Format::Ndjson => Rows::Lines { data, at: 0 },
+            Format::Parquet => {
+                let reader =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(data)
+                        .and_then(|b| b.with_batch_size(self.batch_rows).build())
+                        .map_err(|e| bad(&e))?;
+                Rows::Arrow {
+                    batches: Box::new(reader),
+                    pending: VecDeque::new(),
+                }
+            }
+            Format::Csv => {
+                let format = arrow_csv::reader::Format::default().with_header(true);
+                let (schema, _) = format
+                    .infer_schema(std::io::Cursor::new(&data), Some(1000))
+                    .map_err(|e| bad(&e))?;
+                let reader = arrow_csv::ReaderBuilder::new(std::sync::Arc::new(schema))
+                    .with_format(format)
+                    .with_batch_size(self.batch_rows)
+                    .build(std::io::Cursor::new(data))
+                    .map_err(|e| bad(&e))?;
+                Rows::Arrow {
+                    batches: Box::new(reader),
+                    pending: VecDeque::new(),
+                }
+            }
+        };
+        self.files.push(path.clone());
+        tracing::debug!(source = %self.describe(), object = %path, ?format, "Reading object.");
+        self.current = Some(Current {
+            file: (self.files.len() - 1) as u32,
+            path,
+            rows,
+            row: 0,
+        });
+        Ok(true)
+    }
+
+    /// The next row of the current object, or `None` when it is done.
+    fn next_row(&mut self) -> Result<Option<Vec<u8>>> {
+        let Some(current) = self.current.as_mut() else {
+            return Ok(None);
+        };
+        loop {
+            match &mut current.rows {
+                Rows::Lines { data, at } => {
+                    while *at < data.len() {
+                        let end = memchr_newline(&data[*at..]).map_or(data.len(), |i| *at + i);
+                        let mut line = &data[*at..end];
+                        *at = end + 1;
+                        current.row += 1;
+                        while let [rest @ .., b'\r'] = line {
+                            line = rest;
+                        }
+                        if !line.iter().all(u8::is_ascii_whitespace) {
+                            return Ok(Some(line.to_vec()));
+                        }
+                    }
+                    return Ok(None);
+                }
+                Rows::Arrow { batches, pending } => {
+                    if let Some(row) = pending.pop_front() {
+                        current.row += 1;
+                        return Ok(Some(row));
+                    }
+                    let Some(batch) = batches.next() else {
+                        return Ok(None);
+                    };
+                    let batch = batch.map_err(|e| Error::Client {
+                        source_name: format!("object-store {}", self.location.display),
+                        action: format!("decode {} after row {}", current.path, current.row),
+                        reason: e.to_string(),
+                        hint: "check the object is complete and of the expected format",
+                        retryable: false,
+                    })?;
+                    let mut writer = arrow_json::LineDelimitedWriter::new(Vec::new());
+                    writer.write(&batch).map_err(|e| Error::Client {
+                        source_name: format!("object-store {}", self.location.display),
+                        action: format!("convert {} to JSON", current.path),
+                        reason: e.to_string(),
+                        hint: "report this with the object's schema",
+                        retryable: false,
+                    })?;
+                    writer.finish().ok();
+                    let text = writer.into_inner();
+                    pending.extend(
+                        text.split(|b| *b == b'\n')
+                            .filter(|l| !l.is_empty())
+                            .map(<[u8]>::to_vec),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn memchr_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|b| *b == b'\n')
+}
+
+#[async_trait]
+impl Source for ObjectSource {
+    fn describe(&self) -> String {
+        format!("object-store {}", self.location.display)
+    }
+
+    async fn next_batch(&mut self, max: usize) -> Result<Option<SourceBatch>> {
+        self.batch_rows = max.max(1);
+        let now_ms = crate::pipeline::now_ms();
+        let mut batch = SourceBatch::default();
+        while batch.records.len() < max {
+            match self.next_row()? {
+                Some(value) => {
+                    let current = self.current.as_ref().expect("a row came from it");
+                    batch.records.push(Record {
+                        key: None,
+                        value,
+                        timestamp_ms: now_ms,
+                        headers: Vec::new(),
+                    });
+                    batch.positions.push(Position::Row {
+                        file: current.file,
+                        row: current.row,
+                    });
+                }
+                None => {
+                    self.current = None;
+                    if self.open_next().await? {
+                        continue;
+                    }
+                    let Some(every) = self.watch else {
+                        break;
+                    };
+                    if !batch.records.is_empty() {
+                        break;
+                    }
+                    // Idle: wait for the next listing, but return an empty
+                    // batch within a second so the pipeline can tick.
+                    let wake = self
+                        .next_listing
+                        .min(Instant::now() + Duration::from_secs(1));
+                    tokio::time::sleep_until(wake).await;
+                    if Instant::now() >= self.next_listing {
+                        self.list().await?;
+                        self.next_listing = Instant::now() + every;
+                    }
+                    return Ok(Some(batch));
+                }
+            }
+        }
+        if batch.records.is_empty() && self.watch.is_none() {
+            Ok(None)
+        } else {
+            Ok(Some(batch))
+        }
+    }
+
+    fn locate(&self, position: Position) -> String {
+        match position {
+            Position::Row { file, row } => format!(
+                "{} object={} row={row}",
+                self.describe(),
+                self.files.get(file as usize).map_or("?", String::as_str)
+            ),
+            _ => self.describe(),
+        }
+    }
+
+    fn mark(&self) -> Mark {
+        self.current
+            .iter()
+            .map(|c| (c.path.clone(), c.row as i64 + 1))
+            .collect()
+    }
+}

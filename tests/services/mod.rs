@@ -1,0 +1,343 @@
+//! The real services of the connector tests: where they are, and helpers
+//! to talk to them. Every accessor fails the test loudly when its service
+//! is not configured or not reachable; nothing is ever skipped.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const HOW: &str = "start them with `scripts/services.sh up` and export their addresses with `eval \"$(scripts/services.sh env)\"` (scripts/test.sh does both)";
+
+fn reachable(name: &str, var: &str, host_port: &str) {
+    let addr = host_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| panic!("{var}={host_port} is not host:port"));
+    if TcpStream::connect_timeout(&addr, Duration::from_secs(3)).is_err() {
+        panic!("{name} is not reachable at {host_port} ({var}): {HOW}");
+    }
+}
+
+fn var(name: &str, var_name: &str) -> String {
+    std::env::var(var_name)
+        .unwrap_or_else(|_| panic!("{var_name} is not set, so {name} cannot be found: {HOW}"))
+}
+
+/// Kafka bootstrap address.
+pub fn kafka() -> String {
+    let brokers = var("the Kafka broker", "WEIR_TEST_KAFKA");
+    reachable("the Kafka broker", "WEIR_TEST_KAFKA", &brokers);
+    brokers
+}
+
+/// S3 endpoint URL.
+pub fn s3() -> String {
+    let endpoint = var("the S3 server", "WEIR_TEST_S3");
+    let host_port = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    reachable("the S3 server", "WEIR_TEST_S3", &host_port);
+    endpoint
+}
+
+/// PostgreSQL URL.
+pub fn pg() -> String {
+    let url = var("PostgreSQL", "WEIR_TEST_PG");
+    let host_port = url
+        .rsplit('@')
+        .next()
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("127.0.0.1:5432")
+        .to_owned();
+    reachable("PostgreSQL", "WEIR_TEST_PG", &host_port);
+    url
+}
+
+/// S3 options for object_store (and the AWS_* variables for the CLI).
+pub fn s3_options() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("endpoint".into(), s3()),
+        (
+            "access_key_id".into(),
+            var("the S3 server", "WEIR_TEST_S3_KEY"),
+        ),
+        (
+            "secret_access_key".into(),
+            var("the S3 server", "WEIR_TEST_S3_SECRET"),
+        ),
+        ("region".into(), "us-east-1".into()),
+        ("allow_http".into(), "true".into()),
+    ])
+}
+
+/// A name no other test or earlier run uses: `<prefix>-<pid>-<n>`.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        nanos % 100_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Environment for a weir process that points every example at the test
+/// services (the same variables docker-compose.yml sets).
+pub fn weir_env() -> Vec<(String, String)> {
+    let options = s3_options();
+    vec![
+        ("WEIR_KAFKA".into(), kafka()),
+        ("WEIR_S3_ENDPOINT".into(), options["endpoint"].clone()),
+        ("WEIR_S3_KEY".into(), options["access_key_id"].clone()),
+        (
+            "WEIR_S3_SECRET".into(),
+            options["secret_access_key"].clone(),
+        ),
+        ("WEIR_PG".into(), pg()),
+        (
+            "WEIR_PLUGINS".into(),
+            super::common::root()
+                .join("plugins/dist")
+                .display()
+                .to_string(),
+        ),
+        ("AWS_ENDPOINT".into(), options["endpoint"].clone()),
+        ("AWS_ACCESS_KEY_ID".into(), options["access_key_id"].clone()),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            options["secret_access_key"].clone(),
+        ),
+        ("AWS_REGION".into(), "us-east-1".into()),
+        ("AWS_ALLOW_HTTP".into(), "true".into()),
+        ("WEIR_LOG".into(), "info".into()),
+    ]
+}
+
+/// Runs the weir binary to completion; panics with its output on failure.
+pub fn weir(args: &[&str], env: &[(String, String)]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "weir {args:?} failed:\n{text}");
+    text
+}
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `weir run` with its metrics endpoint.
+pub struct Running {
+    child: Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Running {
+    /// Starts `weir run <config> --listen 127.0.0.1:<free port>`.
+    pub fn start(config: &Path, env: &[(String, String)], log_dir: &Path) -> Running {
+        let port = free_port();
+        let log = log_dir.join("weir.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "--quiet", "--listen", &format!("127.0.0.1:{port}")])
+            .arg(config)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Running { child, port, log }
+    }
+
+    /// GETs a path of the operations endpoint; `None` while it is not up.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        let status = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text.split_once("\r\n\r\n")?.1.to_owned();
+        Some((status, body))
+    }
+
+    /// A metric's value for one pipeline, 0 when not reported yet.
+    pub fn metric(&self, name: &str, pipeline: &str) -> u64 {
+        let Some((_, body)) = self.get("/metrics") else {
+            return 0;
+        };
+        let prefix = format!("{name}{{pipeline=\"{pipeline}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits until `done` holds, checking every 100 ms; panics with the
+    /// log after `limit` (a hang guard, not a performance assertion).
+    pub fn wait_until(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        mut done: impl FnMut(&Running) -> bool,
+    ) {
+        let started = Instant::now();
+        while !done(self) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "weir exited early with {status} while waiting for {what}:\n{}",
+                    self.log_text()
+                );
+            }
+            if started.elapsed() > limit {
+                panic!(
+                    "gave up waiting for {what} after {limit:?}:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until every record read by `pipeline` is accounted for
+    /// (written or dead-lettered) and at least `count` were read.
+    pub fn wait_for_records(&mut self, pipeline: &str, count: u64) {
+        self.wait_until(
+            &format!("{count} records through {pipeline}"),
+            Duration::from_secs(120),
+            |r| {
+                let read = r.metric("weir_records_in_total", pipeline);
+                read >= count
+                    && r.metric("weir_records_out_total", pipeline)
+                        + r.metric("weir_records_failed_total", pipeline)
+                        >= read
+            },
+        );
+    }
+
+    /// The process's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for a clean exit (status 0) and returns the log.
+    pub fn stop(mut self) -> String {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let log = self.log_text();
+                assert!(
+                    status.success(),
+                    "weir did not exit cleanly on SIGTERM ({status}):\n{log}"
+                );
+                return log;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = self.child.kill();
+                panic!(
+                    "weir did not stop within 60 s of SIGTERM:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// Every Parquet row under `prefix` of an S3 bucket, as JSON objects, and
+/// the object paths they came from.
+pub async fn parquet_rows(url: &str) -> (Vec<serde_json::Value>, Vec<String>) {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let location = weir::store::open(url, &s3_options(), Path::new(".")).unwrap();
+    let mut objects: Vec<_> = location
+        .store
+        .list(Some(&location.prefix))
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    objects.sort_by(|a, b| a.location.cmp(&b.location));
+    let mut rows = Vec::new();
+    let mut paths = Vec::new();
+    for meta in objects {
+        paths.push(meta.location.to_string());
+        let bytes = location
+            .store
+            .get(&meta.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let mut writer = arrow_json::ArrayWriter::new(Vec::new());
+            writer.write(&batch.unwrap()).unwrap();
+            writer.finish().unwrap();
+            let values: Vec<serde_json::Value> =
+                serde_json::from_slice(&writer.into_inner()).unwrap();
+            rows.extend(values);
+        }
+    }
+    (rows, paths)
+}
+
+/// Every record on a topic (all partitions, from the start), read by a
+/// fresh consumer until `count` arrived.
+pub async fn consume(topic: &str, count: usize) -> Vec<weir::Record> {
+    use weir::source::Source;
+    let config: weir::source::kafka::KafkaConfig = toml::from_str(&format!(
+        "brokers = {:?}\ntopics = [{topic:?}]\ngroup = {:?}",
+        kafka(),
+        unique("reader")
+    ))
+    .unwrap();
+    let mut source = weir::source::kafka::KafkaSource::open(&config).unwrap();
+    let mut records = Vec::new();
+    let started = Instant::now();
+    while records.len() < count {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "only {} of {count} records arrived on {topic}",
+            records.len()
+        );
+        records.extend(source.next_batch(1000).await.unwrap().unwrap().records);
+    }
+    records
+}
