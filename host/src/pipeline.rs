@@ -217,6 +217,7 @@ impl Pipeline {
                 stats
                     .read
                     .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+                let span = batch_span(&*source, &batch.positions);
                 let (outputs, dead) = tokio::task::block_in_place(|| {
                     chain.apply(
                         0,
@@ -228,7 +229,7 @@ impl Pipeline {
                 })?;
                 let mark = source.mark();
                 writer
-                    .write(outputs, dead, (!mark.is_empty()).then_some(mark))
+                    .write(outputs, dead, (!mark.is_empty()).then_some(mark), span)
                     .await?;
                 stats.batch_seconds.observe(pulled.elapsed().as_secs_f64());
                 if last_tick.elapsed() >= tick_interval {
@@ -345,10 +346,24 @@ impl Chain {
             let (outputs, dead) = tokio::task::block_in_place(|| {
                 self.apply(i + 1, emitted, None, &|_| origin.to_owned(), now)
             })?;
-            writer.write(outputs, dead, None).await?;
+            writer.write(outputs, dead, None, None).await?;
         }
         Ok(())
     }
+}
+
+/// Where a batch came from, for records the sink refuses after plugins
+/// transformed them (their own position is not known any more): the first
+/// and last position of the batch, e.g. `kafka topic=t partition=0
+/// offset=10 … kafka topic=t partition=1 offset=99`.
+fn batch_span(source: &dyn Source, positions: &[Position]) -> Option<String> {
+    let first = source.locate(*positions.first()?);
+    let last = source.locate(*positions.last()?);
+    Some(if first == last {
+        first
+    } else {
+        format!("{first} … {last}")
+    })
 }
 
 /// Tags a record with why it failed, at which stage, and where it came from.

@@ -238,6 +238,16 @@ impl Running {
         );
     }
 
+    /// Waits until `pipeline` read at least `count` records (for pipelines
+    /// whose output is not one record per input, such as windows).
+    pub fn wait_for_input(&mut self, pipeline: &str, count: u64) {
+        self.wait_until(
+            &format!("{count} records into {pipeline}"),
+            Duration::from_secs(120),
+            |r| r.metric("weir_records_in_total", pipeline) >= count,
+        );
+    }
+
     /// The process's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

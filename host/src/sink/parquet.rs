@@ -109,7 +109,7 @@ impl Column {
             "float64" | "double" => DataType::Float64,
             "boolean" | "bool" => DataType::Boolean,
             "date" => DataType::Date32,
-            "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
             other => {
                 return Err(format!(
                     "column {}: unknown type {other:?} (use string, int32, int64, float32, float64, boolean, date or timestamp)",

@@ -30,6 +30,7 @@ enum Command {
         outputs: Vec<Record>,
         dead: Vec<Record>,
         mark: Option<Mark>,
+        origin: Option<String>,
     },
     Flush(oneshot::Sender<()>),
 }
@@ -60,13 +61,15 @@ impl SinkWriter {
         }
     }
 
-    /// Queues outputs and dead letters, and the source's mark after the
-    /// batch they came from; waits only when the queue is full.
+    /// Queues outputs and dead letters, the source's mark after the batch
+    /// they came from, and where that batch came from (for records the
+    /// sink refuses); waits only when the queue is full.
     pub async fn write(
         &mut self,
         outputs: Vec<Record>,
         dead: Vec<Record>,
         mark: Option<Mark>,
+        origin: Option<String>,
     ) -> Result<()> {
         if outputs.is_empty() && dead.is_empty() && mark.is_none() {
             return Ok(());
@@ -75,6 +78,7 @@ impl SinkWriter {
             outputs,
             dead,
             mark,
+            origin,
         })
         .await
     }
@@ -153,6 +157,7 @@ async fn drive(
                 outputs,
                 mut dead,
                 mark,
+                origin: batch_origin,
             } => {
                 if mark.is_some() {
                     pending = mark;
@@ -163,7 +168,8 @@ async fn drive(
                     .written
                     .fetch_add(count - rejected.len() as u64, Ordering::Relaxed);
                 for r in rejected {
-                    dead.push(tag_dead_letter(r.record, &r.reason, "sink", &origin));
+                    let from = batch_origin.as_deref().unwrap_or(&origin);
+                    dead.push(tag_dead_letter(r.record, &r.reason, "sink", from));
                 }
                 if dead.is_empty() {
                     publish(&mut pending, &*sink, &*dead_letter, &durable);
