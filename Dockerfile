@@ -7,7 +7,9 @@ COPY . .
 RUN scripts/build-plugins.sh && cargo build --release -p weir
 
 FROM debian:bookworm-slim
-RUN useradd --create-home weir
+# librdkafka is linked statically but uses the system's OpenSSL for TLS.
+RUN apt-get update && apt-get install -y --no-install-recommends libssl3 ca-certificates \
+    && rm -rf /var/lib/apt/lists/* && useradd --create-home weir
 WORKDIR /app
 COPY --from=build /src/target/release/weir /usr/local/bin/weir
 COPY --from=build /src/plugins/dist /app/plugins/dist

@@ -21,7 +21,8 @@ PG_PORT=5432
 S3_KEY=weir-test
 S3_SECRET=weir-test-secret
 TOOLCHAIN=1.96.0
-NISSHI_VERSION=""   # newest; pin with NISSHI_VERSION=x.y.z
+NISSHI_VERSION="${NISSHI_VERSION:-0.8.1}"   # the versions the tests were checked with
+S3S_FS_VERSION="${S3S_FS_VERSION:-0.17.0}"
 mkdir -p "$STATE"
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -48,7 +49,7 @@ install_crate() { # binary crate [cargo install args...]
 
 start_kafka() {
   if listening $KAFKA_PORT; then return 0; fi
-  install_crate nisshi nisshi ${NISSHI_VERSION:+--version "$NISSHI_VERSION"}
+  install_crate nisshi nisshi --version "$NISSHI_VERSION"
   local log="$STATE/nisshi.log"
   setsid nohup "$(command -v nisshi || echo "$HOME/.cargo/bin/nisshi")" broker \
     --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
@@ -60,7 +61,7 @@ start_kafka() {
 
 start_s3() {
   if listening $S3_PORT; then return 0; fi
-  install_crate s3s-fs s3s-fs --features binary
+  install_crate s3s-fs s3s-fs --version "$S3S_FS_VERSION" --features binary
   local log="$STATE/s3s-fs.log"
   mkdir -p "$STATE/s3"
   setsid nohup "$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")" \

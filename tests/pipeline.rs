@@ -345,3 +345,33 @@ async fn truncated_or_doubled_values_never_merge_into_parquet_rows() {
         .collect();
     assert_eq!(dead, ["{\"a\":", "2}", "{\"a\":3}{\"a\":4}"]);
 }
+
+/// Every shipped example is a valid configuration whose plugins load
+/// (`weir validate` touches no data and needs no service).
+#[test]
+fn every_example_configuration_validates() {
+    let mut configs: Vec<std::path::PathBuf> = Vec::new();
+    for dir in ["examples", "examples/local"] {
+        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                configs.push(path);
+            }
+        }
+    }
+    assert!(configs.len() >= 7, "{configs:?}");
+    for config in configs {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("validate")
+            .arg(&config)
+            .env("WEIR_PLUGINS", root().join("plugins/dist"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            config.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

@@ -40,6 +40,8 @@ pub struct SinkWriter {
     tx: Option<mpsc::Sender<Command>>,
     task: Option<JoinHandle<Result<()>>>,
     durable: watch::Receiver<Option<Mark>>,
+    /// The last mark handed out by [`SinkWriter::take_durable`].
+    taken: Option<Mark>,
 }
 
 impl SinkWriter {
@@ -58,6 +60,7 @@ impl SinkWriter {
             tx: Some(tx),
             task: Some(task),
             durable,
+            taken: None,
         }
     }
 
@@ -86,8 +89,12 @@ impl SinkWriter {
     /// The newest mark whose records are all durable, if it changed since
     /// the last call.
     pub fn take_durable(&mut self) -> Option<Mark> {
-        if self.durable.has_changed().unwrap_or(false) {
-            self.durable.borrow_and_update().clone()
+        // After the writer task ended, `has_changed` reports an error
+        // whatever the value; compare with what was taken instead.
+        let latest = self.durable.borrow_and_update().clone();
+        if latest.is_some() && latest != self.taken {
+            self.taken.clone_from(&latest);
+            latest
         } else {
             None
         }
@@ -217,5 +224,78 @@ fn publish(
 ) {
     if pending.is_some() && sink.is_durable() && dead_letter.is_durable() {
         durable.send_replace(pending.take());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+
+    /// A sink that buffers until flushed: durable only after a flush.
+    #[derive(Default)]
+    struct Buffering {
+        buffered: usize,
+    }
+
+    #[async_trait]
+    impl Sink for Buffering {
+        fn describe(&self) -> String {
+            "buffering".into()
+        }
+        async fn write(&mut self, records: Vec<Record>) -> Result<Vec<super::super::Rejected>> {
+            self.buffered += records.len();
+            Ok(Vec::new())
+        }
+        async fn flush(&mut self) -> Result<()> {
+            self.buffered = 0;
+            Ok(())
+        }
+        fn is_durable(&self) -> bool {
+            self.buffered == 0
+        }
+        async fn close(&mut self) -> Result<()> {
+            self.flush().await
+        }
+    }
+
+    fn record() -> Record {
+        Record {
+            key: None,
+            value: b"{}".to_vec(),
+            timestamp_ms: 0,
+            headers: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mark_is_released_only_once_the_sink_made_its_records_durable() {
+        let mut writer = SinkWriter::spawn(
+            Box::new(Buffering::default()),
+            Box::new(Buffering::default()),
+            Arc::default(),
+            "test".into(),
+        );
+        let mark = Mark::from([("t/0".to_owned(), 10)]);
+        writer
+            .write(vec![record()], Vec::new(), Some(mark.clone()), None)
+            .await
+            .unwrap();
+        // Let the writer task process the batch; still buffered.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(writer.take_durable(), None);
+        writer.flush().await.unwrap();
+        assert_eq!(writer.take_durable(), Some(mark));
+        assert_eq!(writer.take_durable(), None, "a mark is released once");
+        let later = Mark::from([("t/0".to_owned(), 20)]);
+        writer
+            .write(vec![record()], Vec::new(), Some(later.clone()), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            writer.close().await.unwrap(),
+            Some(later),
+            "closing makes the rest durable"
+        );
     }
 }
