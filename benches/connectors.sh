@@ -2,6 +2,7 @@
 # End-to-end throughput on the real services (scripts/services.sh):
 #  1. taxi: Kafka → taxi-enrich → PostgreSQL (COPY), seed 000's second leg;
 #  2. logs: Kafka → log-extract → Parquet on S3, seed 003.
+#  0. the Kafka source alone into /dev/null: the ceiling of this broker.
 # Each run: produce N records to a fresh topic first, then time weir from
 # the first record read to the last one written (polled from /metrics every
 # 50 ms), with the process's peak RSS.
@@ -22,11 +23,11 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 metric() { # name pipeline port
-  curl -s "127.0.0.1:$3/metrics" | sed -n "s/^$1{pipeline=\"$2\"} //p"
+  { curl -s "127.0.0.1:$3/metrics" || true; } | sed -n "s/^$1{pipeline=\"$2\"} //p"
 }
 
 measure() { # label config pipeline
-  local port=19464 start="" done_at=""
+  local port=$((20000 + RANDOM % 20000)) start="" done_at=""
   /usr/bin/time -f "%M" -o "$work/rss" "$weir" run --quiet --listen 127.0.0.1:$port "$2" 2>"$work/log" &
   local pid=$!
   while :; do
@@ -39,7 +40,8 @@ measure() { # label config pipeline
     if [[ $read -ge $records && $((out + failed)) -ge $read ]]; then done_at=$(date +%s.%N); break; fi
     kill -0 $pid 2>/dev/null || { cat "$work/log"; exit 1; }
   done
-  kill -TERM $pid; wait $pid
+  pkill -TERM -P $pid   # weir, the child of /usr/bin/time
+  wait $pid
   awk -v n="$records" -v a="$start" -v b="$done_at" -v label="$1" -v rss="$(cat "$work/rss")" \
     'BEGIN { printf "%-34s %8d records in %6.2f s = %8.0f records/s, peak RSS %d MiB\n", label, n, b - a, n / (b - a), rss / 1024 }'
 }
@@ -47,6 +49,7 @@ measure() { # label config pipeline
 for run in 1 2 3; do
   id="bench-$$-$run"
   "$weir" gen taxi --count "$records" --seed $run --invalid-pct 0 --topic "taxi-$id" --partitions 2 --brokers "$WEIR_KAFKA" 2>/dev/null
+  TAXI_TOPIC="taxi-$id" measure "Kafka → /dev/null (run $run)" benches/kafka-null.toml null
   TAXI_TOPIC="taxi-$id" TAXI_TABLE="bench_taxi_${run}_$$" measure "taxi Kafka → Postgres (run $run)" benches/kafka-taxi-postgres.toml taxi
   psql "$WEIR_PG" -qc "DROP TABLE bench_taxi_${run}_$$" >/dev/null
 
