@@ -64,7 +64,8 @@ fn label(value: &str) -> String {
 /// The `/metrics` body.
 pub fn render_metrics(pipelines: &[(String, Arc<Stats>)]) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, fn(&Stats) -> u64); 4] = [
+    type Counter = (&'static str, &'static str, fn(&Stats) -> u64);
+    let counters: [Counter; 4] = [
         (
             "weir_records_in_total",
             "Records read from the source.",

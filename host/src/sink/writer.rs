@@ -114,11 +114,9 @@ impl SinkWriter {
     /// error; on success, the final durable mark if it changed.
     pub async fn close(mut self) -> Result<Option<Mark>> {
         self.tx.take();
-        match self.task.take() {
-            Some(task) => task
-                .await
-                .unwrap_or_else(|e| Err(Error::Stopped(format!("panicked: {e}"))))?,
-            None => {}
+        if let Some(task) = self.task.take() {
+            task.await
+                .unwrap_or_else(|e| Err(Error::Stopped(format!("panicked: {e}"))))?;
         }
         Ok(self.take_durable())
     }
