@@ -61,34 +61,49 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
 /// The `/metrics` body.
 pub fn render_metrics(pipelines: &[(String, Arc<Stats>)]) -> String {
     let mut out = String::new();
-    type Counter = (&'static str, &'static str, fn(&Stats) -> u64);
-    let counters: [Counter; 4] = [
+    // One value per pipeline: name, Prometheus type, help, value.
+    type Scalar = (&'static str, &'static str, &'static str, fn(&Stats) -> u64);
+    let scalars: [Scalar; 5] = [
         (
             "weir_records_in_total",
+            "counter",
             "Records read from the source.",
             |s| s.read.load(Ordering::Relaxed),
         ),
         (
             "weir_records_out_total",
+            "counter",
             "Records written to the sink.",
             |s| s.written.load(Ordering::Relaxed),
         ),
         (
             "weir_records_failed_total",
+            "counter",
             "Records sent to the dead-letter sink.",
             |s| s.dead_lettered.load(Ordering::Relaxed),
         ),
         (
             "weir_plugin_restarts_total",
+            "counter",
             "Plugin instances replaced after a trap.",
             |s| s.restarts.load(Ordering::Relaxed),
         ),
+        (
+            "weir_pipeline_ready",
+            "gauge",
+            "1 while the pipeline runs.",
+            |s| u64::from(s.ready.load(Ordering::Relaxed)),
+        ),
     ];
-    for (name, help, value) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (name, kind, help, value) in scalars {
+        header(&mut out, name, kind, help);
         for (pipeline, stats) in pipelines {
             let _ = writeln!(
                 out,
@@ -98,20 +113,23 @@ pub fn render_metrics(pipelines: &[(String, Arc<Stats>)]) -> String {
             );
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP weir_batch_seconds Time from pulling a batch to handing its output to the sink.\n# TYPE weir_batch_seconds histogram"
+    header(
+        &mut out,
+        "weir_batch_seconds",
+        "histogram",
+        "Time from pulling a batch to handing its output to the sink.",
     );
     for (pipeline, stats) in pipelines {
-        stats.batch_seconds.render(
-            &mut out,
-            "weir_batch_seconds",
-            &format!("pipeline=\"{}\"", label(pipeline)),
-        );
+        let labels = format!("pipeline=\"{}\"", label(pipeline));
+        stats
+            .batch_seconds
+            .render(&mut out, "weir_batch_seconds", &labels);
     }
-    let _ = writeln!(
-        out,
-        "# HELP weir_consumer_lag Records not yet read, per source partition.\n# TYPE weir_consumer_lag gauge"
+    header(
+        &mut out,
+        "weir_consumer_lag",
+        "gauge",
+        "Records not yet read, per source partition.",
     );
     for (pipeline, stats) in pipelines {
         for (partition, lag) in stats.lag.lock().expect("lag lock").iter() {
@@ -122,18 +140,6 @@ pub fn render_metrics(pipelines: &[(String, Arc<Stats>)]) -> String {
                 label(partition)
             );
         }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP weir_pipeline_ready 1 while the pipeline runs.\n# TYPE weir_pipeline_ready gauge"
-    );
-    for (pipeline, stats) in pipelines {
-        let _ = writeln!(
-            out,
-            "weir_pipeline_ready{{pipeline=\"{}\"}} {}",
-            label(pipeline),
-            u8::from(stats.ready.load(Ordering::Relaxed))
-        );
     }
     out
 }

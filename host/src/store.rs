@@ -59,6 +59,21 @@ impl Location {
     }
 }
 
+/// S3 settings: the `AWS_*` environment first, then `options`; path-style
+/// addressing unless the options ask otherwise.
+fn s3_builder(options: &BTreeMap<String, String>) -> Result<AmazonS3Builder, String> {
+    let mut builder = AmazonS3Builder::from_env().with_virtual_hosted_style_request(false);
+    for (key, value) in options {
+        let key = AmazonS3ConfigKey::from_str(key).map_err(|_| {
+            format!(
+                "unknown S3 option {key:?} (use object_store's keys: endpoint, region, access_key_id, secret_access_key, allow_http, …)"
+            )
+        })?;
+        builder = builder.with_config(key, value);
+    }
+    Ok(builder)
+}
+
 /// `memory://name` stores live as long as the process, so a test can write
 /// through one pipeline and read through another.
 static MEMORY: LazyLock<Mutex<BTreeMap<String, Arc<InMemory>>>> = LazyLock::new(Default::default);
@@ -96,18 +111,9 @@ pub fn open(
             let bucket = url
                 .host_str()
                 .ok_or_else(|| fail("an S3 location needs a bucket: s3://bucket/prefix".into()))?;
-            let mut builder = AmazonS3Builder::from_env()
+            let store = s3_builder(options)
+                .map_err(fail)?
                 .with_bucket_name(bucket)
-                .with_virtual_hosted_style_request(false);
-            for (key, value) in options {
-                let key = AmazonS3ConfigKey::from_str(key).map_err(|_| {
-                    fail(format!(
-                        "unknown S3 option {key:?} (use object_store's keys: endpoint, region, access_key_id, secret_access_key, allow_http, …)"
-                    ))
-                })?;
-                builder = builder.with_config(key, value);
-            }
-            let store = builder
                 .build()
                 .map_err(|e| fail(format!("{e} (check the S3 options)")))?;
             (Arc::new(store), path_of(url.path())?)
@@ -168,12 +174,7 @@ pub async fn create_bucket(
         ("s3" | "s3a", Some(bucket)) => bucket.to_owned(),
         _ => return Err(fail("expected s3://bucket".into())),
     };
-    let mut builder = AmazonS3Builder::from_env();
-    for (key, value) in options {
-        let key = AmazonS3ConfigKey::from_str(key)
-            .map_err(|_| fail(format!("unknown S3 option {key:?}")))?;
-        builder = builder.with_config(key, value);
-    }
+    let builder = s3_builder(options).map_err(fail)?;
     let get = |key| builder.get_config_value(&key);
     let region = get(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".into());
     let endpoint = get(AmazonS3ConfigKey::Endpoint)

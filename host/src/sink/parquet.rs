@@ -436,14 +436,12 @@ impl Sink for ParquetSink {
             for batch in batches {
                 let rows = batch.num_rows() as u64;
                 let open = self.writer(&folder, &schema)?;
-                let path = open.path.clone();
-                open.writer
-                    .write(&batch)
-                    .await
-                    .map_err(|e| self.format_error(&format!("write {path}"), e))?;
-                let open = self.files.get_mut(&folder).expect("open");
+                let written = open.writer.write(&batch).await;
                 open.rows += rows;
-                if self.due(self.files.get(&folder).expect("open")) {
+                let path = open.path.clone();
+                let due = self.due(&self.files[&folder]);
+                written.map_err(|e| self.format_error(&format!("write {path}"), e))?;
+                if due {
                     self.finish(&folder).await?;
                 }
             }

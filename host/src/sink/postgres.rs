@@ -490,22 +490,31 @@ impl Sink for PostgresSink {
 /// Keeps the last row for each key (an upsert cannot touch a row twice in
 /// one statement); earlier rows for the key are superseded, not lost.
 fn last_per_key(rows: Vec<(Record, Vec<u8>)>, key: &[usize]) -> Vec<(Record, Vec<u8>)> {
-    let key_of = |line: &[u8]| -> Vec<Vec<u8>> {
-        let cells: Vec<&[u8]> = line.split(|b| *b == b'\t').collect();
-        key.iter()
-            .map(|&i| cells.get(i).map_or(Vec::new(), |c| c.to_vec()))
-            .collect()
-    };
-    let mut last: HashMap<Vec<Vec<u8>>, usize> = HashMap::new();
-    for (i, (_, line)) in rows.iter().enumerate() {
-        last.insert(key_of(line.strip_suffix(b"\n").unwrap_or(line)), i);
-    }
-    rows.into_iter()
-        .enumerate()
-        .filter(|(i, (_, line))| {
-            last.get(&key_of(line.strip_suffix(b"\n").unwrap_or(line))) == Some(i)
+    let keys: Vec<Vec<&[u8]>> = rows
+        .iter()
+        .map(|(_, line)| {
+            let cells: Vec<&[u8]> = line
+                .strip_suffix(b"\n")
+                .unwrap_or(line)
+                .split(|b| *b == b'\t')
+                .collect();
+            key.iter()
+                .map(|&i| cells.get(i).copied().unwrap_or_default())
+                .collect()
         })
-        .map(|(_, row)| row)
+        .collect();
+    let mut last: HashMap<&[&[u8]], usize> = HashMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        last.insert(k.as_slice(), i);
+    }
+    let keep: Vec<bool> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| last.get(k.as_slice()) == Some(&i))
+        .collect();
+    rows.into_iter()
+        .zip(keep)
+        .filter_map(|(row, keep)| keep.then_some(row))
         .collect()
 }
 

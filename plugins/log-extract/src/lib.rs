@@ -20,7 +20,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use weir_plugin_kit::{BatchResult, Failure, Info, Record, Transform};
+use weir_plugin_kit::{BatchResult, Info, Record, Transform};
 
 /// One step of a JSON path.
 #[derive(Debug, Clone, PartialEq)]
@@ -260,21 +260,10 @@ impl Transform for LogExtract {
     }
 
     fn process(&mut self, batch: Vec<Record>, _now_ms: i64) -> BatchResult {
-        let mut outputs = Vec::with_capacity(batch.len());
-        let mut failures = Vec::new();
-        for (index, mut record) in batch.into_iter().enumerate() {
-            match self.extract(&record.value) {
-                Ok(value) => {
-                    record.value = value;
-                    outputs.push(record);
-                }
-                Err(reason) => failures.push(Failure {
-                    index: index as u32,
-                    reason,
-                }),
-            }
-        }
-        BatchResult { outputs, failures }
+        weir_plugin_kit::each_record(batch, |record| {
+            record.value = self.extract(&record.value)?;
+            Ok(())
+        })
     }
 }
 

@@ -78,6 +78,27 @@ pub trait Transform: Sized + 'static {
     }
 }
 
+/// Runs `f` on each record in place, in order: a record for which it
+/// succeeds is an output, one for which it fails a failure at its index.
+/// The whole of `process` for a one-in, at-most-one-out transform.
+pub fn each_record(
+    batch: Vec<Record>,
+    mut f: impl FnMut(&mut Record) -> Result<(), String>,
+) -> BatchResult {
+    let mut outputs = Vec::with_capacity(batch.len());
+    let mut failures = Vec::new();
+    for (index, mut record) in batch.into_iter().enumerate() {
+        match f(&mut record) {
+            Ok(()) => outputs.push(record),
+            Err(reason) => failures.push(Failure {
+                index: index as u32,
+                reason,
+            }),
+        }
+    }
+    BatchResult { outputs, failures }
+}
+
 /// Parses a plugin configuration given as JSON, naming the problem when it is
 /// refused. `{}` and the empty string give the defaults.
 pub fn parse_config<T: serde::de::DeserializeOwned + Default>(config: &str) -> Result<T, String> {

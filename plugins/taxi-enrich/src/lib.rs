@@ -12,7 +12,7 @@
 
 use serde::Deserialize;
 use weir_plugin_kit::time::{RawTime, Timestamp};
-use weir_plugin_kit::{BatchResult, Failure, Info, Record, Transform, parse_config};
+use weir_plugin_kit::{BatchResult, Info, Record, Transform, parse_config};
 
 /// Thresholds, from the plugin's section of the host configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -226,18 +226,7 @@ impl Transform for TaxiEnrich {
     }
 
     fn process(&mut self, batch: Vec<Record>, _now_ms: i64) -> BatchResult {
-        let mut outputs = Vec::with_capacity(batch.len());
-        let mut failures = Vec::new();
-        for (index, mut record) in batch.into_iter().enumerate() {
-            match self.enrich(&mut record) {
-                Ok(()) => outputs.push(record),
-                Err(reason) => failures.push(Failure {
-                    index: index as u32,
-                    reason,
-                }),
-            }
-        }
-        BatchResult { outputs, failures }
+        weir_plugin_kit::each_record(batch, |record| self.enrich(record))
     }
 }
 

@@ -15,7 +15,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use weir_plugin_kit::{BatchResult, Failure, Info, Record, Transform};
+use weir_plugin_kit::{BatchResult, Info, Record, Transform};
 
 /// Configuration (`[plugins.<name>.config]`).
 #[derive(Debug, Default, Deserialize)]
@@ -164,21 +164,10 @@ impl Transform for UserProfile {
     }
 
     fn process(&mut self, batch: Vec<Record>, _now_ms: i64) -> BatchResult {
-        let mut outputs = Vec::with_capacity(batch.len());
-        let mut failures = Vec::new();
-        for (index, mut record) in batch.into_iter().enumerate() {
-            match self.flatten(&record.value) {
-                Ok(value) => {
-                    record.value = value;
-                    outputs.push(record);
-                }
-                Err(reason) => failures.push(Failure {
-                    index: index as u32,
-                    reason,
-                }),
-            }
-        }
-        BatchResult { outputs, failures }
+        weir_plugin_kit::each_record(batch, |record| {
+            record.value = self.flatten(&record.value)?;
+            Ok(())
+        })
     }
 }
 
