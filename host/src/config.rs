@@ -148,6 +148,44 @@ pub struct PipelineConfig {
     /// Where failed records go, with their reason. Default: an NDJSON file
     /// `dead-letter/<pipeline>.ndjson` beside the configuration.
     pub dead_letter: Option<crate::sink::SinkConfig>,
+    /// `exactly-once` or `at-least-once`; by default exactly-once where the
+    /// sink can store the checkpoint with its data, else at-least-once.
+    pub delivery: Option<crate::checkpoint::Delivery>,
+    /// Longest time between checkpoints (end of an epoch).
+    #[serde(
+        default = "defaults::checkpoint_interval",
+        deserialize_with = "duration"
+    )]
+    pub checkpoint_interval: Duration,
+    /// Also end an epoch after this many source records.
+    pub checkpoint_records: Option<u64>,
+    /// Folder of at-least-once pipelines' checkpoint files (one
+    /// `<pipeline>.json` each). Exactly-once pipelines keep theirs in the
+    /// sink.
+    #[serde(default = "defaults::checkpoint_dir")]
+    pub checkpoint_dir: PathBuf,
+}
+
+impl PipelineConfig {
+    /// The delivery the pipeline gets and why, or why the one asked for is
+    /// impossible.
+    pub fn delivery(
+        &self,
+    ) -> std::result::Result<(crate::checkpoint::Delivery, &'static str), String> {
+        use crate::checkpoint::Delivery;
+        match (self.delivery, self.sink.exactly_once()) {
+            (None | Some(Delivery::ExactlyOnce), Ok(why)) => Ok((Delivery::ExactlyOnce, why)),
+            (None, Err(why)) => Ok((Delivery::AtLeastOnce, why)),
+            (Some(Delivery::AtLeastOnce), _) => Ok((
+                Delivery::AtLeastOnce,
+                "asked for: checkpoints go to a local file after the sink is flushed",
+            )),
+            (Some(Delivery::ExactlyOnce), Err(why)) => Err(format!(
+                "a {} sink cannot be exactly-once: {why}; set delivery = \"at-least-once\"",
+                self.sink.kind()
+            )),
+        }
+    }
 }
 
 mod defaults {
@@ -166,6 +204,12 @@ mod defaults {
     }
     pub fn tick_interval() -> Duration {
         Duration::from_secs(1)
+    }
+    pub fn checkpoint_interval() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn checkpoint_dir() -> std::path::PathBuf {
+        ".weir/checkpoints".into()
     }
 }
 
@@ -326,6 +370,15 @@ impl Config {
                 problem(
                     format!("pipelines.{name}.batch-size"),
                     "must be at least 1".into(),
+                );
+            }
+            if let Err(message) = pipeline.delivery() {
+                problem(format!("pipelines.{name}.delivery"), message);
+            }
+            if pipeline.checkpoint_interval.is_zero() || pipeline.checkpoint_records == Some(0) {
+                problem(
+                    format!("pipelines.{name}.checkpoint-interval"),
+                    "checkpoint-interval and checkpoint-records must be more than 0".into(),
                 );
             }
             for (key, message) in pipeline.source.check(self) {

@@ -13,6 +13,7 @@
 //! - [`sink`] — where records go, and the dead-letter sink.
 //! - [`pipeline`] — the loop that joins them: pull a batch → plugins → sink.
 //! - [`store`] — object-store locations (S3, local, memory) shared by both.
+//! - [`checkpoint`] — epochs' checkpoints: source positions + plugin state.
 //! - [`kafka`] — librdkafka settings shared by the Kafka source and sink.
 //! - [`server`] — `/metrics`, `/livez`, `/readyz`.
 //! - [`config`] — the TOML configuration, `${VAR}` interpolation, validation.
@@ -22,7 +23,9 @@
 //! `main.rs` is the CLI (`run`, `validate`, `plugin test`, `bench`, `gen`).
 
 pub mod bench;
+pub mod checkpoint;
 pub mod config;
+pub mod crash;
 pub mod kafka;
 pub mod pipeline;
 pub mod plugin;

@@ -485,6 +485,10 @@ fn validate(path: &Path) -> Result<std::process::ExitCode> {
             p.plugins.join(" → "),
             p.sink.kind()
         );
+        // Load refused an impossible delivery already.
+        if let Ok((delivery, why)) = p.delivery() {
+            println!("     delivery: {delivery} ({why})");
+        }
     }
     if problems > 0 {
         println!("{problems} problem(s)");

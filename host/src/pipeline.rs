@@ -5,12 +5,15 @@
 //! plugin trapped, and a record the sink refused all go to the dead-letter
 //! sink with the reason, the plugin and where the record came from.
 
+use crate::checkpoint::file::FileStore;
+use crate::checkpoint::{Checkpoint, CheckpointStore, Delivery, PluginState};
 use crate::config::{Config, PipelineConfig};
 use crate::plugin::{self, LoadedComponent, PluginEngine, PluginSpec};
-use crate::sink::writer::SinkWriter;
-use crate::sink::{Sink, SinkConfig};
+use crate::sink::SinkConfig;
+use crate::sink::writer::{Committer, SinkWriter};
 use crate::source::{Position, Source};
 use crate::{Header, Record};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -47,6 +50,35 @@ pub enum Error {
     /// A plugin could not be loaded or restarted.
     #[error(transparent)]
     Plugin(#[from] plugin::Error),
+    /// The checkpoint could not be read.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::Error),
+    /// The checkpoint holds state the running plugin cannot read.
+    #[error(
+        "pipeline {pipeline}: the checkpoint holds state version {stored} of plugin {plugin}, but the plugin now reports state version {running}; deploy a version that reads it, or start the pipeline afresh"
+    )]
+    StateVersion {
+        /// The pipeline.
+        pipeline: String,
+        /// The plugin's name in the configuration.
+        plugin: String,
+        /// Version in the checkpoint.
+        stored: u32,
+        /// Version the plugin reports.
+        running: u32,
+    },
+}
+
+impl Error {
+    /// Whether the pipeline should back off and resume from its last
+    /// checkpoint (a service is down) rather than stop.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Source(e) => e.is_retryable(),
+            Error::Sink(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
 }
 
 /// Result of this module.
@@ -63,6 +95,10 @@ pub struct Stats {
     pub dead_lettered: AtomicU64,
     /// Plugin instances replaced after a trap.
     pub restarts: AtomicU64,
+    /// Checkpoints committed.
+    pub checkpoints: AtomicU64,
+    /// Times the pipeline resumed from its checkpoint after an outage.
+    pub recoveries: AtomicU64,
     /// Time from pulling a batch to handing its output to the sink.
     pub batch_seconds: crate::server::Histogram,
     /// Records not yet read, per source partition (Kafka consumer lag).
@@ -112,21 +148,28 @@ impl Stage {
     }
 }
 
+/// Shortest and longest pause before resuming after an outage.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
+
 /// A built pipeline, ready to run.
 pub struct Pipeline {
     name: String,
-    source: Box<dyn Source>,
-    stages: Vec<Stage>,
-    sink: Box<dyn Sink>,
-    dead_letter: Box<dyn Sink>,
-    batch_size: usize,
-    tick_interval: Duration,
-    engine: PluginEngine,
+    config: Arc<Config>,
+    delivery: Delivery,
+    chain: Chain,
     stats: Arc<Stats>,
 }
 
+/// The parts a run opens, and opens again after an outage.
+struct Parts {
+    source: Box<dyn Source>,
+    writer: SinkWriter,
+    recovered: Option<Checkpoint>,
+}
+
 impl Pipeline {
-    /// Opens the source and sinks and starts every plugin of the pipeline.
+    /// Loads and starts every plugin of the pipeline; the source and sinks
+    /// are opened by [`Pipeline::run`] (and opened again after an outage).
     pub async fn build(name: &str, config: &Config, engine: &PluginEngine) -> Result<Self> {
         let pc: &PipelineConfig = &config.pipelines[name];
         let mut stages = Vec::new();
@@ -143,20 +186,20 @@ impl Pipeline {
                 label,
             });
         }
-        let dead_letter = pc
-            .dead_letter
-            .clone()
-            .unwrap_or_else(|| SinkConfig::default_dead_letter(name));
+        // Config::load refused an impossible delivery.
+        let (delivery, why) = pc.delivery().unwrap_or((Delivery::AtLeastOnce, "refused"));
+        tracing::info!(pipeline = name, %delivery, why, "Delivery.");
+        let stats = Arc::<Stats>::default();
         Ok(Pipeline {
             name: name.to_owned(),
-            source: pc.source.build(config).await?,
-            stages,
-            sink: pc.sink.build(config).await?,
-            dead_letter: dead_letter.build(config).await?,
-            batch_size: pc.batch_size,
-            tick_interval: pc.tick_interval,
-            engine: engine.clone(),
-            stats: Arc::default(),
+            config: Arc::new(config.clone()),
+            delivery,
+            chain: Chain {
+                stages,
+                engine: engine.clone(),
+                stats: stats.clone(),
+            },
+            stats,
         })
     }
 
@@ -170,98 +213,212 @@ impl Pipeline {
         &self.name
     }
 
-    /// Runs until the source ends or `stop` turns true, then flushes plugins
-    /// (`on-tick` at end of input) and closes the sinks.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<Summary> {
+    /// Runs until the source ends or `stop` turns true. A bounded source's
+    /// end flushes the plugins (`on-tick` at end of input); a stop keeps
+    /// their open state in the final checkpoint instead. When a service is
+    /// unreachable the pipeline is not ready, backs off (capped) and resumes
+    /// from its last checkpoint by itself.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<Summary> {
         let started = Instant::now();
-        let mut last_tick = Instant::now();
-        tracing::info!(pipeline = %self.name, source = %self.source.describe(), sink = %self.sink.describe(), "Pipeline started.");
-        let Pipeline {
-            name,
-            mut source,
-            stages,
-            sink,
-            dead_letter,
-            batch_size,
-            tick_interval,
-            engine,
-            stats,
-        } = self;
-        let origin = source.describe();
-        let mut writer = SinkWriter::spawn(sink, dead_letter, stats.clone(), origin.clone());
-        let mut chain = Chain {
-            stages,
-            engine,
-            stats: stats.clone(),
-        };
-        stats.ready.store(true, Ordering::Relaxed);
-        let result: Result<()> = async {
-            loop {
-                if *stop.borrow() {
-                    tracing::info!(pipeline = %name, "Stopping on request.");
-                    break;
-                }
-                // Only a stop request may cancel a read; a dropped sender
-                // means no stop will ever come.
-                let stop_requested = async {
-                    if stop.changed().await.is_err() {
-                        std::future::pending::<()>().await;
+        let mut pause = BACKOFF.0;
+        loop {
+            let committed_before = self.stats.checkpoints.load(Ordering::Relaxed);
+            let result = self.attempt(&mut stop).await;
+            self.stats.ready.store(false, Ordering::Relaxed);
+            match result {
+                Ok(()) => break,
+                Err(error) if error.is_retryable() && !*stop.borrow() => {
+                    if self.stats.checkpoints.load(Ordering::Relaxed) > committed_before {
+                        pause = BACKOFF.0;
                     }
-                };
-                let batch = tokio::select! {
-                    batch = source.next_batch(batch_size) => batch?,
-                    () = stop_requested => continue,
-                };
-                let Some(batch) = batch else { break };
-                let pulled = Instant::now();
-                stats
-                    .read
-                    .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
-                let span = batch_span(&*source, &batch.positions);
-                let (outputs, dead) = tokio::task::block_in_place(|| {
-                    chain.apply(
-                        0,
-                        batch.records,
-                        Some(&batch.positions),
-                        &|p| source.locate(p),
-                        now_ms(),
-                    )
-                })?;
-                let mark = source.mark();
-                writer
-                    .write(outputs, dead, (!mark.is_empty()).then_some(mark), span)
-                    .await?;
-                stats.batch_seconds.observe(pulled.elapsed().as_secs_f64());
-                if last_tick.elapsed() >= tick_interval {
-                    last_tick = Instant::now();
-                    chain.tick(now_ms(), &origin, &mut writer).await?;
-                    writer.flush().await?;
-                    *stats.lag.lock().expect("lag lock") = source.lag();
+                    tracing::warn!(pipeline = %self.name, %error, retry_in_ms = pause.as_millis() as u64, "Pipeline interrupted; it resumes from its last checkpoint.");
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        _ = stop.changed() => {}
+                    }
+                    pause = (pause * 2).min(BACKOFF.1);
+                    self.stats.recoveries.fetch_add(1, Ordering::Relaxed);
                 }
-                if let Some(mark) = writer.take_durable() {
-                    source.commit(&mark).await?;
-                }
+                Err(error) => return Err(error),
             }
-            chain.tick(END_OF_INPUT_MS, &origin, &mut writer).await
         }
-        .await;
-        stats.ready.store(false, Ordering::Relaxed);
-        let closed = writer.close().await;
-        result?;
-        if let Some(mark) = closed? {
-            source.commit(&mark).await?;
-        }
-        source.finish().await?;
+        let stats = &self.stats;
         let summary = Summary {
-            pipeline: name.clone(),
+            pipeline: self.name.clone(),
             read: stats.read.load(Ordering::Relaxed),
             written: stats.written.load(Ordering::Relaxed),
             dead_lettered: stats.dead_lettered.load(Ordering::Relaxed),
             restarts: stats.restarts.load(Ordering::Relaxed),
             elapsed: started.elapsed(),
         };
-        tracing::info!(pipeline = %name, read = summary.read, written = summary.written, dead_lettered = summary.dead_lettered, "Pipeline finished.");
+        tracing::info!(pipeline = %self.name, read = summary.read, written = summary.written, dead_lettered = summary.dead_lettered, "Pipeline finished.");
         Ok(summary)
+    }
+
+    /// Opens the source and sinks and reads the last checkpoint.
+    async fn open(&mut self) -> Result<Parts> {
+        let config = &*self.config;
+        let pc = &config.pipelines[&self.name];
+        let source = pc.source.build(config).await?;
+        let mut sink = pc.sink.build(config).await?;
+        let dead_letter = pc
+            .dead_letter
+            .clone()
+            .unwrap_or_else(|| SinkConfig::default_dead_letter(&self.name))
+            .build(config)
+            .await?;
+        let (recovered, committer) = match self.delivery {
+            Delivery::ExactlyOnce => (sink.recover(&self.name).await?, Committer::Sink),
+            Delivery::AtLeastOnce => {
+                let mut store =
+                    FileStore::new(&config.resolve(&pc.checkpoint_dir), &self.name);
+                (store.load().await?, Committer::Store(Box::new(store)))
+            }
+        };
+        let writer = SinkWriter::spawn(
+            sink,
+            dead_letter,
+            committer,
+            self.stats.clone(),
+            source.describe(),
+        );
+        Ok(Parts {
+            source,
+            writer,
+            recovered,
+        })
+    }
+
+    /// One run from the last checkpoint until the end, a stop or an error.
+    async fn attempt(&mut self, stop: &mut watch::Receiver<bool>) -> Result<()> {
+        let Parts {
+            mut source,
+            mut writer,
+            recovered,
+        } = self.open().await?;
+        let result = self.stream(&mut *source, &mut writer, recovered, stop).await;
+        let last = match result {
+            Ok(last) => last,
+            Err(error) => {
+                writer.abandon().await;
+                return Err(error);
+            }
+        };
+        let committed = writer.close(last).await?;
+        if let Some(checkpoint) = committed {
+            self.committed(&mut *source, &checkpoint).await?;
+        }
+        source.finish().await?;
+        Ok(())
+    }
+
+    /// The loop: pull a batch → plugins → writer, a checkpoint at the end
+    /// of every epoch. Returns the final checkpoint.
+    async fn stream(
+        &mut self,
+        source: &mut dyn Source,
+        writer: &mut SinkWriter,
+        recovered: Option<Checkpoint>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Checkpoint> {
+        let pc = &self.config.pipelines[&self.name];
+        let (batch_size, tick_interval) = (pc.batch_size, pc.tick_interval);
+        let (epoch_time, epoch_records) = (
+            pc.checkpoint_interval,
+            pc.checkpoint_records.unwrap_or(u64::MAX),
+        );
+        let origin = source.describe();
+        let stats = self.stats.clone();
+        self.chain.fresh()?;
+        let mut epoch = 0;
+        let recovered = recovered.and_then(|checkpoint| {
+            epoch = checkpoint.epoch;
+            if checkpoint.source == origin {
+                return Some(checkpoint);
+            }
+            tracing::warn!(pipeline = %self.name, stored = %checkpoint.source, now = %origin, "The last checkpoint belongs to another source; starting this one from its configured start.");
+            None
+        });
+        if let Some(checkpoint) = recovered {
+            source.resume(&checkpoint.positions).await?;
+            self.chain.restore(&self.name, &checkpoint.state)?;
+            tracing::info!(pipeline = %self.name, epoch, positions = ?checkpoint.positions, "Resuming from the last checkpoint.");
+        }
+        tracing::info!(pipeline = %self.name, source = %origin, delivery = %self.delivery, "Pipeline started.");
+        stats.ready.store(true, Ordering::Relaxed);
+        let (mut last_tick, mut epoch_started, mut epoch_read) = (Instant::now(), Instant::now(), 0);
+        let ended = loop {
+            if *stop.borrow() {
+                tracing::info!(pipeline = %self.name, "Stopping on request.");
+                break false;
+            }
+            // Only a stop request may cancel a read; a dropped sender
+            // means no stop will ever come.
+            let stop_requested = async {
+                if stop.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let batch = tokio::select! {
+                batch = source.next_batch(batch_size) => batch?,
+                () = stop_requested => continue,
+            };
+            let Some(batch) = batch else { break true };
+            let pulled = Instant::now();
+            let count = batch.records.len() as u64;
+            stats.read.fetch_add(count, Ordering::Relaxed);
+            epoch_read += count;
+            let span = batch_span(source, &batch.positions);
+            let (outputs, dead) = tokio::task::block_in_place(|| {
+                self.chain.apply(
+                    0,
+                    batch.records,
+                    Some(&batch.positions),
+                    &|p| source.locate(p),
+                    now_ms(),
+                )
+            })?;
+            writer.write(outputs, dead, span).await?;
+            stats.batch_seconds.observe(pulled.elapsed().as_secs_f64());
+            if last_tick.elapsed() >= tick_interval {
+                last_tick = Instant::now();
+                self.chain.tick(now_ms(), &origin, writer).await?;
+                *stats.lag.lock().expect("lag lock") = source.lag();
+            }
+            if epoch_started.elapsed() >= epoch_time || epoch_read >= epoch_records {
+                epoch += 1;
+                let checkpoint = self.checkpoint(epoch, source)?;
+                writer.checkpoint(checkpoint).await?;
+                (epoch_started, epoch_read) = (Instant::now(), 0);
+            }
+            if let Some(checkpoint) = writer.take_committed() {
+                self.committed(source, &checkpoint).await?;
+            }
+        };
+        if ended {
+            self.chain.tick(END_OF_INPUT_MS, &origin, writer).await?;
+        }
+        self.checkpoint(epoch + 1, source)
+    }
+
+    /// The checkpoint ending `epoch`: where the source is, what the plugins
+    /// hold.
+    fn checkpoint(&mut self, epoch: u64, source: &dyn Source) -> Result<Checkpoint> {
+        Ok(Checkpoint {
+            pipeline: self.name.clone(),
+            source: source.describe(),
+            epoch,
+            positions: source.mark(),
+            state: tokio::task::block_in_place(|| self.chain.snapshot())?,
+        })
+    }
+
+    /// A checkpoint is committed: count it and tell the source.
+    async fn committed(&mut self, source: &mut dyn Source, checkpoint: &Checkpoint) -> Result<()> {
+        self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        crate::crash::point("before-offset-commit");
+        source.commit(&checkpoint.positions).await?;
+        Ok(())
     }
 }
 
@@ -273,6 +430,47 @@ struct Chain {
 }
 
 impl Chain {
+    /// Fresh instances of every stage (a run starts from the checkpoint's
+    /// state, never from what an interrupted run left in memory).
+    fn fresh(&mut self) -> Result<()> {
+        for stage in &mut self.stages {
+            stage.plugin = self.engine.instantiate(&stage.spec, &stage.loaded)?;
+        }
+        Ok(())
+    }
+
+    /// Every stage's state, by plugin name.
+    fn snapshot(&mut self) -> Result<BTreeMap<String, PluginState>> {
+        let mut state = BTreeMap::new();
+        for stage in &mut self.stages {
+            let bytes = stage.plugin.snapshot()?;
+            let version = stage.plugin.info().state_version;
+            state.insert(stage.spec.name.clone(), PluginState { version, bytes });
+        }
+        Ok(state)
+    }
+
+    /// Restores each stage's state from a checkpoint.
+    fn restore(&mut self, pipeline: &str, state: &BTreeMap<String, PluginState>) -> Result<()> {
+        for stage in &mut self.stages {
+            let Some(saved) = state.get(&stage.spec.name) else {
+                tracing::warn!(pipeline, plugin = %stage.label, "The checkpoint holds no state for this plugin; it starts empty.");
+                continue;
+            };
+            let running = stage.plugin.info().state_version;
+            if saved.version != running {
+                return Err(Error::StateVersion {
+                    pipeline: pipeline.to_owned(),
+                    plugin: stage.spec.name.clone(),
+                    stored: saved.version,
+                    running,
+                });
+            }
+            tokio::task::block_in_place(|| stage.plugin.restore(&saved.bytes))?;
+        }
+        Ok(())
+    }
+
     /// Runs `records` through stages `from..`; returns outputs and dead letters.
     fn apply(
         &mut self,
@@ -346,7 +544,7 @@ impl Chain {
             let (outputs, dead) = tokio::task::block_in_place(|| {
                 self.apply(i + 1, emitted, None, &|_| origin.to_owned(), now)
             })?;
-            writer.write(outputs, dead, None, None).await?;
+            writer.write(outputs, dead, None).await?;
         }
         Ok(())
     }

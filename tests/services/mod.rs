@@ -160,7 +160,14 @@ impl Running {
     /// Starts `weir run <config> --listen 127.0.0.1:<free port>`.
     pub fn start(config: &Path, env: &[(String, String)], log_dir: &Path) -> Running {
         let port = free_port();
-        let log = log_dir.join("weir.log");
+        // One log per run, so a restarted weir does not overwrite the last.
+        let mut log = log_dir.join("weir.log");
+        for n in 1.. {
+            if !log.exists() {
+                break;
+            }
+            log = log_dir.join(format!("weir-{n}.log"));
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["run", "--quiet", "--listen", &format!("127.0.0.1:{port}")])
             .arg(config)
@@ -253,6 +260,34 @@ impl Running {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for the process to end by itself (e.g. at a forced crash
+    /// point); returns its exit status and log.
+    pub fn wait_for_exit(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log_text());
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("weir did not exit within {limit:?}:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `kill -9`: no drain, no flush, no final checkpoint.
+    pub fn kill9(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log_text()
+    }
+
     /// SIGTERM, then waits for a clean exit (status 0) and returns the log.
     pub fn stop(mut self) -> String {
         // SAFETY: sending a signal to our own child process.
@@ -299,6 +334,8 @@ pub async fn parquet_rows(url: &str) -> (Vec<serde_json::Value>, Vec<String>) {
         .try_collect::<Vec<_>>()
         .await
         .unwrap();
+    // Manifests and other `_`-folders are not data.
+    objects.retain(|m| !m.location.parts().any(|p| p.as_ref().starts_with('_')));
     objects.sort_by(|a, b| a.location.cmp(&b.location));
     let mut rows = Vec::new();
     let mut paths = Vec::new();
@@ -350,4 +387,93 @@ pub async fn consume(topic: &str, count: usize) -> Vec<weir::Record> {
         records.extend(source.next_batch(1000).await.unwrap().unwrap().records);
     }
     records
+}
+
+/// The end offset of every partition of `topic`, as `topic/partition`.
+pub fn end_offsets(topic: &str) -> BTreeMap<String, i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap();
+            (format!("{topic}/{}", p.id()), high)
+        })
+        .collect()
+}
+
+/// The offsets a consumer group committed for `topic`.
+pub fn group_offsets(group: &str, topic: &str) -> BTreeMap<String, i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = rdkafka::TopicPartitionList::new();
+    for key in end_offsets(topic).keys() {
+        let partition = key.rsplit_once('/').unwrap().1.parse().unwrap();
+        list.add_partition(topic, partition);
+    }
+    consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .unwrap()
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) => Some((format!("{}/{}", e.topic(), e.partition()), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The positions of `pipeline`'s exactly-once checkpoint in PostgreSQL.
+pub async fn pg_checkpoint(pool: &sqlx::PgPool, pipeline: &str) -> BTreeMap<String, i64> {
+    sqlx::query_as::<_, (String, i64)>(
+        "SELECT partition, next_position FROM weir_checkpoints WHERE pipeline = $1",
+    )
+    .bind(pipeline)
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default()
+    .into_iter()
+    .collect()
+}
+
+/// A small deterministic random sequence (xorshift), for kill times.
+pub struct Dice(u64);
+
+impl Dice {
+    /// Seeded from the clock; the seed is printed so a run can be repeated.
+    pub fn new() -> Dice {
+        let seed = std::env::var("WEIR_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("kill times from WEIR_TEST_SEED={seed}");
+        Dice(seed)
+    }
+
+    /// A number in `low..high`.
+    pub fn between(&mut self, low: u64, high: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        low + self.0 % (high - low).max(1)
+    }
 }

@@ -2,6 +2,13 @@
 //! has confirmed delivery of every record in it (`acks=all`); keys, headers
 //! and timestamps go with each record.
 //!
+//! Delivery is at-least-once: the producer is idempotent (no duplicates
+//! from its own retries), but broker transactions are not used, so a crash
+//! after a batch was delivered and before its checkpoint repeats that
+//! epoch. Every record carries a `weir.id` header — a hash of its key and
+//! value — that is the same when a replay produces it again, so consumers
+//! can deduplicate. (Two records with the same key and value share an id.)
+//!
 //! A record the broker refuses for itself (too large, invalid) is returned
 //! as rejected, for the dead letter; any other delivery failure (broker
 //! unreachable past `delivery.timeout.ms`) stops the pipeline, since
@@ -49,6 +56,7 @@ impl KafkaSink {
         let producer = connection
             .client_config(&[
                 ("acks", "all"),
+                ("enable.idempotence", "true"),
                 ("linger.ms", "5"),
                 ("compression.type", "lz4"),
             ])
@@ -65,6 +73,25 @@ impl KafkaSink {
             producer,
         })
     }
+}
+
+/// Header holding a record's stable id.
+pub const RECORD_ID: &str = "weir.id";
+
+/// 32 hex digits of SHA-256 over the key and the value: the same whenever
+/// a replay produces the same record again.
+pub fn record_id(record: &Record) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    match &record.key {
+        Some(key) => {
+            hash.update((key.len() as u64).to_be_bytes());
+            hash.update(key);
+        }
+        None => hash.update(u64::MAX.to_be_bytes()),
+    }
+    hash.update(&record.value);
+    crate::checkpoint::hex::encode(&hash.finalize()[..16])
 }
 
 /// Errors that belong to one record, not to the connection.
@@ -90,11 +117,17 @@ impl Sink for KafkaSink {
         let mut deliveries = Vec::with_capacity(records.len());
         let mut rejected = Vec::new();
         for (i, record) in records.iter().enumerate() {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1);
             for h in &record.headers {
                 headers = headers.insert(Header {
                     key: &h.name,
                     value: Some(&h.value),
+                });
+            }
+            if !record.headers.iter().any(|h| h.name == RECORD_ID) {
+                headers = headers.insert(Header {
+                    key: RECORD_ID,
+                    value: Some(&record_id(record)),
                 });
             }
             let mut message = FutureRecord::<[u8], [u8]>::to(&self.topic)
@@ -137,11 +170,11 @@ impl Sink for KafkaSink {
                     rejected.push((i, format!("refused by Kafka: {e}")));
                 }
                 Ok(Err((e, _))) => {
-                    return Err(Error::Client {
+                    // Past delivery.timeout.ms: the broker is unreachable.
+                    return Err(Error::Unavailable {
                         sink: self.name.clone(),
                         action: "deliver".into(),
                         reason: e.to_string(),
-                        hint: "check the broker is reachable and the topic exists",
                     });
                 }
                 Err(_canceled) => {

@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod writer;
 
 use crate::Record;
+use crate::checkpoint::Checkpoint;
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -61,6 +62,20 @@ pub enum Error {
         /// What to do about it.
         hint: &'static str,
     },
+    /// The service is unreachable or dropped the connection; the pipeline
+    /// backs off, resumes from its last checkpoint and tries again.
+    #[error("sink {sink}: {action}: {reason} (will retry; check the service is up and reachable)")]
+    Unavailable {
+        /// The sink.
+        sink: String,
+        /// What was being done.
+        action: String,
+        /// The library's message.
+        reason: String,
+    },
+    /// Saving a checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::Error),
     /// The task driving the sinks ended before the pipeline did.
     #[error("sink writer stopped: {0}")]
     Stopped(String),
@@ -69,7 +84,14 @@ pub enum Error {
 impl Error {
     /// Whether retrying later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Io { error, .. } if matches!(error.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut))
+        match self {
+            Error::Io { error, .. } => matches!(
+                error.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut
+            ),
+            Error::Unavailable { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -103,6 +125,32 @@ pub trait Sink: Send {
 
     /// Flushes and finalises (closes open files). Called once, at the end.
     async fn close(&mut self) -> Result<()>;
+
+    /// Exactly-once: from now on keep what is written uncommitted until
+    /// [`Sink::commit`], remove what an unfinished epoch of `pipeline` left
+    /// behind, and return `pipeline`'s last committed checkpoint.
+    async fn recover(&mut self, pipeline: &str) -> Result<Option<Checkpoint>> {
+        let _ = pipeline;
+        Err(self.no_exactly_once())
+    }
+
+    /// Exactly-once: commits everything written since the last commit
+    /// together with `checkpoint`, atomically. May defer (return `false`:
+    /// nothing committed yet, the next call covers this epoch too), e.g. to
+    /// avoid small files, unless `force` is set.
+    async fn commit(&mut self, checkpoint: &Checkpoint, force: bool) -> Result<bool> {
+        let _ = (checkpoint, force);
+        Err(self.no_exactly_once())
+    }
+
+    #[doc(hidden)]
+    fn no_exactly_once(&self) -> Error {
+        Error::Format {
+            sink: self.describe(),
+            action: "commit an epoch".into(),
+            reason: "this sink cannot store a checkpoint with its data; set delivery = \"at-least-once\"".into(),
+        }
+    }
 }
 
 /// `sink = { type = "...", ... }` or `dead-letter = { ... }` in a pipeline.
@@ -127,6 +175,17 @@ impl SinkConfig {
             SinkConfig::Ndjson(_) => "ndjson",
             SinkConfig::Postgres(_) => "postgres",
             SinkConfig::Kafka(_) => "kafka",
+        }
+    }
+
+    /// Whether this sink can commit a checkpoint with its data (exactly-once),
+    /// and why — the reason `weir validate` prints.
+    pub fn exactly_once(&self) -> std::result::Result<&'static str, &'static str> {
+        match self {
+            SinkConfig::Postgres(_) => Ok("rows and checkpoint commit in one PostgreSQL transaction"),
+            SinkConfig::Parquet(_) => Ok("part files are committed by an epoch manifest written after them"),
+            SinkConfig::Ndjson(_) => Err("an NDJSON file has no transactions: a crash repeats the records of the last epoch"),
+            SinkConfig::Kafka(_) => Err("broker transactions are not used: a crash repeats the records of the last epoch, each with the same weir.id header for deduplication"),
         }
     }
 

@@ -10,6 +10,21 @@
 //! (multipart once it passes 10 MB) is completed at close; on a local
 //! folder object_store writes a staging file and renames it. A reader
 //! listing `*.parquet` never sees a partial file.
+//!
+//! Exactly-once (the default): files are named after the epoch they belong
+//! to, `part-<epoch, 10 digits>-<seq>.parquet`. An epoch commits when its
+//! manifest `_weir/<pipeline>/epoch-<epoch, 20 digits>.json` — the
+//! checkpoint plus the epoch's files — is written (a conditional put: it
+//! must not exist yet). So a file is committed exactly when its epoch
+//! number is at most the highest manifest's. On recovery, files of later
+//! (uncommitted) epochs are deleted before anything is written, and the
+//! replay writes them again under the same names.
+//!
+//! Small files: an epoch commits only when an open file is due to roll
+//! (`max-rows-per-file`, `max-file-size`, `rollover-interval`) or the
+//! pipeline stops; without `rollover-interval`, every checkpoint commits.
+//! A longer interval gives bigger files but later visibility and a longer
+//! replay after a crash.
 
 use super::{Error, Rejected, Result, Sink};
 use crate::Record;
@@ -18,7 +33,10 @@ use arrow_array::RecordBatch;
 use arrow_json::reader::{ReaderBuilder, infer_json_schema_from_iterator};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
+use crate::checkpoint::Checkpoint;
+use futures::TryStreamExt;
 use object_store::buffered::BufWriter;
+use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use object_store::path::Path as StorePath;
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -158,6 +176,47 @@ pub struct ParquetSink {
     files: HashMap<String, OpenFile>,
     run_id: u64,
     seq: u32,
+    /// Exactly-once: the pipeline, and the files finished in the epoch
+    /// not yet committed.
+    epochs: Option<Epochs>,
+}
+
+struct Epochs {
+    pipeline: String,
+    /// Number in the names of files written now: last committed + 1.
+    pending: u64,
+    finished: Vec<String>,
+    /// Rows written since the last commit.
+    rows: u64,
+    /// The last committed checkpoint, to skip empty manifests when idle.
+    last: Option<Checkpoint>,
+}
+
+/// Manifests kept besides the newest (older ones are deleted).
+const MANIFESTS_KEPT: usize = 10;
+
+/// The epoch number of an exactly-once part file name, if it is one.
+fn part_epoch(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("part-")?.get(..10)?;
+    let rest = name.strip_prefix("part-")?.get(10..)?;
+    (rest.starts_with('-') && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// The epoch of a manifest file name.
+fn manifest_epoch(name: &str) -> Option<u64> {
+    name.strip_prefix("epoch-")?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
+}
+
+/// A committed epoch: its checkpoint and the files it added.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Manifest {
+    checkpoint: Checkpoint,
+    files: Vec<String>,
 }
 
 impl ParquetSink {
@@ -189,6 +248,7 @@ impl ParquetSink {
             files: HashMap::new(),
             run_id: crate::pipeline::now_ms() as u64,
             seq: 0,
+            epochs: None,
         })
     }
 
@@ -278,7 +338,10 @@ impl ParquetSink {
     fn writer(&mut self, folder: &str, schema: &SchemaRef) -> Result<&mut OpenFile> {
         if !self.files.contains_key(folder) {
             self.seq += 1;
-            let name = format!("{folder}part-{}-{:05}.parquet", self.run_id, self.seq);
+            let name = match &self.epochs {
+                Some(e) => format!("{folder}part-{:010}-{:05}.parquet", e.pending, self.seq),
+                None => format!("{folder}part-{}-{:05}.parquet", self.run_id, self.seq),
+            };
             let path = self.location.child(&name);
             let compression = match self.config.compression {
                 Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
@@ -316,7 +379,54 @@ impl ParquetSink {
             .await
             .map_err(|e| self.format_error(&format!("complete {}", open.path), e))?;
         tracing::debug!(file = %open.path, rows = open.rows, "Finished Parquet file.");
+        if let Some(epochs) = &mut self.epochs {
+            epochs.finished.push(open.path.to_string());
+        }
         Ok(())
+    }
+
+    fn manifests(&self, pipeline: &str) -> StorePath {
+        self.location.child(&format!("_weir/{pipeline}"))
+    }
+
+    fn store_error(&self, action: String, e: object_store::Error) -> Error {
+        match e {
+            object_store::Error::NotFound { .. }
+            | object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. }
+            | object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => self.format_error(&action, e),
+            // Connection and server errors: object_store has retried already.
+            e => Error::Unavailable {
+                sink: self.describe(),
+                action,
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    /// The newest manifest of `pipeline`.
+    async fn read_manifests(&mut self, pipeline: &str) -> Result<Option<Manifest>> {
+        let manifests = self.read_manifests_names(pipeline).await?;
+        let Some((_, newest)) = manifests.last() else {
+            return Ok(None);
+        };
+        let bytes = self
+            .location
+            .store
+            .get(newest)
+            .await
+            .map_err(|e| self.store_error(format!("read {newest}"), e))?
+            .bytes()
+            .await
+            .map_err(|e| self.store_error(format!("read {newest}"), e))?;
+        let manifest = serde_json::from_slice(&bytes).map_err(|e| {
+            self.format_error(
+                &format!("read {newest}"),
+                format!("{e} (move the manifest away only if you know its epoch's files are complete)"),
+            )
+        })?;
+        Ok(Some(manifest))
     }
 
     fn due(&self, file: &OpenFile) -> bool {
@@ -435,6 +545,9 @@ impl Sink for ParquetSink {
             rejected.extend(refused);
             for batch in batches {
                 let rows = batch.num_rows() as u64;
+                if let Some(epochs) = &mut self.epochs {
+                    epochs.rows += rows;
+                }
                 let open = self.writer(&folder, &schema)?;
                 let written = open.writer.write(&batch).await;
                 open.rows += rows;
@@ -458,11 +571,141 @@ impl Sink for ParquetSink {
     }
 
     async fn close(&mut self) -> Result<()> {
+        if self.epochs.is_some() {
+            // Uncommitted files are not finished: a replay rewrites them.
+            self.files.clear();
+            return Ok(());
+        }
         let folders: Vec<String> = self.files.keys().cloned().collect();
         for folder in folders {
             self.finish(&folder).await?;
         }
         Ok(())
+    }
+
+    async fn recover(&mut self, pipeline: &str) -> Result<Option<Checkpoint>> {
+        let newest = self.read_manifests(pipeline).await?;
+        let committed = newest.as_ref().map_or(0, |m| m.checkpoint.epoch);
+        let uncommitted: Vec<StorePath> = self
+            .location
+            .store
+            .list(Some(&self.location.prefix))
+            .try_filter_map(|meta| async move {
+                let name = meta.location.filename().unwrap_or_default();
+                Ok(part_epoch(name)
+                    .is_some_and(|e| e > committed)
+                    .then_some(meta.location))
+            })
+            .try_collect()
+            .await
+            .map_err(|e| self.store_error("list part files".into(), e))?;
+        for path in &uncommitted {
+            self.location
+                .store
+                .delete(path)
+                .await
+                .map_err(|e| self.store_error(format!("delete uncommitted {path}"), e))?;
+        }
+        if !uncommitted.is_empty() {
+            tracing::info!(sink = %self.describe(), files = uncommitted.len(), after_epoch = committed, "Deleted part files of uncommitted epochs; they are written again.");
+        }
+        self.epochs = Some(Epochs {
+            pipeline: pipeline.to_owned(),
+            pending: committed + 1,
+            finished: Vec::new(),
+            rows: 0,
+            last: newest.as_ref().map(|m| m.checkpoint.clone()),
+        });
+        Ok(newest.map(|m| m.checkpoint))
+    }
+
+    async fn commit(&mut self, checkpoint: &Checkpoint, force: bool) -> Result<bool> {
+        let Some(epochs) = &self.epochs else {
+            return Err(self.no_exactly_once());
+        };
+        let pipeline = epochs.pipeline.clone();
+        let due = self.files.values().any(|f| self.due(f)) || !epochs.finished.is_empty();
+        let timed = self.config.rollover_interval.is_some();
+        if timed && !due && !force && epochs.rows > 0 {
+            return Ok(false);
+        }
+        let idle = epochs.rows == 0
+            && epochs.finished.is_empty()
+            && epochs.last.as_ref().is_some_and(|last| {
+                last.positions == checkpoint.positions && last.state == checkpoint.state
+            });
+        if idle {
+            // Nothing new: the stored checkpoint is equivalent.
+            return Ok(true);
+        }
+        let folders: Vec<String> = self.files.keys().cloned().collect();
+        for folder in folders {
+            self.finish(&folder).await?;
+        }
+        crate::crash::point("after-upload");
+        let epochs = self.epochs.as_mut().expect("checked above");
+        let manifest = Manifest {
+            checkpoint: checkpoint.clone(),
+            files: std::mem::take(&mut epochs.finished),
+        };
+        epochs.pending = checkpoint.epoch + 1;
+        epochs.rows = 0;
+        epochs.last = Some(checkpoint.clone());
+        self.seq = 0;
+        let path = self
+            .manifests(&pipeline)
+            .join(format!("epoch-{:020}.json", checkpoint.epoch));
+        let body = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self.location.store.put_opts(&path, body.into(), create).await {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                return Err(Error::Client {
+                    sink: self.describe(),
+                    action: format!("commit epoch {}", checkpoint.epoch),
+                    reason: format!("{path} exists: another weir process runs pipeline {pipeline}"),
+                    hint: "run each pipeline in one process; this one stops without committing",
+                });
+            }
+            Err(e) => return Err(self.store_error(format!("write {path}"), e)),
+        }
+        self.prune_manifests(&pipeline).await;
+        Ok(true)
+    }
+}
+
+impl ParquetSink {
+    /// Deletes all but the newest manifests (best effort: a leftover is
+    /// harmless, only the newest is read).
+    async fn prune_manifests(&mut self, pipeline: &str) {
+        let Ok(manifests) = self.read_manifests_names(pipeline).await else {
+            return;
+        };
+        let excess = manifests.len().saturating_sub(MANIFESTS_KEPT);
+        for (_, path) in &manifests[..excess] {
+            if let Err(e) = self.location.store.delete(path).await {
+                tracing::debug!(%path, error = %e, "Could not delete an old manifest.");
+            }
+        }
+    }
+
+    async fn read_manifests_names(&mut self, pipeline: &str) -> Result<Vec<(u64, StorePath)>> {
+        let mut manifests: Vec<(u64, StorePath)> = self
+            .location
+            .store
+            .list(Some(&self.manifests(pipeline)))
+            .try_filter_map(|meta| async move {
+                Ok(manifest_epoch(meta.location.filename().unwrap_or_default())
+                    .map(|epoch| (epoch, meta.location)))
+            })
+            .try_collect()
+            .await
+            .map_err(|e| self.store_error("list manifests".into(), e))?;
+        manifests.sort();
+        Ok(manifests)
     }
 }
 

@@ -1,5 +1,16 @@
 //! Rows in a PostgreSQL table, written with `COPY … FROM STDIN` (text
-//! format), one transaction per batch.
+//! format).
+//!
+//! Exactly-once (the default): one transaction per epoch. Each batch is
+//! COPYed inside it (under a savepoint), and at the epoch's end the
+//! checkpoint — source positions, plugin state, epoch number — is written
+//! to `weir_checkpoints`, `weir_plugin_state` and `weir_epochs` in the same
+//! transaction, which then commits. A crash before the commit leaves
+//! neither rows nor checkpoint; the restart replays the epoch. The epoch
+//! row also fences: a commit whose epoch is not newer than the stored one
+//! (another process took over the pipeline) is refused.
+//!
+//! At-least-once: one transaction per batch; the checkpoint goes to a file.
 //!
 //! Each column takes its value from a JSON path of the record value and is
 //! checked against its SQL type before it is sent: a string where a number
@@ -19,7 +30,9 @@ use crate::Record;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use crate::checkpoint::{Checkpoint, PluginState};
+use sqlx::Acquire;
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, Postgres};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -139,6 +152,55 @@ pub struct PostgresSink {
     /// For upserts: statements run in the batch's transaction around COPY.
     upsert: Option<(String, String)>,
     key_columns: Vec<usize>,
+    /// Exactly-once: the open transaction of the current epoch.
+    epoch: Option<sqlx::Transaction<'static, Postgres>>,
+    exactly_once: bool,
+}
+
+/// Checkpoint tables, created on first use.
+const CHECKPOINT_DDL: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS weir_epochs (pipeline text PRIMARY KEY, epoch bigint NOT NULL, source text NOT NULL, committed_at timestamptz NOT NULL DEFAULT now())",
+    "CREATE TABLE IF NOT EXISTS weir_checkpoints (pipeline text NOT NULL, partition text NOT NULL, next_position bigint NOT NULL, epoch bigint NOT NULL, PRIMARY KEY (pipeline, partition))",
+    "CREATE TABLE IF NOT EXISTS weir_plugin_state (pipeline text NOT NULL, plugin text NOT NULL, state_version integer NOT NULL, state bytea NOT NULL, epoch bigint NOT NULL, PRIMARY KEY (pipeline, plugin))",
+];
+
+/// Whether an error is about reaching PostgreSQL (retry later) rather than
+/// about the data or the schema.
+fn is_connection_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// COPYs `buf` and, for upserts, merges the staged rows.
+async fn copy_rows(
+    conn: &mut PgConnection,
+    copy_sql: &str,
+    upsert: Option<&(String, String)>,
+    buf: Vec<u8>,
+) -> std::result::Result<(), sqlx::Error> {
+    if let Some((create, _)) = upsert {
+        sqlx::query(create).execute(&mut *conn).await?;
+    }
+    let mut copy = conn.copy_in_raw(copy_sql).await?;
+    copy.send(buf).await?;
+    copy.finish().await?;
+    if let Some((_, merge)) = upsert {
+        sqlx::query(merge).execute(&mut *conn).await?;
+        sqlx::query("TRUNCATE weir_upsert_stage")
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// `"a"."b"` for `a.b`, quotes doubled.
@@ -204,11 +266,19 @@ impl PostgresSink {
             .connect(&config.url)
             .await
             .map_err(|e| {
-                fail(
-                    "connect",
-                    e.to_string(),
-                    "check sink.url (host, port, user, database, sslmode) and that PostgreSQL is running",
-                )
+                if is_connection_error(&e) {
+                    Error::Unavailable {
+                        sink: name.clone(),
+                        action: "connect".into(),
+                        reason: e.to_string(),
+                    }
+                } else {
+                    fail(
+                        "connect",
+                        e.to_string(),
+                        "check sink.url (host, port, user, database, sslmode) and that PostgreSQL is running",
+                    )
+                }
             })?;
         let table = quote_ident(&config.table);
         let names: Vec<String> = config
@@ -251,7 +321,7 @@ impl PostgresSink {
             Mode::Upsert => {
                 let stage = "weir_upsert_stage";
                 let create = format!(
-                    "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                    "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS)"
                 );
                 let key: Vec<String> = config.key.iter().map(|k| quote_ident(k)).collect();
                 let updates: Vec<String> = names
@@ -289,6 +359,8 @@ impl PostgresSink {
             copy_sql,
             upsert,
             key_columns,
+            epoch: None,
+            exactly_once: false,
         })
     }
 
@@ -320,28 +392,159 @@ impl PostgresSink {
         Ok(line)
     }
 
-    /// COPYs the lines in one transaction.
-    async fn copy(&self, lines: &[&[u8]]) -> std::result::Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        if let Some((create, _)) = &self.upsert {
-            sqlx::query(create).execute(&mut *tx).await?;
-        }
-        let mut copy = tx.copy_in_raw(&self.copy_sql).await?;
+    /// COPYs the lines atomically: in their own transaction, or under a
+    /// savepoint of the epoch's transaction.
+    async fn copy(&mut self, lines: &[&[u8]]) -> std::result::Result<(), sqlx::Error> {
         let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len()).sum());
         for line in lines {
             buf.extend_from_slice(line);
         }
-        copy.send(buf).await?;
-        copy.finish().await?;
-        if let Some((_, merge)) = &self.upsert {
-            sqlx::query(merge).execute(&mut *tx).await?;
+        let upsert = self.upsert.as_ref();
+        if self.exactly_once {
+            if self.epoch.is_none() {
+                self.epoch = Some(self.pool.begin().await?);
+            }
+            let epoch = self.epoch.as_mut().expect("just begun");
+            let mut savepoint = epoch.begin().await?;
+            copy_rows(&mut savepoint, &self.copy_sql, upsert, buf).await?;
+            savepoint.commit().await
+        } else {
+            let mut tx = self.pool.begin().await?;
+            copy_rows(&mut tx, &self.copy_sql, upsert, buf).await?;
+            tx.commit().await
         }
-        tx.commit().await
+    }
+
+    fn error(&self, action: String, e: &sqlx::Error, hint: &'static str) -> Error {
+        if is_connection_error(e) {
+            Error::Unavailable {
+                sink: self.name.clone(),
+                action,
+                reason: e.to_string(),
+            }
+        } else {
+            Error::Client {
+                sink: self.name.clone(),
+                action,
+                reason: e.to_string(),
+                hint,
+            }
+        }
+    }
+
+    /// Writes the checkpoint into `tx`, refusing it if a newer epoch is
+    /// stored (another process owns the pipeline).
+    async fn write_checkpoint(
+        tx: &mut PgConnection,
+        checkpoint: &Checkpoint,
+    ) -> std::result::Result<bool, sqlx::Error> {
+        let pipeline = &checkpoint.pipeline;
+        let epoch = checkpoint.epoch as i64;
+        let fenced = sqlx::query(
+            "INSERT INTO weir_epochs (pipeline, epoch, source) VALUES ($1, $2, $3) \
+             ON CONFLICT (pipeline) DO UPDATE SET epoch = EXCLUDED.epoch, source = EXCLUDED.source, committed_at = now() \
+             WHERE weir_epochs.epoch < EXCLUDED.epoch",
+        )
+        .bind(pipeline)
+        .bind(epoch)
+        .bind(&checkpoint.source)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 0;
+        if fenced {
+            return Ok(false);
+        }
+        let (partitions, next): (Vec<&str>, Vec<i64>) = checkpoint
+            .positions
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .unzip();
+        sqlx::query("DELETE FROM weir_checkpoints WHERE pipeline = $1 AND NOT (partition = ANY($2))")
+            .bind(pipeline)
+            .bind(&partitions)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO weir_checkpoints (pipeline, partition, next_position, epoch) \
+             SELECT $1, p, n, $4 FROM unnest($2::text[], $3::bigint[]) AS t(p, n) \
+             ON CONFLICT (pipeline, partition) DO UPDATE SET next_position = EXCLUDED.next_position, epoch = EXCLUDED.epoch",
+        )
+        .bind(pipeline)
+        .bind(&partitions)
+        .bind(&next)
+        .bind(epoch)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM weir_plugin_state WHERE pipeline = $1")
+            .bind(pipeline)
+            .execute(&mut *tx)
+            .await?;
+        for (plugin, state) in &checkpoint.state {
+            sqlx::query(
+                "INSERT INTO weir_plugin_state (pipeline, plugin, state_version, state, epoch) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(pipeline)
+            .bind(plugin)
+            .bind(state.version as i32)
+            .bind(&state.bytes)
+            .bind(epoch)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(true)
+    }
+
+    async fn read_checkpoint(&self, pipeline: &str) -> std::result::Result<Option<Checkpoint>, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        {
+            // Concurrent CREATE TABLE IF NOT EXISTS can collide; serialise.
+            let mut tx = conn.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(7365746272)")
+                .execute(&mut *tx)
+                .await?;
+            for ddl in CHECKPOINT_DDL {
+                sqlx::query(ddl).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        }
+        let epoch: Option<(i64, String)> =
+            sqlx::query_as("SELECT epoch, source FROM weir_epochs WHERE pipeline = $1")
+                .bind(pipeline)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some((epoch, source)) = epoch else {
+            return Ok(None);
+        };
+        let positions: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT partition, next_position FROM weir_checkpoints WHERE pipeline = $1",
+        )
+        .bind(pipeline)
+        .fetch_all(&mut *conn)
+        .await?;
+        let state: Vec<(String, i32, Vec<u8>)> = sqlx::query_as(
+            "SELECT plugin, state_version, state FROM weir_plugin_state WHERE pipeline = $1",
+        )
+        .bind(pipeline)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(Some(Checkpoint {
+            pipeline: pipeline.to_owned(),
+            source,
+            epoch: epoch as u64,
+            positions: positions.into_iter().collect(),
+            state: state
+                .into_iter()
+                .map(|(plugin, version, bytes)| {
+                    (plugin, PluginState { version: version as u32, bytes })
+                })
+                .collect(),
+        }))
     }
 
     /// COPYs `rows`; when PostgreSQL refuses the data, splits the batch to
     /// find the refused rows and returns them with its message.
-    async fn copy_isolating(&self, rows: Vec<(Record, Vec<u8>)>) -> Result<Vec<Rejected>> {
+    async fn copy_isolating(&mut self, rows: Vec<(Record, Vec<u8>)>) -> Result<Vec<Rejected>> {
         let mut rejected = Vec::new();
         let mut todo = vec![rows];
         while let Some(rows) = todo.pop() {
@@ -366,12 +569,11 @@ impl PostgresSink {
                     }
                 }
                 Err(e) => {
-                    return Err(Error::Client {
-                        sink: self.name.clone(),
-                        action: format!("COPY {} rows", rows.len()),
-                        reason: e.to_string(),
-                        hint: "check PostgreSQL is reachable and the table unchanged",
-                    });
+                    return Err(self.error(
+                        format!("COPY {} rows", rows.len()),
+                        &e,
+                        "check the table is unchanged and the user may write to it",
+                    ));
                 }
             }
         }
@@ -476,14 +678,60 @@ impl Sink for PostgresSink {
         Ok(rejected)
     }
 
-    /// Each batch is committed before `write` returns.
+    /// At-least-once: each batch is committed before `write` returns.
     fn is_durable(&self) -> bool {
-        true
+        self.epoch.is_none()
     }
 
     async fn close(&mut self) -> Result<()> {
+        // An epoch not committed by now is rolled back: it was not covered
+        // by a checkpoint, so it will be replayed.
+        self.epoch.take();
         self.pool.close().await;
         Ok(())
+    }
+
+    async fn recover(&mut self, pipeline: &str) -> Result<Option<Checkpoint>> {
+        self.exactly_once = true;
+        self.read_checkpoint(pipeline).await.map_err(|e| {
+            self.error(
+                "read the checkpoint".into(),
+                &e,
+                "the user needs CREATE on the schema for weir_epochs, weir_checkpoints and weir_plugin_state",
+            )
+        })
+    }
+
+    async fn commit(&mut self, checkpoint: &Checkpoint, _force: bool) -> Result<bool> {
+        let action = format!("commit epoch {}", checkpoint.epoch);
+        let hint = "check the checkpoint tables are unchanged";
+        let mut tx = match self.epoch.take() {
+            Some(tx) => tx,
+            None => self
+                .pool
+                .begin()
+                .await
+                .map_err(|e| self.error(action.clone(), &e, hint))?,
+        };
+        let written = Self::write_checkpoint(&mut tx, checkpoint)
+            .await
+            .map_err(|e| self.error(action.clone(), &e, hint))?;
+        if !written {
+            return Err(Error::Client {
+                sink: self.name.clone(),
+                action,
+                reason: format!(
+                    "a newer epoch of pipeline {} is already committed: another weir process runs it",
+                    checkpoint.pipeline
+                ),
+                hint: "run each pipeline in one process; this one stops without committing",
+            });
+        }
+        crate::crash::point("before-commit");
+        tx.commit()
+            .await
+            .map_err(|e| self.error(action, &e, hint))?;
+        Ok(true)
     }
 }
 

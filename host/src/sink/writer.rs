@@ -8,40 +8,53 @@
 //! The channel is bounded, so a slow sink slows the pipeline (back-pressure)
 //! instead of filling memory.
 //!
-//! Each write carries the source's [`Mark`] after that batch. Once both
-//! sinks report everything written as durable, the writer publishes the
-//! latest such mark; the pipeline commits it to the source. So a position
-//! is committed only after the records it covers are durable.
+//! Between batches the pipeline sends checkpoints. The writer makes the
+//! dead letters durable, then commits the checkpoint: through the sink
+//! itself (exactly-once: the sink stores it atomically with the epoch's
+//! data) or, after flushing the sink, to a [`CheckpointStore`]
+//! (at-least-once). Only then is the checkpoint published back to the
+//! pipeline, which may then tell the source (Kafka: the group's offsets, for
+//! monitoring). So a position is never recorded ahead of its data.
 
 use super::{Error, Result, Sink, envelope};
 use crate::Record;
+use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::pipeline::{Stats, tag_dead_letter};
-use crate::source::Mark;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Batches that may wait for the writer before the pipeline blocks.
 const QUEUE: usize = 4;
 
+/// Who stores checkpoints.
+pub enum Committer {
+    /// The sink, with its data (exactly-once).
+    Sink,
+    /// A separate store, after the sink is flushed (at-least-once).
+    Store(Box<dyn CheckpointStore>),
+}
+
 enum Command {
     Write {
         outputs: Vec<Record>,
         dead: Vec<Record>,
-        mark: Option<Mark>,
         origin: Option<String>,
     },
-    Flush(oneshot::Sender<()>),
+    Checkpoint {
+        checkpoint: Checkpoint,
+        last: bool,
+    },
 }
 
 /// Handle to the writer task.
 pub struct SinkWriter {
     tx: Option<mpsc::Sender<Command>>,
     task: Option<JoinHandle<Result<()>>>,
-    durable: watch::Receiver<Option<Mark>>,
-    /// The last mark handed out by [`SinkWriter::take_durable`].
-    taken: Option<Mark>,
+    committed: watch::Receiver<Option<Checkpoint>>,
+    /// The epoch of the last checkpoint handed out by [`SinkWriter::take_committed`].
+    taken: u64,
 }
 
 impl SinkWriter {
@@ -50,75 +63,95 @@ impl SinkWriter {
     pub fn spawn(
         sink: Box<dyn Sink>,
         dead_letter: Box<dyn Sink>,
+        committer: Committer,
         stats: Arc<Stats>,
         origin: String,
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let (durable_tx, durable) = watch::channel(None);
-        let task = tokio::spawn(drive(rx, sink, dead_letter, stats, origin, durable_tx));
+        let (committed_tx, committed) = watch::channel(None);
+        let task = tokio::spawn(drive(
+            rx,
+            Sinks {
+                sink,
+                dead_letter,
+                committer,
+                stats,
+                origin,
+            },
+            committed_tx,
+        ));
         SinkWriter {
             tx: Some(tx),
             task: Some(task),
-            durable,
-            taken: None,
+            committed,
+            taken: 0,
         }
     }
 
-    /// Queues outputs and dead letters, the source's mark after the batch
-    /// they came from, and where that batch came from (for records the
-    /// sink refuses); waits only when the queue is full.
+    /// Queues outputs and dead letters, with where their batch came from
+    /// (for records the sink refuses); waits only when the queue is full.
     pub async fn write(
         &mut self,
         outputs: Vec<Record>,
         dead: Vec<Record>,
-        mark: Option<Mark>,
         origin: Option<String>,
     ) -> Result<()> {
-        if outputs.is_empty() && dead.is_empty() && mark.is_none() {
+        if outputs.is_empty() && dead.is_empty() {
             return Ok(());
         }
         self.send(Command::Write {
             outputs,
             dead,
-            mark,
             origin,
         })
         .await
     }
 
-    /// The newest mark whose records are all durable, if it changed since
-    /// the last call.
-    pub fn take_durable(&mut self) -> Option<Mark> {
+    /// Queues a checkpoint covering everything written before it.
+    pub async fn checkpoint(&mut self, checkpoint: Checkpoint) -> Result<()> {
+        self.send(Command::Checkpoint {
+            checkpoint,
+            last: false,
+        })
+        .await
+    }
+
+    /// The newest committed checkpoint, if it changed since the last call.
+    pub fn take_committed(&mut self) -> Option<Checkpoint> {
         // After the writer task ended, `has_changed` reports an error
-        // whatever the value; compare with what was taken instead.
-        let latest = self.durable.borrow_and_update().clone();
-        if latest.is_some() && latest != self.taken {
-            self.taken.clone_from(&latest);
+        // whatever the value; compare epochs instead.
+        let latest = self.committed.borrow_and_update().clone()?;
+        (latest.epoch > self.taken).then(|| {
+            self.taken = latest.epoch;
             latest
-        } else {
-            None
-        }
+        })
     }
 
-    /// Makes everything queued so far durable; returns when it is.
-    pub async fn flush(&mut self) -> Result<()> {
-        let (ack, done) = oneshot::channel();
-        self.send(Command::Flush(ack)).await?;
-        match done.await {
-            Ok(()) => Ok(()),
-            Err(_) => Err(self.failure().await),
-        }
-    }
-
-    /// Writes what is queued, closes both sinks and reports the first
-    /// error; on success, the final durable mark if it changed.
-    pub async fn close(mut self) -> Result<Option<Mark>> {
+    /// Commits `last` (forcing any deferred commit), closes both sinks and
+    /// reports the first error; on success, the final checkpoint if it was
+    /// not handed out yet.
+    pub async fn close(mut self, last: Checkpoint) -> Result<Option<Checkpoint>> {
+        self.send(Command::Checkpoint {
+            checkpoint: last,
+            last: true,
+        })
+        .await?;
         self.tx.take();
         if let Some(task) = self.task.take() {
             task.await
                 .unwrap_or_else(|e| Err(Error::Stopped(format!("panicked: {e}"))))?;
         }
-        Ok(self.take_durable())
+        Ok(self.take_committed())
+    }
+
+    /// Stops the writer without committing anything more (the pipeline is
+    /// recovering from an error and will replay from its last checkpoint).
+    pub async fn abandon(mut self) {
+        self.tx.take();
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
     }
 
     async fn send(&mut self, command: Command) -> Result<()> {
@@ -147,82 +180,107 @@ impl SinkWriter {
     }
 }
 
-async fn drive(
-    mut rx: mpsc::Receiver<Command>,
-    mut sink: Box<dyn Sink>,
-    mut dead_letter: Box<dyn Sink>,
+/// What the writer task owns.
+struct Sinks {
+    sink: Box<dyn Sink>,
+    dead_letter: Box<dyn Sink>,
+    committer: Committer,
     stats: Arc<Stats>,
     origin: String,
-    durable: watch::Sender<Option<Mark>>,
+}
+
+impl Sinks {
+    async fn write(
+        &mut self,
+        outputs: Vec<Record>,
+        mut dead: Vec<Record>,
+        batch_origin: Option<String>,
+    ) -> Result<()> {
+        let count = outputs.len() as u64;
+        let rejected = self.sink.write(outputs).await?;
+        self.stats
+            .written
+            .fetch_add(count - rejected.len() as u64, Ordering::Relaxed);
+        for r in rejected {
+            let from = batch_origin.as_deref().unwrap_or(&self.origin);
+            dead.push(tag_dead_letter(r.record, &r.reason, "sink", from));
+        }
+        if dead.is_empty() {
+            return Ok(());
+        }
+        if !self.dead_letter.keeps_headers() {
+            for record in &mut dead {
+                record.value = serde_json::to_vec(&envelope(record)).expect("a JSON value serialises");
+            }
+        }
+        let count = dead.len() as u64;
+        let refused = self.dead_letter.write(dead).await?;
+        if let Some(r) = refused.first() {
+            // The last resort refused a record: stop rather than lose it.
+            return Err(Error::Format {
+                sink: self.dead_letter.describe(),
+                action: "write dead letter".into(),
+                reason: format!("{} record(s) refused, first: {}", refused.len(), r.reason),
+            });
+        }
+        self.stats.dead_lettered.fetch_add(count, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Commits `checkpoint`; whether it was (a sink may defer).
+    async fn commit(&mut self, checkpoint: &Checkpoint, last: bool) -> Result<bool> {
+        // Dead letters are at-least-once: durable before the epoch commits.
+        if last {
+            self.dead_letter.close().await?;
+        } else {
+            self.dead_letter.flush().await?;
+        }
+        match &mut self.committer {
+            Committer::Sink => self.sink.commit(checkpoint, last).await,
+            Committer::Store(store) => {
+                if last {
+                    self.sink.close().await?;
+                } else {
+                    self.sink.flush().await?;
+                    if !(self.sink.is_durable() && self.dead_letter.is_durable()) {
+                        return Ok(false);
+                    }
+                }
+                crate::crash::point("before-checkpoint-save");
+                store.save(checkpoint).await?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+async fn drive(
+    mut rx: mpsc::Receiver<Command>,
+    mut sinks: Sinks,
+    committed: watch::Sender<Option<Checkpoint>>,
 ) -> Result<()> {
-    let mut pending: Option<Mark> = None;
     while let Some(command) = rx.recv().await {
         match command {
             Command::Write {
                 outputs,
-                mut dead,
-                mark,
-                origin: batch_origin,
-            } => {
-                if mark.is_some() {
-                    pending = mark;
+                dead,
+                origin,
+            } => sinks.write(outputs, dead, origin).await?,
+            Command::Checkpoint { checkpoint, last } => {
+                if sinks.commit(&checkpoint, last).await? {
+                    tracing::debug!(pipeline = %checkpoint.pipeline, epoch = checkpoint.epoch, "Checkpoint committed.");
+                    committed.send_replace(Some(checkpoint));
                 }
-                let count = outputs.len() as u64;
-                let rejected = sink.write(outputs).await?;
-                stats
-                    .written
-                    .fetch_add(count - rejected.len() as u64, Ordering::Relaxed);
-                for r in rejected {
-                    let from = batch_origin.as_deref().unwrap_or(&origin);
-                    dead.push(tag_dead_letter(r.record, &r.reason, "sink", from));
-                }
-                if dead.is_empty() {
-                    publish(&mut pending, &*sink, &*dead_letter, &durable);
-                    continue;
-                }
-                if !dead_letter.keeps_headers() {
-                    for record in &mut dead {
-                        record.value =
-                            serde_json::to_vec(&envelope(record)).expect("a JSON value serialises");
+                if last {
+                    if let Committer::Sink = sinks.committer {
+                        sinks.sink.close().await?;
                     }
+                    return Ok(());
                 }
-                let count = dead.len() as u64;
-                let refused = dead_letter.write(dead).await?;
-                if let Some(r) = refused.first() {
-                    // The last resort refused a record: stop rather than lose it.
-                    return Err(Error::Format {
-                        sink: dead_letter.describe(),
-                        action: "write dead letter".into(),
-                        reason: format!("{} record(s) refused, first: {}", refused.len(), r.reason),
-                    });
-                }
-                stats.dead_lettered.fetch_add(count, Ordering::Relaxed);
-                publish(&mut pending, &*sink, &*dead_letter, &durable);
-            }
-            Command::Flush(ack) => {
-                sink.flush().await?;
-                dead_letter.flush().await?;
-                publish(&mut pending, &*sink, &*dead_letter, &durable);
-                let _ = ack.send(());
             }
         }
     }
-    sink.close().await?;
-    dead_letter.close().await?;
-    publish(&mut pending, &*sink, &*dead_letter, &durable);
     Ok(())
-}
-
-/// Hands the pending mark to the pipeline once both sinks are durable.
-fn publish(
-    pending: &mut Option<Mark>,
-    sink: &dyn Sink,
-    dead_letter: &dyn Sink,
-    durable: &watch::Sender<Option<Mark>>,
-) {
-    if pending.is_some() && sink.is_durable() && dead_letter.is_durable() {
-        durable.send_replace(pending.take());
-    }
 }
 
 #[cfg(test)]
@@ -257,6 +315,43 @@ mod tests {
         }
     }
 
+    /// Saved checkpoints, in memory.
+    #[derive(Clone, Default)]
+    struct Saved(Arc<std::sync::Mutex<Vec<u64>>>);
+
+    #[async_trait]
+    impl CheckpointStore for Saved {
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+        async fn load(&mut self) -> crate::checkpoint::Result<Option<Checkpoint>> {
+            Ok(None)
+        }
+        async fn save(&mut self, checkpoint: &Checkpoint) -> crate::checkpoint::Result<()> {
+            self.0.lock().unwrap().push(checkpoint.epoch);
+            Ok(())
+        }
+    }
+
+    /// A sink that never becomes durable before it is closed.
+    struct Stuck;
+
+    #[async_trait]
+    impl Sink for Stuck {
+        fn describe(&self) -> String {
+            "stuck".into()
+        }
+        async fn write(&mut self, _: Vec<Record>) -> Result<Vec<super::super::Rejected>> {
+            Ok(Vec::new())
+        }
+        fn is_durable(&self) -> bool {
+            false
+        }
+        async fn close(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
     fn record() -> Record {
         Record {
             key: None,
@@ -266,34 +361,49 @@ mod tests {
         }
     }
 
+    fn checkpoint(epoch: u64) -> Checkpoint {
+        Checkpoint {
+            pipeline: "p".into(),
+            epoch,
+            ..Checkpoint::default()
+        }
+    }
+
     #[tokio::test]
-    async fn a_mark_is_released_only_once_the_sink_made_its_records_durable() {
+    async fn a_checkpoint_is_saved_only_after_the_sink_flushed_what_it_covers() {
+        let saved = Saved::default();
         let mut writer = SinkWriter::spawn(
             Box::new(Buffering::default()),
             Box::new(Buffering::default()),
+            Committer::Store(Box::new(saved.clone())),
             Arc::default(),
             "test".into(),
         );
-        let mark = Mark::from([("t/0".to_owned(), 10)]);
-        writer
-            .write(vec![record()], Vec::new(), Some(mark.clone()), None)
-            .await
-            .unwrap();
-        // Let the writer task process the batch; still buffered.
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert_eq!(writer.take_durable(), None);
-        writer.flush().await.unwrap();
-        assert_eq!(writer.take_durable(), Some(mark));
-        assert_eq!(writer.take_durable(), None, "a mark is released once");
-        let later = Mark::from([("t/0".to_owned(), 20)]);
-        writer
-            .write(vec![record()], Vec::new(), Some(later.clone()), None)
-            .await
-            .unwrap();
-        assert_eq!(
-            writer.close().await.unwrap(),
-            Some(later),
-            "closing makes the rest durable"
+        writer.write(vec![record()], Vec::new(), None).await.unwrap();
+        writer.checkpoint(checkpoint(1)).await.unwrap();
+        writer.write(vec![record()], Vec::new(), None).await.unwrap();
+        let last = writer.close(checkpoint(2)).await.unwrap();
+        assert_eq!(*saved.0.lock().unwrap(), [1, 2]);
+        assert_eq!(last.map(|c| c.epoch), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_waits_while_the_sink_is_not_durable_and_commits_at_close() {
+        let saved = Saved::default();
+        let mut writer = SinkWriter::spawn(
+            Box::new(Stuck),
+            Box::new(Buffering::default()),
+            Committer::Store(Box::new(saved.clone())),
+            Arc::default(),
+            "test".into(),
         );
+        writer.write(vec![record()], Vec::new(), None).await.unwrap();
+        writer.checkpoint(checkpoint(1)).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(writer.take_committed(), None);
+        assert!(saved.0.lock().unwrap().is_empty());
+        let last = writer.close(checkpoint(2)).await.unwrap();
+        assert_eq!(last.map(|c| c.epoch), Some(2), "closing makes the rest durable");
+        assert_eq!(*saved.0.lock().unwrap(), [2]);
     }
 }

@@ -4,7 +4,7 @@
 //! break) are the value; the timestamp is the host clock at read time.
 //! Blank lines are skipped, but line numbers stay true for dead letters.
 
-use super::{Error, Position, Result, Source, SourceBatch};
+use super::{Mark, Error, Position, Result, Source, SourceBatch};
 use crate::Record;
 use async_trait::async_trait;
 use std::path::Path;
@@ -16,6 +16,9 @@ pub struct LineSource {
     reader: Box<dyn AsyncBufRead + Send + Unpin>,
     line: u64,
     done: bool,
+    /// Files resume: lines up to here were read in an earlier run.
+    resumable: bool,
+    skip_to: u64,
 }
 
 impl LineSource {
@@ -35,6 +38,8 @@ impl LineSource {
             reader: Box::new(BufReader::with_capacity(1 << 20, file)),
             line: 0,
             done: false,
+            resumable: true,
+            skip_to: 0,
         })
     }
 
@@ -45,6 +50,8 @@ impl LineSource {
             reader: Box::new(BufReader::with_capacity(1 << 20, tokio::io::stdin())),
             line: 0,
             done: false,
+            resumable: false,
+            skip_to: 0,
         }
     }
 }
@@ -53,6 +60,21 @@ impl LineSource {
 impl Source for LineSource {
     fn describe(&self) -> String {
         self.name.clone()
+    }
+
+    fn mark(&self) -> Mark {
+        if self.resumable {
+            Mark::from([(self.name.clone(), self.line.max(self.skip_to) as i64)])
+        } else {
+            Mark::new()
+        }
+    }
+
+    async fn resume(&mut self, positions: &Mark) -> Result<()> {
+        if let Some(line) = positions.get(&self.name) {
+            self.skip_to = (*line).max(0) as u64;
+        }
+        Ok(())
     }
 
     async fn next_batch(&mut self, max: usize) -> Result<Option<SourceBatch>> {
@@ -78,6 +100,9 @@ impl Source for LineSource {
                 break;
             }
             self.line += 1;
+            if self.line <= self.skip_to {
+                continue;
+            }
             while value.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                 value.pop();
             }

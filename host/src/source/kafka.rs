@@ -1,10 +1,14 @@
-//! A Kafka consumer in a consumer group, with manual offset handling.
+//! A Kafka consumer that assigns itself every partition of its topics and
+//! resumes from the pipeline's checkpoint.
 //!
-//! Auto-commit is off: the group's offsets move only when the pipeline
-//! calls [`Source::commit`] with a mark whose records the sinks have made
-//! durable. Keys, headers and timestamps are kept. A batch ends at `max`
-//! records or after `max-wait`, whichever comes first, so an idle topic
-//! still lets the pipeline tick its plugins and flush its sinks.
+//! As in Flink's Kafka source, the checkpoint is the source of truth for
+//! offsets ("storing offsets outside Kafka" in the KafkaConsumer docs):
+//! each partition starts at the checkpoint's offset, else at the group's
+//! committed offset, else at `start`. The group's offsets are committed
+//! after each checkpoint commits, so lag monitoring works, but a restart
+//! never trusts them over the checkpoint. Keys, headers and timestamps are
+//! kept. A batch ends at `max` records or after `max-wait`, whichever comes
+//! first, so an idle topic still lets the pipeline tick and checkpoint.
 
 use super::{Error, Mark, Position, Result, Source, SourceBatch};
 use crate::kafka::{Connection, Context};
@@ -25,7 +29,8 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Topics to consume.
     pub topics: Vec<String>,
-    /// Consumer group; its committed offsets are where a restart resumes.
+    /// Consumer group: its offsets show progress to monitoring tools and are
+    /// where a pipeline without a checkpoint starts.
     pub group: String,
     /// Where a group without committed offsets starts.
     #[serde(default)]
@@ -86,11 +91,11 @@ pub struct KafkaSource {
     max_wait: Duration,
     next: Mark,
     committed: TopicPartitionList,
+    assigned: bool,
 }
 
 impl KafkaSource {
-    /// Creates the consumer and subscribes; partitions are assigned on the
-    /// first read.
+    /// Creates the consumer; partitions are assigned on the first read.
     pub fn open(config: &KafkaConfig) -> Result<Self> {
         let name = format!("kafka {}", config.topics.join(","));
         let fail = |action: &str, e: rdkafka::error::KafkaError| Error::Client {
@@ -117,10 +122,6 @@ impl KafkaSource {
             ])
             .create_with_context(context.clone())
             .map_err(|e| fail("create consumer", e))?;
-        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topics)
-            .map_err(|e| fail("subscribe", e))?;
         Ok(KafkaSource {
             name,
             topics: config.topics.clone(),
@@ -129,7 +130,53 @@ impl KafkaSource {
             max_wait: config.max_wait,
             next: Mark::new(),
             committed: TopicPartitionList::new(),
+            assigned: false,
         })
+    }
+
+    /// Assigns every partition of the topics, each at its resume offset.
+    fn assign(&mut self) -> Result<()> {
+        let mut list = TopicPartitionList::new();
+        for topic in &self.topics {
+            let unavailable = |reason: String| Error::Client {
+                source_name: self.name.clone(),
+                action: format!("read the partitions of topic {topic}"),
+                reason,
+                hint: "check the broker is up and the topic exists (weir gen --partitions creates one)",
+                retryable: true,
+            };
+            let metadata = self
+                .consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(5))
+                .map_err(|e| unavailable(e.to_string()))?;
+            let partitions = metadata
+                .topics()
+                .first()
+                .filter(|t| t.error().is_none())
+                .map(|t| t.partitions().iter().map(|p| p.id()).collect::<Vec<i32>>())
+                .unwrap_or_default();
+            if partitions.is_empty() {
+                return Err(unavailable("the topic has no partitions".into()));
+            }
+            for partition in partitions {
+                let offset = self
+                    .next
+                    .get(&format!("{topic}/{partition}"))
+                    .map_or(Offset::Stored, |o| Offset::Offset(*o));
+                list.add_partition_offset(topic, partition, offset)
+                    .map_err(|e| unavailable(e.to_string()))?;
+            }
+        }
+        self.consumer.assign(&list).map_err(|e| Error::Client {
+            source_name: self.name.clone(),
+            action: "assign partitions".into(),
+            reason: e.to_string(),
+            hint: "check source.options",
+            retryable: true,
+        })?;
+        tracing::info!(source = %self.name, partitions = list.count(), resume = ?self.next, "Partitions assigned.");
+        self.assigned = true;
+        Ok(())
     }
 
     fn topic_index(&self, topic: &str) -> u16 {
@@ -143,7 +190,15 @@ impl Source for KafkaSource {
         self.name.clone()
     }
 
+    async fn resume(&mut self, positions: &Mark) -> Result<()> {
+        self.next.clone_from(positions);
+        Ok(())
+    }
+
     async fn next_batch(&mut self, max: usize) -> Result<Option<SourceBatch>> {
+        if !self.assigned {
+            tokio::task::block_in_place(|| self.assign())?;
+        }
         let deadline = tokio::time::Instant::now() + self.max_wait;
         let mut batch = SourceBatch::default();
         while batch.records.len() < max {
@@ -229,10 +284,9 @@ impl Source for KafkaSource {
         if list.count() == 0 {
             return Ok(());
         }
-        // A failed commit (e.g. after a rebalance took the partition away)
-        // only means records are delivered again: warn, never stop.
+        // The group's offsets are for monitoring only: warn, never stop.
         if let Err(e) = self.consumer.commit(&list, CommitMode::Async) {
-            tracing::warn!(source = %self.name, error = %e, "Offset commit failed; those records may be read again after a restart.");
+            tracing::warn!(source = %self.name, error = %e, "Group offset commit failed; lag metrics may lag behind.");
         }
         self.committed = list;
         Ok(())
@@ -247,7 +301,7 @@ impl Source for KafkaSource {
         let result =
             tokio::task::block_in_place(|| self.consumer.commit(&self.committed, CommitMode::Sync));
         if let Err(e) = result {
-            tracing::warn!(source = %self.name, error = %e, "Final offset commit failed; the last records may be read again after a restart.");
+            tracing::warn!(source = %self.name, error = %e, "Final group offset commit failed; lag metrics may lag behind.");
         }
         Ok(())
     }

@@ -5,10 +5,9 @@
 //! together with where each record came from, for dead letters and, later,
 //! checkpoints.
 //!
-//! Sources that can resume (Kafka, object stores) say how far they have
-//! been read as a [`Mark`]; the pipeline hands the mark back through
-//! [`Source::commit`] only once the sinks have made everything up to it
-//! durable, so a committed position never runs ahead of the data.
+//! Sources that can resume (Kafka, object stores, files) say how far they
+//! have been read as a [`Mark`], which goes into each checkpoint; on start
+//! the pipeline hands the checkpoint's mark to [`Source::resume`].
 
 pub mod file;
 pub mod kafka;
@@ -136,8 +135,19 @@ pub trait Source: Send {
         Mark::new()
     }
 
-    /// Everything up to `mark` is durable downstream: remember it (Kafka:
-    /// commit the consumer group's offsets).
+    /// Continue after `positions` (from a checkpoint) instead of the
+    /// configured start. Partitions not named start as configured. Called
+    /// once, before the first read; later marks include `positions`.
+    async fn resume(&mut self, positions: &Mark) -> Result<()> {
+        if !positions.is_empty() {
+            tracing::warn!(source = %self.describe(), "This source cannot resume; reading from its start.");
+        }
+        Ok(())
+    }
+
+    /// A checkpoint covering everything up to `mark` is committed: tell
+    /// the source's own bookkeeping (Kafka: the consumer group's offsets,
+    /// for monitoring; they are never where a restart resumes).
     async fn commit(&mut self, mark: &Mark) -> Result<()> {
         let _ = mark;
         Ok(())

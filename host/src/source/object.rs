@@ -7,6 +7,10 @@
 //! and its 1-based row, so a dead letter says exactly where it came from
 //! and the mark says how far each object has been read.
 //!
+//! A checkpoint holds the object being read and its next row; a restart
+//! skips objects before it in path order, so new objects must sort after
+//! the ones already read (time-stamped names do).
+//!
 //! With `watch = "10s"` the source is unbounded: after the listing is
 //! read it lists the prefix again at that interval and reads objects it
 //! has not seen (objects are assumed immutable once written, as in S3).
@@ -97,6 +101,11 @@ pub struct ObjectSource {
     current: Option<Current>,
     next_listing: Instant,
     batch_rows: usize,
+    /// From a checkpoint: the object being read and its next 1-based row;
+    /// objects before it in path order were read.
+    resume_at: Option<(String, u64)>,
+    /// How far reading got when no object is open.
+    done: Mark,
 }
 
 impl ObjectSource {
@@ -120,6 +129,8 @@ impl ObjectSource {
             current: None,
             next_listing: Instant::now(),
             batch_rows: 1024,
+            resume_at: None,
+            done: Mark::new(),
         };
         source.list().await?;
         if source.queue.is_empty() && source.watch.is_none() {
@@ -153,12 +164,17 @@ impl ObjectSource {
                 hint: "check the bucket exists, the credentials and the endpoint",
                 retryable: true,
             })?;
+        let prefix_parts = self.location.prefix.parts().count();
         found.retain(|meta| {
             let path = meta.location.as_ref();
-            let name = meta.location.filename().unwrap_or_default();
-            // Hidden and marker files (`.x.inprogress`, `_SUCCESS`) are not data.
-            !name.starts_with('.')
-                && !name.starts_with('_')
+            // Hidden and marker files and folders (`.x.inprogress`,
+            // `_SUCCESS`, `_weir/` manifests) are not data.
+            let hidden = meta
+                .location
+                .parts()
+                .skip(prefix_parts)
+                .any(|p| p.as_ref().starts_with('.') || p.as_ref().starts_with('_'));
+            !hidden
                 && (self.format.is_some() || Format::of(path).is_some())
                 && !self.seen.contains(path)
         });
@@ -177,6 +193,12 @@ impl ObjectSource {
             return Ok(false);
         };
         let path = meta.location.to_string();
+        if let Some((at, _)) = &self.resume_at
+            && path < *at
+        {
+            // Read before the checkpoint.
+            return Box::pin(self.open_next()).await;
+        }
         let format = self
             .format
             .or_else(|| Format::of(&path))
@@ -310,6 +332,12 @@ impl Source for ObjectSource {
             match self.next_row()? {
                 Some(value) => {
                     let current = self.current.as_ref().expect("a row came from it");
+                    if let Some((at, next)) = &self.resume_at
+                        && *at == current.path
+                        && current.row < *next
+                    {
+                        continue;
+                    }
                     batch.records.push(Record {
                         key: None,
                         value,
@@ -322,7 +350,9 @@ impl Source for ObjectSource {
                     });
                 }
                 None => {
-                    self.current = None;
+                    if let Some(done) = self.current.take() {
+                        self.done = Mark::from([(done.path, done.row as i64 + 1)]);
+                    }
                     if self.open_next().await? {
                         continue;
                     }
@@ -365,9 +395,18 @@ impl Source for ObjectSource {
     }
 
     fn mark(&self) -> Mark {
-        self.current
-            .iter()
-            .map(|c| (c.path.clone(), c.row as i64 + 1))
-            .collect()
+        match &self.current {
+            Some(c) => Mark::from([(c.path.clone(), c.row as i64 + 1)]),
+            None => self.done.clone(),
+        }
+    }
+
+    async fn resume(&mut self, positions: &Mark) -> Result<()> {
+        // One entry: the object being read (path order makes the rest).
+        if let Some((path, next)) = positions.iter().next_back() {
+            self.resume_at = Some((path.clone(), (*next).max(1) as u64));
+            self.done = positions.clone();
+        }
+        Ok(())
     }
 }
