@@ -7,5 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/build-plugins.sh
 cargo build --release -p weir
 ./target/release/weir validate examples/quickstart.toml
+# The checkpoint lives with the output (examples/out/taxi/_weir/): a second
+# run would resume after the last trip and read nothing. Start afresh.
+rm -rf examples/out
 ./target/release/weir run examples/quickstart.toml
 echo "Parquet files: $(ls examples/out/taxi/*.parquet | wc -l) in examples/out/taxi/; dead letters: $(wc -l < examples/out/dead-letter.ndjson) in examples/out/dead-letter.ndjson"

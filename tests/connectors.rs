@@ -254,8 +254,18 @@ async fn weather_example_windows_in_postgres_equal_a_reference_computed_from_the
     );
     let lines = weir::sample::weather(count, 11, 1_546_300_800_000, 1000, 2.0);
     let dir = tempfile::tempdir().unwrap();
+    // A stream has no end: a reading an hour later moves the watermark past
+    // every window of the sample, so they all close (its own stays open,
+    // kept in the checkpoint when weir stops).
+    let later = dir.path().join("later.ndjson");
+    std::fs::write(
+        &later,
+        "{\"city\":\"Oslo\",\"temperature\":1.0,\"timestamp\":\"2019-01-01T02:00:00Z\"}\n",
+    )
+    .unwrap();
+    produce_file(&later, &topic, &env).await;
     let mut run = Running::start(&root().join("examples/weather.toml"), &env, dir.path());
-    run.wait_for_input("weather", count as u64);
+    run.wait_for_input("weather", count as u64 + 1);
     run.stop();
 
     // Reference: per (city, minute) count and mean.
@@ -514,8 +524,7 @@ async fn object_store_source_reads_ndjson_csv_and_parquet_objects_in_path_order(
 /// second run of the same group reads nothing again, and a run whose sink
 /// never became durable commits nothing.
 #[tokio::test(flavor = "multi_thread")]
-async fn kafka_group_offsets_are_committed_after_the_sink_is_durable_so_a_rerun_reads_nothing_again()
- {
+async fn a_rerun_after_a_graceful_stop_reads_nothing_again_and_the_group_offsets_show_the_end() {
     let topic = unique("commit");
     let env = weir_env();
     weir(
@@ -548,6 +557,13 @@ async fn kafka_group_offsets_are_committed_after_the_sink_is_durable_so_a_rerun_
     let mut first = Running::start(&config, &env, dir.path());
     first.wait_for_records("copy", 300);
     first.stop();
+    // The checkpoint (an at-least-once file here) is where a restart
+    // resumes; the group's offsets follow it for monitoring.
+    assert!(dir.path().join(".weir/checkpoints/copy.json").is_file());
+    assert_eq!(
+        services::group_offsets(&format!("g-{topic}"), &topic),
+        services::end_offsets(&topic)
+    );
     let mut second = Running::start(&config, &env, dir.path());
     second.wait_until(
         "the consumer to settle",

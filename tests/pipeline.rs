@@ -36,9 +36,11 @@ async fn echo_to_parquet(dir: &Path, input: &str, batch_size: usize) -> Summary 
 }
 
 fn parquet_rows(dir: &Path) -> Vec<Value> {
+    // `_weir/` holds the exactly-once manifests; readers skip `_` folders.
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('_'))
         .collect();
     files.sort();
     assert!(
