@@ -556,4 +556,25 @@ mod tests {
         assert_eq!(parse_byte_size("64MiB"), Ok(64 << 20));
         assert!(parse_byte_size("9XB").is_err());
     }
+
+    #[test]
+    fn delivery_defaults_to_what_the_sink_supports_and_an_impossible_one_is_refused() {
+        use crate::checkpoint::Delivery;
+        let pg = "sink = { type = \"postgres\", url = \"postgres://x/y\", table = \"t\", columns = [{ name = \"a\", type = \"text\" }] }\n";
+        let ndjson = "sink = { type = \"ndjson\", path = \"-\" }\n";
+        let config = |sink: &str, delivery: &str| {
+            format!("[pipelines.p]\nsource = {{ type = \"stdin\" }}\n{sink}{delivery}")
+        };
+        let pipeline = |text: String| Config::parse(&text, Path::new("."), &env).map(|c| c.pipelines["p"].delivery());
+        assert_eq!(pipeline(config(pg, "")).unwrap().unwrap().0, Delivery::ExactlyOnce);
+        assert_eq!(pipeline(config(ndjson, "")).unwrap().unwrap().0, Delivery::AtLeastOnce);
+        assert_eq!(
+            pipeline(config(pg, "delivery = \"at-least-once\"\n")).unwrap().unwrap().0,
+            Delivery::AtLeastOnce
+        );
+        let problems = pipeline(config(ndjson, "delivery = \"exactly-once\"\n")).unwrap_err();
+        assert_eq!(problems[0].key.as_deref(), Some("pipelines.p.delivery"), "{problems:?}");
+        assert_eq!(problems[0].line, Some(4), "{problems:?}");
+        assert!(problems[0].message.contains("at-least-once"), "{problems:?}");
+    }
 }

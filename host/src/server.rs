@@ -70,7 +70,7 @@ pub fn render_metrics(pipelines: &[(String, Arc<Stats>)]) -> String {
     let mut out = String::new();
     // One value per pipeline: name, Prometheus type, help, value.
     type Scalar = (&'static str, &'static str, &'static str, fn(&Stats) -> u64);
-    let scalars: [Scalar; 5] = [
+    let scalars: [Scalar; 7] = [
         (
             "weir_records_in_total",
             "counter",
@@ -94,6 +94,18 @@ pub fn render_metrics(pipelines: &[(String, Arc<Stats>)]) -> String {
             "counter",
             "Plugin instances replaced after a trap.",
             |s| s.restarts.load(Ordering::Relaxed),
+        ),
+        (
+            "weir_checkpoints_total",
+            "counter",
+            "Checkpoints committed (epochs made durable with their source positions).",
+            |s| s.checkpoints.load(Ordering::Relaxed),
+        ),
+        (
+            "weir_pipeline_recoveries_total",
+            "counter",
+            "Times the pipeline resumed from its checkpoint after an outage.",
+            |s| s.recoveries.load(Ordering::Relaxed),
         ),
         (
             "weir_pipeline_ready",
