@@ -312,7 +312,7 @@ async fn a_postgres_outage_of_twenty_seconds_is_ridden_out_with_exact_totals() {
     let mut via_proxy = pg.clone();
     via_proxy.set_port(Some(proxy.port)).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = taxi_config(dir.path(), &pipeline, &topic, &table, "batch-size = 500");
+    let config = taxi_config(dir.path(), &pipeline, &topic, &table, "");
     let mut env = weir_env();
     env.push(("WEIR_PG_SINK".into(), via_proxy.to_string()));
     let mut run = Running::start(&config, &env, dir.path());
