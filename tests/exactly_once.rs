@@ -42,7 +42,13 @@ fn produce(kind: &str, count: usize, seed: u64, topic: &str, partitions: u32) {
 
 /// Starts weir on `config` and SIGKILLs it `kills` times, each a random
 /// 50–600 ms after it began reading; returns how many runs read anything.
-fn kill_repeatedly(config: &Path, env: &[(String, String)], dir: &Path, pipeline: &str, kills: u32) {
+fn kill_repeatedly(
+    config: &Path,
+    env: &[(String, String)],
+    dir: &Path,
+    pipeline: &str,
+    kills: u32,
+) {
     let mut dice = Dice::new();
     for kill in 1..=kills {
         let mut run = Running::start(config, env, dir);
@@ -66,7 +72,11 @@ async fn until<F: std::future::Future<Output = bool>>(
 ) {
     let started = Instant::now();
     while !done().await {
-        assert!(run.alive(), "weir exited while waiting for {what}:\n{}", run.log_text());
+        assert!(
+            run.alive(),
+            "weir exited while waiting for {what}:\n{}",
+            run.log_text()
+        );
         assert!(
             started.elapsed() < Duration::from_secs(180),
             "gave up waiting for {what}:\n{}",
@@ -76,7 +86,13 @@ async fn until<F: std::future::Future<Output = bool>>(
     }
 }
 
-fn taxi_config(dir: &Path, pipeline: &str, topic: &str, table: &str, extra: &str) -> std::path::PathBuf {
+fn taxi_config(
+    dir: &Path,
+    pipeline: &str,
+    topic: &str,
+    table: &str,
+    extra: &str,
+) -> std::path::PathBuf {
     let config = dir.join(format!("{pipeline}.toml"));
     std::fs::write(
         &config,
@@ -187,9 +203,19 @@ async fn kafka_to_postgres_killed_ten_times_holds_every_expected_row_exactly_onc
 
     let expected = expected_trips(count, seed);
     let got = table_trips(&pool, &table).await;
-    assert_eq!(got.len(), expected.len(), "row count (duplicates or losses)");
-    assert!(got == expected, "the rows differ from the valid input trips");
-    assert_eq!(pg_checkpoint(&pool, &pipeline).await, services::end_offsets(&topic));
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "row count (duplicates or losses)"
+    );
+    assert!(
+        got == expected,
+        "the rows differ from the valid input trips"
+    );
+    assert_eq!(
+        pg_checkpoint(&pool, &pipeline).await,
+        services::end_offsets(&topic)
+    );
     // Monitoring: the group's offsets follow the checkpoint.
     assert_eq!(
         services::group_offsets(&pipeline, &topic),
@@ -208,20 +234,36 @@ async fn forced_crashes_around_the_postgres_commit_lose_and_duplicate_nothing() 
         produce("taxi", count, seed, &topic, 2);
         let dir = tempfile::tempdir().unwrap();
         // Small epochs so that the third commit comes mid-input.
-        let config = taxi_config(dir.path(), &pipeline, &topic, &table, "checkpoint-records = 3000");
+        let config = taxi_config(
+            dir.path(),
+            &pipeline,
+            &topic,
+            &table,
+            "checkpoint-records = 3000",
+        );
         let mut env = taxi_env();
         env.push(("WEIR_CRASH_AT".into(), format!("{point}@3")));
-        let (status, log) = Running::start(&config, &env, dir.path()).wait_for_exit(Duration::from_secs(120));
-        assert!(!status.success(), "{point}: weir should have aborted:\n{log}");
+        let (status, log) =
+            Running::start(&config, &env, dir.path()).wait_for_exit(Duration::from_secs(120));
+        assert!(
+            !status.success(),
+            "{point}: weir should have aborted:\n{log}"
+        );
         assert!(log.contains("WEIR_CRASH_AT"), "{point}:\n{log}");
         let rows_at_crash = table_trips(&pool, &table).await.len();
 
         let mut run = Running::start(&config, &taxi_env(), dir.path());
-        until(&mut run, "the end offsets", || checkpoint_at_end(&pool, &pipeline, &topic)).await;
+        until(&mut run, "the end offsets", || {
+            checkpoint_at_end(&pool, &pipeline, &topic)
+        })
+        .await;
         run.stop();
         let expected = expected_trips(count, seed);
         let got = table_trips(&pool, &table).await;
-        eprintln!("{point}: {rows_at_crash} rows at the crash, {} at the end", got.len());
+        eprintln!(
+            "{point}: {rows_at_crash} rows at the crash, {} at the end",
+            got.len()
+        );
         assert_eq!(got.len(), expected.len(), "{point}: row count");
         assert!(got == expected, "{point}: rows differ");
     }
@@ -246,10 +288,17 @@ async fn a_restart_after_sigterm_reprocesses_nothing() {
         r.get("/readyz").is_some_and(|(s, _)| s == 200)
     });
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(second.metric("weir_records_in_total", &pipeline), 0, "re-read records");
+    assert_eq!(
+        second.metric("weir_records_in_total", &pipeline),
+        0,
+        "re-read records"
+    );
     second.stop();
     let pool = pg_pool().await;
-    assert_eq!(table_trips(&pool, &table).await, expected_trips(count, seed));
+    assert_eq!(
+        table_trips(&pool, &table).await,
+        expected_trips(count, seed)
+    );
 }
 
 /// A TCP proxy to PostgreSQL that the test can cut: while down it drops
@@ -324,7 +373,11 @@ async fn a_postgres_outage_of_twenty_seconds_is_ridden_out_with_exact_totals() {
     let mut saw_not_ready = false;
     while cut.elapsed() < Duration::from_secs(20) {
         saw_not_ready |= run.get("/readyz").is_some_and(|(s, _)| s == 503);
-        assert!(run.alive(), "weir exited during the outage:\n{}", run.log_text());
+        assert!(
+            run.alive(),
+            "weir exited during the outage:\n{}",
+            run.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     proxy.set(true);
@@ -334,7 +387,10 @@ async fn a_postgres_outage_of_twenty_seconds_is_ridden_out_with_exact_totals() {
     })
     .await;
     let log = run.stop();
-    assert!(saw_not_ready, "/readyz never reported not ready during the outage:\n{log}");
+    assert!(
+        saw_not_ready,
+        "/readyz never reported not ready during the outage:\n{log}"
+    );
     assert!(log.contains("resumes from its last checkpoint"), "{log}");
     let expected = expected_trips(count, seed);
     let got = table_trips(&pool, &table).await;
@@ -401,7 +457,10 @@ async fn killed_with_open_windows_every_window_is_emitted_once_with_the_referenc
 
     let pool = pg_pool().await;
     let mut run = Running::start(&config, &env, dir.path());
-    until(&mut run, "the end offsets", || checkpoint_at_end(&pool, &pipeline, &topic)).await;
+    until(&mut run, "the end offsets", || {
+        checkpoint_at_end(&pool, &pipeline, &topic)
+    })
+    .await;
     run.stop();
 
     // Reference: per (city, minute) count and mean, for the windows the
@@ -413,7 +472,11 @@ async fn killed_with_open_windows_every_window_is_emitted_once_with_the_referenc
             let ts = weir_plugin_kit::time::parse(v["timestamp"].as_str().unwrap())
                 .unwrap()
                 .epoch_ms;
-            (v["city"].as_str().unwrap().to_owned(), ts, v["temperature"].as_f64().unwrap())
+            (
+                v["city"].as_str().unwrap().to_owned(),
+                ts,
+                v["temperature"].as_f64().unwrap(),
+            )
         })
         .collect();
     let watermark = readings.iter().map(|r| r.1).max().unwrap() - 5_000;
@@ -432,19 +495,29 @@ async fn killed_with_open_windows_every_window_is_emitted_once_with_the_referenc
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(rows.len(), reference.len(), "windows emitted (duplicates or losses)");
+    assert_eq!(
+        rows.len(),
+        reference.len(),
+        "windows emitted (duplicates or losses)"
+    );
     for (city, start, n, avg) in rows {
         let (want_n, sum) = reference
             .get(&(city.clone(), start))
             .unwrap_or_else(|| panic!("unexpected window {city} {start}"));
         assert_eq!(n, *want_n, "{city} {start}");
-        assert!((avg - sum / *want_n as f64).abs() < 1e-9, "{city} {start}: {avg}");
+        assert!(
+            (avg - sum / *want_n as f64).abs() < 1e-9,
+            "{city} {start}: {avg}"
+        );
     }
 }
 
 /// Parquet part files committed by the newest manifest under `url`, with
 /// their rows; also the names of uncommitted part files still there.
-async fn committed_parquet(url: &str, pipeline: &str) -> (Vec<Value>, Vec<String>, BTreeMap<String, i64>) {
+async fn committed_parquet(
+    url: &str,
+    pipeline: &str,
+) -> (Vec<Value>, Vec<String>, BTreeMap<String, i64>) {
     use futures::TryStreamExt;
     use object_store::ObjectStoreExt;
     let location = weir::store::open(url, &services::s3_options(), Path::new(".")).unwrap();
@@ -463,7 +536,14 @@ async fn committed_parquet(url: &str, pipeline: &str) -> (Vec<Value>, Vec<String
         return (Vec::new(), Vec::new(), BTreeMap::new());
     };
     let manifest: Value = serde_json::from_slice(
-        &location.store.get(&newest.location).await.unwrap().bytes().await.unwrap(),
+        &location
+            .store
+            .get(&newest.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
     )
     .unwrap();
     let epoch = manifest["checkpoint"]["epoch"].as_u64().unwrap();
@@ -472,29 +552,29 @@ async fn committed_parquet(url: &str, pipeline: &str) -> (Vec<Value>, Vec<String
     let (mut rows, mut uncommitted) = (Vec::new(), Vec::new());
     for meta in &objects {
         let name = meta.location.filename().unwrap();
-        let Some(file_epoch) = name.strip_prefix("part-").and_then(|n| n.get(..10)).and_then(|n| n.parse::<u64>().ok()) else {
+        let Some(file_epoch) = name
+            .strip_prefix("part-")
+            .and_then(|n| n.get(..10))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
             continue;
         };
         if file_epoch > epoch {
             uncommitted.push(meta.location.to_string());
             continue;
         }
-        let bytes = location.store.get(&meta.location).await.unwrap().bytes().await.unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let mut writer = arrow_json::ArrayWriter::new(Vec::new());
-            writer.write(&batch.unwrap()).unwrap();
-            writer.finish().unwrap();
-            rows.extend(serde_json::from_slice::<Vec<Value>>(&writer.into_inner()).unwrap());
-        }
+        rows.extend(services::object_rows(&location, &meta.location).await);
     }
     (rows, uncommitted, positions)
 }
 
-fn logs_config(dir: &Path, pipeline: &str, topic: &str, url: &str, extra: &str) -> std::path::PathBuf {
+fn logs_config(
+    dir: &Path,
+    pipeline: &str,
+    topic: &str,
+    url: &str,
+    extra: &str,
+) -> std::path::PathBuf {
     let config = dir.join(format!("{pipeline}.toml"));
     std::fs::write(
         &config,
@@ -541,7 +621,10 @@ fn expected_logs(count: usize, seed: u64) -> Vec<(String, String)> {
                     .as_str()
                     .or(v["attributes"]["mobile"].as_str())
                     .unwrap_or("unknown");
-                (v["timestamp"].as_str().unwrap().to_owned(), mobile.to_owned())
+                (
+                    v["timestamp"].as_str().unwrap().to_owned(),
+                    mobile.to_owned(),
+                )
             })
             .collect();
     expected.sort();
@@ -572,29 +655,49 @@ async fn parquet_crash_case(crash_point: Option<&str>, kills: u32, count: usize,
     let url = format!("s3://{bucket}/logs");
     let dir = tempfile::tempdir().unwrap();
     // Forced crashes need a few epochs before the input ends.
-    let extra = if crash_point.is_some() { "checkpoint-records = 3000" } else { "" };
+    let extra = if crash_point.is_some() {
+        "checkpoint-records = 3000"
+    } else {
+        ""
+    };
     let config = logs_config(dir.path(), &pipeline, &topic, &url, extra);
     if let Some(point) = crash_point {
         let mut crash_env = env.clone();
         crash_env.push(("WEIR_CRASH_AT".into(), format!("{point}@3")));
-        let (status, log) = Running::start(&config, &crash_env, dir.path()).wait_for_exit(Duration::from_secs(120));
-        assert!(!status.success() && log.contains("WEIR_CRASH_AT"), "{point}:\n{log}");
+        let (status, log) =
+            Running::start(&config, &crash_env, dir.path()).wait_for_exit(Duration::from_secs(120));
+        assert!(
+            !status.success() && log.contains("WEIR_CRASH_AT"),
+            "{point}:\n{log}"
+        );
         let (_, uncommitted, _) = committed_parquet(&url, &pipeline).await;
-        eprintln!("{point}: {} uncommitted part files left by the crash", uncommitted.len());
+        eprintln!(
+            "{point}: {} uncommitted part files left by the crash",
+            uncommitted.len()
+        );
     }
     kill_repeatedly(&config, &env, dir.path(), &pipeline, kills);
     let mut run = Running::start(&config, &env, dir.path());
     let end = services::end_offsets(&topic);
-    until(&mut run, "the manifest to reach the end offsets", || async {
-        committed_parquet(&url, &pipeline).await.2 == end
-    })
+    until(
+        &mut run,
+        "the manifest to reach the end offsets",
+        || async { committed_parquet(&url, &pipeline).await.2 == end },
+    )
     .await;
     run.stop();
     let (rows, uncommitted, _) = committed_parquet(&url, &pipeline).await;
-    assert!(uncommitted.is_empty(), "uncommitted files after a graceful stop: {uncommitted:?}");
+    assert!(
+        uncommitted.is_empty(),
+        "uncommitted files after a graceful stop: {uncommitted:?}"
+    );
     let got = log_rows(&rows);
     let expected = expected_logs(count, seed);
-    assert_eq!(got.len(), expected.len(), "row count (duplicates or losses)");
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "row count (duplicates or losses)"
+    );
     assert!(got == expected, "rows differ from the input");
 }
 

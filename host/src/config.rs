@@ -565,16 +565,34 @@ mod tests {
         let config = |sink: &str, delivery: &str| {
             format!("[pipelines.p]\nsource = {{ type = \"stdin\" }}\n{sink}{delivery}")
         };
-        let pipeline = |text: String| Config::parse(&text, Path::new("."), &env).map(|c| c.pipelines["p"].delivery());
-        assert_eq!(pipeline(config(pg, "")).unwrap().unwrap().0, Delivery::ExactlyOnce);
-        assert_eq!(pipeline(config(ndjson, "")).unwrap().unwrap().0, Delivery::AtLeastOnce);
+        let pipeline = |text: String| {
+            Config::parse(&text, Path::new("."), &env).map(|c| c.pipelines["p"].delivery())
+        };
         assert_eq!(
-            pipeline(config(pg, "delivery = \"at-least-once\"\n")).unwrap().unwrap().0,
+            pipeline(config(pg, "")).unwrap().unwrap().0,
+            Delivery::ExactlyOnce
+        );
+        assert_eq!(
+            pipeline(config(ndjson, "")).unwrap().unwrap().0,
+            Delivery::AtLeastOnce
+        );
+        assert_eq!(
+            pipeline(config(pg, "delivery = \"at-least-once\"\n"))
+                .unwrap()
+                .unwrap()
+                .0,
             Delivery::AtLeastOnce
         );
         let problems = pipeline(config(ndjson, "delivery = \"exactly-once\"\n")).unwrap_err();
-        assert_eq!(problems[0].key.as_deref(), Some("pipelines.p.delivery"), "{problems:?}");
+        assert_eq!(
+            problems[0].key.as_deref(),
+            Some("pipelines.p.delivery"),
+            "{problems:?}"
+        );
         assert_eq!(problems[0].line, Some(4), "{problems:?}");
-        assert!(problems[0].message.contains("at-least-once"), "{problems:?}");
+        assert!(
+            problems[0].message.contains("at-least-once"),
+            "{problems:?}"
+        );
     }
 }

@@ -270,8 +270,7 @@ impl Pipeline {
         let (recovered, committer) = match self.delivery {
             Delivery::ExactlyOnce => (sink.recover(&self.name).await?, Committer::Sink),
             Delivery::AtLeastOnce => {
-                let mut store =
-                    FileStore::new(&config.resolve(&pc.checkpoint_dir), &self.name);
+                let mut store = FileStore::new(&config.resolve(&pc.checkpoint_dir), &self.name);
                 (store.load().await?, Committer::Store(Box::new(store)))
             }
         };
@@ -296,7 +295,9 @@ impl Pipeline {
             mut writer,
             recovered,
         } = self.open().await?;
-        let result = self.stream(&mut *source, &mut writer, recovered, stop).await;
+        let result = self
+            .stream(&mut *source, &mut writer, recovered, stop)
+            .await;
         let last = match result {
             Ok(last) => last,
             Err(error) => {
@@ -346,7 +347,8 @@ impl Pipeline {
         }
         tracing::info!(pipeline = %self.name, source = %origin, delivery = %self.delivery, "Pipeline started.");
         stats.ready.store(true, Ordering::Relaxed);
-        let (mut last_tick, mut epoch_started, mut epoch_read) = (Instant::now(), Instant::now(), 0);
+        let (mut last_tick, mut epoch_started, mut epoch_read) =
+            (Instant::now(), Instant::now(), 0);
         let ended = loop {
             if *stop.borrow() {
                 tracing::info!(pipeline = %self.name, "Stopping on request.");

@@ -326,7 +326,6 @@ impl Drop for Running {
 /// the object paths they came from.
 pub async fn parquet_rows(url: &str) -> (Vec<serde_json::Value>, Vec<String>) {
     use futures::TryStreamExt;
-    use object_store::ObjectStoreExt;
     let location = weir::store::open(url, &s3_options(), Path::new(".")).unwrap();
     let mut objects: Vec<_> = location
         .store
@@ -341,28 +340,39 @@ pub async fn parquet_rows(url: &str) -> (Vec<serde_json::Value>, Vec<String>) {
     let mut paths = Vec::new();
     for meta in objects {
         paths.push(meta.location.to_string());
-        let bytes = location
-            .store
-            .get(&meta.location)
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let mut writer = arrow_json::ArrayWriter::new(Vec::new());
-            writer.write(&batch.unwrap()).unwrap();
-            writer.finish().unwrap();
-            let values: Vec<serde_json::Value> =
-                serde_json::from_slice(&writer.into_inner()).unwrap();
-            rows.extend(values);
-        }
+        rows.extend(object_rows(&location, &meta.location).await);
     }
     (rows, paths)
+}
+
+/// The rows of one Parquet object, as JSON objects.
+pub async fn object_rows(
+    location: &weir::store::Location,
+    path: &object_store::path::Path,
+) -> Vec<serde_json::Value> {
+    use object_store::ObjectStoreExt;
+    let bytes = location
+        .store
+        .get(path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    for batch in reader {
+        let mut writer = arrow_json::ArrayWriter::new(Vec::new());
+        writer.write(&batch.unwrap()).unwrap();
+        writer.finish().unwrap();
+        rows.extend(
+            serde_json::from_slice::<Vec<serde_json::Value>>(&writer.into_inner()).unwrap(),
+        );
+    }
+    rows
 }
 
 /// Every record on a topic (all partitions, from the start), read by a

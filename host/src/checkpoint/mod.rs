@@ -75,7 +75,9 @@ impl std::fmt::Display for Delivery {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// File-system I/O failed.
-    #[error("checkpoint {path}: {action}: {error} (check the folder exists, is writable and has free space)")]
+    #[error(
+        "checkpoint {path}: {action}: {error} (check the folder exists, is writable and has free space)"
+    )]
     Io {
         /// The file.
         path: String,
@@ -85,7 +87,9 @@ pub enum Error {
         error: std::io::Error,
     },
     /// A stored checkpoint is not readable.
-    #[error("checkpoint {path}: {reason} (move the file away to start this pipeline from its source's start position)")]
+    #[error(
+        "checkpoint {path}: {reason} (move the file away to start this pipeline from its source's start position)"
+    )]
     Corrupt {
         /// Where it is stored.
         path: String,
@@ -170,7 +174,10 @@ mod tests {
         };
         let text = serde_json::to_string(&checkpoint).unwrap();
         assert!(text.contains("\"0001abff\""), "{text}");
-        assert_eq!(serde_json::from_str::<Checkpoint>(&text).unwrap(), checkpoint);
+        assert_eq!(
+            serde_json::from_str::<Checkpoint>(&text).unwrap(),
+            checkpoint
+        );
         assert!(hex::decode("0g").is_err());
         assert!(hex::decode("abc").is_err());
     }

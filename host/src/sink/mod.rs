@@ -182,10 +182,18 @@ impl SinkConfig {
     /// and why — the reason `weir validate` prints.
     pub fn exactly_once(&self) -> std::result::Result<&'static str, &'static str> {
         match self {
-            SinkConfig::Postgres(_) => Ok("rows and checkpoint commit in one PostgreSQL transaction"),
-            SinkConfig::Parquet(_) => Ok("part files are committed by an epoch manifest written after them"),
-            SinkConfig::Ndjson(_) => Err("an NDJSON file has no transactions: a crash repeats the records of the last epoch"),
-            SinkConfig::Kafka(_) => Err("broker transactions are not used: a crash repeats the records of the last epoch, each with the same weir.id header for deduplication"),
+            SinkConfig::Postgres(_) => {
+                Ok("rows and checkpoint commit in one PostgreSQL transaction")
+            }
+            SinkConfig::Parquet(_) => {
+                Ok("part files are committed by an epoch manifest written after them")
+            }
+            SinkConfig::Ndjson(_) => Err(
+                "an NDJSON file has no transactions: a crash repeats the records of the last epoch",
+            ),
+            SinkConfig::Kafka(_) => Err(
+                "broker transactions are not used: a crash repeats the records of the last epoch, each with the same weir.id header for deduplication",
+            ),
         }
     }
 

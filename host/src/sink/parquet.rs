@@ -28,16 +28,16 @@
 
 use super::{Error, Rejected, Result, Sink};
 use crate::Record;
+use crate::checkpoint::Checkpoint;
 use crate::store::Location;
 use arrow_array::RecordBatch;
 use arrow_json::reader::{ReaderBuilder, infer_json_schema_from_iterator};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
-use crate::checkpoint::Checkpoint;
 use futures::TryStreamExt;
 use object_store::buffered::BufWriter;
-use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use object_store::path::Path as StorePath;
+use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -423,7 +423,9 @@ impl ParquetSink {
         let manifest = serde_json::from_slice(&bytes).map_err(|e| {
             self.format_error(
                 &format!("read {newest}"),
-                format!("{e} (move the manifest away only if you know its epoch's files are complete)"),
+                format!(
+                    "{e} (move the manifest away only if you know its epoch's files are complete)"
+                ),
             )
         })?;
         Ok(Some(manifest))
@@ -660,7 +662,12 @@ impl Sink for ParquetSink {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        match self.location.store.put_opts(&path, body.into(), create).await {
+        match self
+            .location
+            .store
+            .put_opts(&path, body.into(), create)
+            .await
+        {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => {
                 return Err(Error::Client {

@@ -27,10 +27,10 @@
 
 use super::{Error, Rejected, Result, Sink};
 use crate::Record;
+use crate::checkpoint::{Checkpoint, PluginState};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
-use crate::checkpoint::{Checkpoint, PluginState};
 use sqlx::Acquire;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, Postgres};
 use std::collections::HashMap;
@@ -460,11 +460,13 @@ impl PostgresSink {
             .iter()
             .map(|(k, v)| (k.as_str(), *v))
             .unzip();
-        sqlx::query("DELETE FROM weir_checkpoints WHERE pipeline = $1 AND NOT (partition = ANY($2))")
-            .bind(pipeline)
-            .bind(&partitions)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM weir_checkpoints WHERE pipeline = $1 AND NOT (partition = ANY($2))",
+        )
+        .bind(pipeline)
+        .bind(&partitions)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO weir_checkpoints (pipeline, partition, next_position, epoch) \
              SELECT $1, p, n, $4 FROM unnest($2::text[], $3::bigint[]) AS t(p, n) \
@@ -495,7 +497,10 @@ impl PostgresSink {
         Ok(true)
     }
 
-    async fn read_checkpoint(&self, pipeline: &str) -> std::result::Result<Option<Checkpoint>, sqlx::Error> {
+    async fn read_checkpoint(
+        &self,
+        pipeline: &str,
+    ) -> std::result::Result<Option<Checkpoint>, sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         {
             // Concurrent CREATE TABLE IF NOT EXISTS can collide; serialise.
@@ -536,7 +541,13 @@ impl PostgresSink {
             state: state
                 .into_iter()
                 .map(|(plugin, version, bytes)| {
-                    (plugin, PluginState { version: version as u32, bytes })
+                    (
+                        plugin,
+                        PluginState {
+                            version: version as u32,
+                            bytes,
+                        },
+                    )
                 })
                 .collect(),
         }))

@@ -210,7 +210,8 @@ impl Sinks {
         }
         if !self.dead_letter.keeps_headers() {
             for record in &mut dead {
-                record.value = serde_json::to_vec(&envelope(record)).expect("a JSON value serialises");
+                record.value =
+                    serde_json::to_vec(&envelope(record)).expect("a JSON value serialises");
             }
         }
         let count = dead.len() as u64;
@@ -379,9 +380,15 @@ mod tests {
             Arc::default(),
             "test".into(),
         );
-        writer.write(vec![record()], Vec::new(), None).await.unwrap();
+        writer
+            .write(vec![record()], Vec::new(), None)
+            .await
+            .unwrap();
         writer.checkpoint(checkpoint(1)).await.unwrap();
-        writer.write(vec![record()], Vec::new(), None).await.unwrap();
+        writer
+            .write(vec![record()], Vec::new(), None)
+            .await
+            .unwrap();
         let last = writer.close(checkpoint(2)).await.unwrap();
         assert_eq!(*saved.0.lock().unwrap(), [1, 2]);
         assert_eq!(last.map(|c| c.epoch), Some(2));
@@ -397,13 +404,20 @@ mod tests {
             Arc::default(),
             "test".into(),
         );
-        writer.write(vec![record()], Vec::new(), None).await.unwrap();
+        writer
+            .write(vec![record()], Vec::new(), None)
+            .await
+            .unwrap();
         writer.checkpoint(checkpoint(1)).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert_eq!(writer.take_committed(), None);
         assert!(saved.0.lock().unwrap().is_empty());
         let last = writer.close(checkpoint(2)).await.unwrap();
-        assert_eq!(last.map(|c| c.epoch), Some(2), "closing makes the rest durable");
+        assert_eq!(
+            last.map(|c| c.epoch),
+            Some(2),
+            "closing makes the rest durable"
+        );
         assert_eq!(*saved.0.lock().unwrap(), [2]);
     }
 }

@@ -4,7 +4,7 @@
 //! break) are the value; the timestamp is the host clock at read time.
 //! Blank lines are skipped, but line numbers stay true for dead letters.
 
-use super::{Mark, Error, Position, Result, Source, SourceBatch};
+use super::{Error, Mark, Position, Result, Source, SourceBatch};
 use crate::Record;
 use async_trait::async_trait;
 use std::path::Path;
