@@ -14,5 +14,7 @@ WORKDIR /app
 COPY --from=build /src/target/release/weir /usr/local/bin/weir
 COPY --from=build /src/plugins/dist /app/plugins/dist
 COPY examples /app/examples
+# Checkpoint files of at-least-once pipelines (a volume in docker-compose.yml).
+RUN mkdir -p /app/examples/.weir && chown weir /app/examples/.weir
 USER weir
 ENTRYPOINT ["weir"]
