@@ -260,6 +260,68 @@ fn cli_runs_the_quickstart_example_and_prints_a_summary() {
         ndjson(&out.path().join("dead-letter.ndjson")).len(),
         invalid
     );
+    // The checkpoint lives with the output: a second run resumes after the
+    // last trip and reads nothing.
+    let again = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "--quiet"])
+        .arg(root().join("examples/quickstart.toml"))
+        .env("WEIR_OUT", out.path())
+        .env("XDG_CACHE_HOME", out.path().join("cache"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains("quickstart: 0 in, 0 out"), "{stdout}");
+    assert_eq!(parquet_rows(&out.path().join("taxi")).len(), 2000 - invalid);
+}
+
+#[test]
+fn object_store_to_parquet_crashed_mid_input_resumes_without_loss_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    for (name, from) in [("a.ndjson", 0), ("b.ndjson", 1000)] {
+        let text: String = (from..from + 1000)
+            .map(|i| format!("{{\"n\":{i}}}\n"))
+            .collect();
+        std::fs::write(dir.path().join("in").join(name), text).unwrap();
+    }
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        "[pipelines.copy]\nbatch-size = 100\ncheckpoint-records = 300\nsource = { type = \"object-store\", url = \"in\" }\nsink = { type = \"parquet\", path = \"out\" }\n",
+    )
+    .unwrap();
+    let run = |crash: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        command.args(["run", "--quiet"]).arg(&config);
+        if let Some(point) = crash {
+            command.env("WEIR_CRASH_AT", point);
+        }
+        command.output().unwrap()
+    };
+    // Files of the fourth epoch are uploaded, its manifest is not.
+    let crashed = run(Some("after-upload@4"));
+    assert!(
+        !crashed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&crashed.stderr)
+    );
+    let finished = run(None);
+    assert!(
+        finished.status.success(),
+        "{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&finished.stdout);
+    assert!(
+        !stdout.contains("copy: 2000 in"),
+        "the restart read everything again: {stdout}"
+    );
+    let mut seen: Vec<i64> = parquet_rows(&dir.path().join("out"))
+        .iter()
+        .map(|r| r["n"].as_i64().unwrap())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..2000).collect::<Vec<_>>());
 }
 
 #[test]

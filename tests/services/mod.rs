@@ -290,6 +290,11 @@ impl Running {
 
     /// SIGTERM, then waits for a clean exit (status 0) and returns the log.
     pub fn stop(mut self) -> String {
+        // A SIGTERM before weir installed its handler would kill it outright:
+        // wait for the operations endpoint, which starts after the handler.
+        self.wait_until("the operations endpoint", Duration::from_secs(60), |r| {
+            r.get("/livez").is_some()
+        });
         // SAFETY: sending a signal to our own child process.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
