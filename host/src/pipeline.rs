@@ -27,7 +27,7 @@ pub mod headers {
     pub const REASON: &str = "weir.reason";
     /// `name@version` of the plugin that refused it, or `sink`.
     pub const STAGE: &str = "weir.stage";
-    /// Where the record came from, e.g. `file data/x.ndjson:17`.
+    /// Where the record came from, e.g. `file /srv/data/x.ndjson:17`.
     pub const SOURCE: &str = "weir.source";
 }
 

@@ -24,7 +24,10 @@ pub struct LineSource {
 impl LineSource {
     /// Opens a file.
     pub async fn open(path: &Path) -> Result<Self> {
-        let name = format!("file {}", path.display());
+        // The absolute path names the source in checkpoints, so a restart
+        // from another working directory still recognises it.
+        let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        let name = format!("file {}", absolute.display());
         let file = tokio::fs::File::open(path)
             .await
             .map_err(|error| Error::Io {

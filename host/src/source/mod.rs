@@ -121,7 +121,7 @@ pub trait Source: Send {
     /// time, so the pipeline can tick plugins and flush sinks while idle.
     async fn next_batch(&mut self, max: usize) -> Result<Option<SourceBatch>>;
 
-    /// Describes a position for a dead letter, e.g. `file data/x.ndjson:17`.
+    /// Describes a position for a dead letter, e.g. `file /srv/data/x.ndjson:17`.
     fn locate(&self, position: Position) -> String {
         match position {
             Position::Line(line) => format!("{}:{line}", self.describe()),
