@@ -426,6 +426,15 @@ pub fn end_offsets(topic: &str) -> BTreeMap<String, i64> {
         .collect()
 }
 
+/// Whether stored positions (a checkpoint's, a group's) are at the end
+/// offsets: a partition that never held a record may be missing (0).
+pub fn at_end(stored: &BTreeMap<String, i64>, end: &BTreeMap<String, i64>) -> bool {
+    stored.keys().all(|k| end.contains_key(k))
+        && end
+            .iter()
+            .all(|(k, v)| stored.get(k).copied().unwrap_or(0) == *v)
+}
+
 /// The offsets a consumer group committed for `topic`.
 pub fn group_offsets(group: &str, topic: &str) -> BTreeMap<String, i64> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
