@@ -72,7 +72,16 @@ async fn until<F: std::future::Future<Output = bool>>(
     mut done: impl FnMut() -> F,
 ) {
     let started = Instant::now();
-    while !done().await {
+    // A poll that stalls (a request the S3 server never answers) counts as
+    // "not yet", so the guard below still fires and shows weir's log.
+    let poll = |future: F| async {
+        let answer = tokio::time::timeout(Duration::from_secs(15), future).await;
+        answer.unwrap_or_else(|_| {
+            eprintln!("a poll for {what} stalled for 15 s; polling again");
+            false
+        })
+    };
+    while !poll(done()).await {
         assert!(
             run.alive(),
             "weir exited while waiting for {what}:\n{}",
