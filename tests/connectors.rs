@@ -448,31 +448,8 @@ async fn logs_example_extracts_fields_with_fallback_into_rolled_parquet_on_s3() 
 
     let (rows, paths) = services::parquet_rows(&format!("s3://{bucket}/extracted")).await;
     assert!(paths.iter().all(|p| p.ends_with(".parquet")), "{paths:?}");
-    let mut expected: Vec<(String, String)> = common::valid_json(&lines)
-        .iter()
-        .map(|v| {
-            let body: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
-            let mobile = body["data"]["mobile"]
-                .as_str()
-                .or(v["attributes"]["mobile"].as_str())
-                .unwrap_or("unknown");
-            (
-                v["timestamp"].as_str().unwrap().to_owned(),
-                mobile.to_owned(),
-            )
-        })
-        .collect();
-    let mut got: Vec<(String, String)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r["timestamp"].as_str().unwrap().to_owned(),
-                r["mobile"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    expected.sort();
-    got.sort();
+    let expected = common::expected_logs(&lines);
+    let got = common::log_rows(&rows);
     assert_eq!(got.len(), expected.len());
     assert_eq!(got, expected);
 }

@@ -96,26 +96,31 @@ async fn until<F: std::future::Future<Output = bool>>(
     }
 }
 
-fn taxi_config(
+/// A pipeline Kafka `topic` → `plugin` → `sink`, dead letters to a local
+/// file, written to `<dir>/<pipeline>.toml`. `plugin_config` and `settings`
+/// are TOML lines for the plugin and the pipeline tables; `sink` the body of
+/// the sink table.
+fn kafka_pipeline(
     dir: &Path,
     pipeline: &str,
     topic: &str,
-    table: &str,
-    extra: &str,
+    plugin: (&str, &str),
+    settings: &str,
+    sink: &str,
 ) -> std::path::PathBuf {
+    let (plugin, plugin_config) = plugin;
     let config = dir.join(format!("{pipeline}.toml"));
     std::fs::write(
         &config,
         format!(
             r#"
-[plugins.taxi-enrich]
-path = "${{WEIR_PLUGINS}}/taxi-enrich.wasm"
+[plugins.{plugin}]
+path = "${{WEIR_PLUGINS}}/{plugin}.wasm"
+{plugin_config}
 
 [pipelines.{pipeline}]
-plugins = ["taxi-enrich"]
-batch-size = 2048
-checkpoint-interval = "300ms"
-{extra}
+plugins = ["{plugin}"]
+{settings}
 
 [pipelines.{pipeline}.source]
 type = "kafka"
@@ -124,17 +129,7 @@ topics = ["{topic}"]
 group = "{pipeline}"
 
 [pipelines.{pipeline}.sink]
-type = "postgres"
-url = "${{WEIR_PG_SINK}}"
-table = "{table}"
-create-table = true
-columns = [
-  {{ name = "pickup_at", type = "timestamptz" }},
-  {{ name = "pu_location_id", type = "integer", path = "PULocationID" }},
-  {{ name = "do_location_id", type = "integer", path = "DOLocationID" }},
-  {{ name = "total_amount", type = "double precision" }},
-  {{ name = "trip_duration_min", type = "double precision" }},
-]
+{sink}
 
 [pipelines.{pipeline}.dead-letter]
 type = "ndjson"
@@ -144,6 +139,35 @@ path = "dead-letter.ndjson"
     )
     .unwrap();
     config
+}
+
+fn taxi_config(
+    dir: &Path,
+    pipeline: &str,
+    topic: &str,
+    table: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    kafka_pipeline(
+        dir,
+        pipeline,
+        topic,
+        ("taxi-enrich", ""),
+        &format!("batch-size = 2048\ncheckpoint-interval = \"300ms\"\n{extra}"),
+        &format!(
+            r#"type = "postgres"
+url = "${{WEIR_PG_SINK}}"
+table = "{table}"
+create-table = true
+columns = [
+  {{ name = "pickup_at", type = "timestamptz" }},
+  {{ name = "pu_location_id", type = "integer", path = "PULocationID" }},
+  {{ name = "do_location_id", type = "integer", path = "DOLocationID" }},
+  {{ name = "total_amount", type = "double precision" }},
+  {{ name = "trip_duration_min", type = "double precision" }},
+]"#
+        ),
+    )
 }
 
 /// The services, with the taxi sink writing to PostgreSQL directly.
@@ -409,28 +433,17 @@ async fn a_postgres_outage_of_twenty_seconds_is_ridden_out_with_exact_totals() {
 }
 
 fn weather_config(dir: &Path, pipeline: &str, topic: &str, table: &str) -> std::path::PathBuf {
-    let config = dir.join(format!("{pipeline}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[plugins.weather-window]
-path = "${{WEIR_PLUGINS}}/weather-window.wasm"
-config = {{ window = "60s", time = "event", watermark-delay = "5s" }}
-
-[pipelines.{pipeline}]
-plugins = ["weather-window"]
-batch-size = 200
-checkpoint-interval = "200ms"
-
-[pipelines.{pipeline}.source]
-type = "kafka"
-brokers = "${{WEIR_KAFKA}}"
-topics = ["{topic}"]
-group = "{pipeline}"
-
-[pipelines.{pipeline}.sink]
-type = "postgres"
+    kafka_pipeline(
+        dir,
+        pipeline,
+        topic,
+        (
+            "weather-window",
+            r#"config = { window = "60s", time = "event", watermark-delay = "5s" }"#,
+        ),
+        "batch-size = 200\ncheckpoint-interval = \"200ms\"",
+        &format!(
+            r#"type = "postgres"
 url = "${{WEIR_PG}}"
 table = "{table}"
 create-table = true
@@ -439,16 +452,9 @@ columns = [
   {{ name = "window_start", type = "timestamptz" }},
   {{ name = "avg_temperature", type = "double precision" }},
   {{ name = "count", type = "bigint" }},
-]
-
-[pipelines.{pipeline}.dead-letter]
-type = "ndjson"
-path = "dead-letter.ndjson"
-"#
+]"#
         ),
     )
-    .unwrap();
-    config
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -585,74 +591,21 @@ fn logs_config(
     url: &str,
     extra: &str,
 ) -> std::path::PathBuf {
-    let config = dir.join(format!("{pipeline}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[plugins.log-extract]
-path = "${{WEIR_PLUGINS}}/log-extract.wasm"
-config = {{ fields = [{{ name = "timestamp", from = ["timestamp"], required = true }}, {{ name = "mobile", from = ["$.data.mobile", "attributes.mobile"], default = "unknown" }}] }}
-
-[pipelines.{pipeline}]
-plugins = ["log-extract"]
-batch-size = 2048
-checkpoint-interval = "300ms"
-{extra}
-
-[pipelines.{pipeline}.source]
-type = "kafka"
-brokers = "${{WEIR_KAFKA}}"
-topics = ["{topic}"]
-group = "{pipeline}"
-
-[pipelines.{pipeline}.sink]
-type = "parquet"
+    kafka_pipeline(
+        dir,
+        pipeline,
+        topic,
+        (
+            "log-extract",
+            r#"config = { fields = [{ name = "timestamp", from = ["timestamp"], required = true }, { name = "mobile", from = ["$.data.mobile", "attributes.mobile"], default = "unknown" }] }"#,
+        ),
+        &format!("batch-size = 2048\ncheckpoint-interval = \"300ms\"\n{extra}"),
+        &format!(
+            r#"type = "parquet"
 path = "{url}"
-options = {{ endpoint = "${{WEIR_S3_ENDPOINT}}", access_key_id = "${{WEIR_S3_KEY}}", secret_access_key = "${{WEIR_S3_SECRET}}", region = "us-east-1", allow_http = "true" }}
-
-[pipelines.{pipeline}.dead-letter]
-type = "ndjson"
-path = "dead-letter.ndjson"
-"#
+options = {{ endpoint = "${{WEIR_S3_ENDPOINT}}", access_key_id = "${{WEIR_S3_KEY}}", secret_access_key = "${{WEIR_S3_SECRET}}", region = "us-east-1", allow_http = "true" }}"#
         ),
     )
-    .unwrap();
-    config
-}
-
-fn expected_logs(count: usize, seed: u64) -> Vec<(String, String)> {
-    let mut expected: Vec<(String, String)> =
-        common::valid_json(&weir::sample::logs(count, seed, 1_546_300_800_000, 2.0))
-            .iter()
-            .map(|v| {
-                let body: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
-                let mobile = body["data"]["mobile"]
-                    .as_str()
-                    .or(v["attributes"]["mobile"].as_str())
-                    .unwrap_or("unknown");
-                (
-                    v["timestamp"].as_str().unwrap().to_owned(),
-                    mobile.to_owned(),
-                )
-            })
-            .collect();
-    expected.sort();
-    expected
-}
-
-fn log_rows(rows: &[Value]) -> Vec<(String, String)> {
-    let mut got: Vec<(String, String)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r["timestamp"].as_str().unwrap().to_owned(),
-                r["mobile"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    got.sort();
-    got
 }
 
 async fn parquet_crash_case(crash_point: Option<&str>, kills: u32, count: usize, seed: u64) {
@@ -701,8 +654,8 @@ async fn parquet_crash_case(crash_point: Option<&str>, kills: u32, count: usize,
         uncommitted.is_empty(),
         "uncommitted files after a graceful stop: {uncommitted:?}"
     );
-    let got = log_rows(&rows);
-    let expected = expected_logs(count, seed);
+    let got = common::log_rows(&rows);
+    let expected = common::expected_logs(&weir::sample::logs(count, seed, 1_546_300_800_000, 2.0));
     assert_eq!(
         got.len(),
         expected.len(),

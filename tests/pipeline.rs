@@ -237,13 +237,16 @@ fn cli_runs_the_quickstart_example_and_prints_a_summary() {
     );
     let invalid = lines.iter().filter(|l| l.defect.is_some()).count();
     let out = tempfile::tempdir().unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["run", "--quiet"])
-        .arg(root().join("examples/quickstart.toml"))
-        .env("WEIR_OUT", out.path())
-        .env("XDG_CACHE_HOME", out.path().join("cache"))
-        .output()
-        .unwrap();
+    let quickstart = || {
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "--quiet"])
+            .arg(root().join("examples/quickstart.toml"))
+            .env("WEIR_OUT", out.path())
+            .env("XDG_CACHE_HOME", out.path().join("cache"))
+            .output()
+            .unwrap()
+    };
+    let run = quickstart();
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
         run.status.success(),
@@ -262,16 +265,36 @@ fn cli_runs_the_quickstart_example_and_prints_a_summary() {
     );
     // The checkpoint lives with the output: a second run resumes after the
     // last trip and reads nothing.
-    let again = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["run", "--quiet"])
-        .arg(root().join("examples/quickstart.toml"))
-        .env("WEIR_OUT", out.path())
-        .env("XDG_CACHE_HOME", out.path().join("cache"))
-        .output()
-        .unwrap();
+    let again = quickstart();
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(stdout.contains("quickstart: 0 in, 0 out"), "{stdout}");
     assert_eq!(parquet_rows(&out.path().join("taxi")).len(), 2000 - invalid);
+}
+
+/// `{"n": i}` lines.
+fn numbered(range: std::ops::Range<i64>) -> String {
+    range.map(|i| format!("{{\"n\":{i}}}\n")).collect()
+}
+
+/// A pipeline `copy` from `source` to `sink`, small batches and epochs of
+/// 300 records, in `<dir>/p.toml`.
+fn copy_config(dir: &Path, source: &str, sink: &str) -> std::path::PathBuf {
+    let config = dir.join("p.toml");
+    let text = format!(
+        "[pipelines.copy]\nbatch-size = 100\ncheckpoint-records = 300\nsource = {source}\nsink = {sink}\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// `weir run --quiet <config>`, aborting at `crash` (`WEIR_CRASH_AT`).
+fn run_crashing(config: &Path, crash: Option<&str>) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command.args(["run", "--quiet"]).arg(config);
+    if let Some(point) = crash {
+        command.env("WEIR_CRASH_AT", point);
+    }
+    command.output().unwrap()
 }
 
 #[test]
@@ -279,33 +302,25 @@ fn object_store_to_parquet_crashed_mid_input_resumes_without_loss_or_duplicates(
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("in")).unwrap();
     for (name, from) in [("a.ndjson", 0), ("b.ndjson", 1000)] {
-        let text: String = (from..from + 1000)
-            .map(|i| format!("{{\"n\":{i}}}\n"))
-            .collect();
-        std::fs::write(dir.path().join("in").join(name), text).unwrap();
+        std::fs::write(
+            dir.path().join("in").join(name),
+            numbered(from..from + 1000),
+        )
+        .unwrap();
     }
-    let config = dir.path().join("p.toml");
-    std::fs::write(
-        &config,
-        "[pipelines.copy]\nbatch-size = 100\ncheckpoint-records = 300\nsource = { type = \"object-store\", url = \"in\" }\nsink = { type = \"parquet\", path = \"out\" }\n",
-    )
-    .unwrap();
-    let run = |crash: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-        command.args(["run", "--quiet"]).arg(&config);
-        if let Some(point) = crash {
-            command.env("WEIR_CRASH_AT", point);
-        }
-        command.output().unwrap()
-    };
+    let config = copy_config(
+        dir.path(),
+        r#"{ type = "object-store", url = "in" }"#,
+        r#"{ type = "parquet", path = "out" }"#,
+    );
     // Files of the fourth epoch are uploaded, its manifest is not.
-    let crashed = run(Some("after-upload@4"));
+    let crashed = run_crashing(&config, Some("after-upload@4"));
     assert!(
         !crashed.status.success(),
         "{}",
         String::from_utf8_lossy(&crashed.stderr)
     );
-    let finished = run(None);
+    let finished = run_crashing(&config, None);
     assert!(
         finished.status.success(),
         "{}",
@@ -443,24 +458,14 @@ fn every_example_configuration_validates() {
 #[test]
 fn at_least_once_crash_before_the_checkpoint_file_repeats_at_most_one_epoch() {
     let dir = tempfile::tempdir().unwrap();
-    let text: String = (0..2000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
-    std::fs::write(dir.path().join("in.ndjson"), text).unwrap();
-    let config = dir.path().join("p.toml");
-    std::fs::write(
-        &config,
-        "[pipelines.copy]\nbatch-size = 100\ncheckpoint-records = 300\nsource = { type = \"file\", path = \"in.ndjson\" }\nsink = { type = \"ndjson\", path = \"out.ndjson\" }\n",
-    )
-    .unwrap();
-    let run = |crash: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-        command.args(["run", "--quiet"]).arg(&config);
-        if let Some(point) = crash {
-            command.env("WEIR_CRASH_AT", point);
-        }
-        command.output().unwrap()
-    };
+    std::fs::write(dir.path().join("in.ndjson"), numbered(0..2000)).unwrap();
+    let config = copy_config(
+        dir.path(),
+        r#"{ type = "file", path = "in.ndjson" }"#,
+        r#"{ type = "ndjson", path = "out.ndjson" }"#,
+    );
     // The sink is flushed for the third epoch; its checkpoint file is not written.
-    let crashed = run(Some("before-checkpoint-save@3"));
+    let crashed = run_crashing(&config, Some("before-checkpoint-save@3"));
     assert!(
         !crashed.status.success(),
         "{}",
@@ -471,7 +476,7 @@ fn at_least_once_crash_before_the_checkpoint_file_repeats_at_most_one_epoch() {
     )
     .unwrap();
     assert_eq!(saved["epoch"], 2, "{saved}");
-    let finished = run(None);
+    let finished = run_crashing(&config, None);
     assert!(
         finished.status.success(),
         "{}",

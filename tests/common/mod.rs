@@ -131,3 +131,41 @@ pub fn pipeline_toml(
         wasm.display()
     )
 }
+
+/// What log-extract makes of the valid generated log lines, sorted:
+/// (timestamp, mobile from the body's `$.data.mobile`, else the
+/// `attributes.mobile`, else "unknown").
+pub fn expected_logs(lines: &[weir::sample::Line]) -> Vec<(String, String)> {
+    let mut expected: Vec<(String, String)> = valid_json(lines)
+        .iter()
+        .map(|v| {
+            let body: serde_json::Value =
+                serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+            let mobile = body["data"]["mobile"]
+                .as_str()
+                .or(v["attributes"]["mobile"].as_str())
+                .unwrap_or("unknown");
+            (
+                v["timestamp"].as_str().unwrap().to_owned(),
+                mobile.to_owned(),
+            )
+        })
+        .collect();
+    expected.sort();
+    expected
+}
+
+/// (timestamp, mobile) of log-extract's output rows, sorted.
+pub fn log_rows(rows: &[serde_json::Value]) -> Vec<(String, String)> {
+    let mut got: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["timestamp"].as_str().unwrap().to_owned(),
+                r["mobile"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    got
+}
