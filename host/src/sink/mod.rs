@@ -131,7 +131,7 @@ pub trait Sink: Send {
     /// behind, and return `pipeline`'s last committed checkpoint.
     async fn recover(&mut self, pipeline: &str) -> Result<Option<Checkpoint>> {
         let _ = pipeline;
-        Err(self.no_exactly_once())
+        Err(no_exactly_once(&self.describe()))
     }
 
     /// Exactly-once: commits everything written since the last commit
@@ -140,16 +140,18 @@ pub trait Sink: Send {
     /// avoid small files, unless `force` is set.
     async fn commit(&mut self, checkpoint: &Checkpoint, force: bool) -> Result<bool> {
         let _ = (checkpoint, force);
-        Err(self.no_exactly_once())
+        Err(no_exactly_once(&self.describe()))
     }
+}
 
-    #[doc(hidden)]
-    fn no_exactly_once(&self) -> Error {
-        Error::Format {
-            sink: self.describe(),
-            action: "commit an epoch".into(),
-            reason: "this sink cannot store a checkpoint with its data; set delivery = \"at-least-once\"".into(),
-        }
+/// The error of a sink asked to commit an epoch it cannot hold.
+pub(crate) fn no_exactly_once(sink: &str) -> Error {
+    Error::Format {
+        sink: sink.to_owned(),
+        action: "commit an epoch".into(),
+        reason:
+            "this sink cannot store a checkpoint with its data; set delivery = \"at-least-once\""
+                .into(),
     }
 }
 

@@ -197,11 +197,10 @@ const MANIFESTS_KEPT: usize = 10;
 
 /// The epoch number of an exactly-once part file name, if it is one.
 fn part_epoch(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix("part-")?.get(..10)?;
-    let rest = name.strip_prefix("part-")?.get(10..)?;
-    (rest.starts_with('-') && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| digits.parse().ok())
-        .flatten()
+    let rest = name.strip_prefix("part-")?;
+    let (digits, _) = rest.split_at_checked(10)?;
+    let exact = digits.bytes().all(|b| b.is_ascii_digit()) && rest[10..].starts_with('-');
+    exact.then(|| digits.parse().ok())?
 }
 
 /// The epoch of a manifest file name.
@@ -623,7 +622,7 @@ impl Sink for ParquetSink {
 
     async fn commit(&mut self, checkpoint: &Checkpoint, force: bool) -> Result<bool> {
         let Some(epochs) = &self.epochs else {
-            return Err(self.no_exactly_once());
+            return Err(super::no_exactly_once(&self.describe()));
         };
         let pipeline = epochs.pipeline.clone();
         let due = self.files.values().any(|f| self.due(f)) || !epochs.finished.is_empty();

@@ -289,10 +289,12 @@ mod tests {
     use super::*;
     use async_trait::async_trait;
 
-    /// A sink that buffers until flushed: durable only after a flush.
+    /// A sink that buffers until flushed: durable only after a flush —
+    /// or, when `stuck`, only after it is closed.
     #[derive(Default)]
     struct Buffering {
         buffered: usize,
+        stuck: bool,
     }
 
     #[async_trait]
@@ -305,14 +307,17 @@ mod tests {
             Ok(Vec::new())
         }
         async fn flush(&mut self) -> Result<()> {
-            self.buffered = 0;
+            if !self.stuck {
+                self.buffered = 0;
+            }
             Ok(())
         }
         fn is_durable(&self) -> bool {
             self.buffered == 0
         }
         async fn close(&mut self) -> Result<()> {
-            self.flush().await
+            self.buffered = 0;
+            Ok(())
         }
     }
 
@@ -334,25 +339,6 @@ mod tests {
         }
     }
 
-    /// A sink that never becomes durable before it is closed.
-    struct Stuck;
-
-    #[async_trait]
-    impl Sink for Stuck {
-        fn describe(&self) -> String {
-            "stuck".into()
-        }
-        async fn write(&mut self, _: Vec<Record>) -> Result<Vec<super::super::Rejected>> {
-            Ok(Vec::new())
-        }
-        fn is_durable(&self) -> bool {
-            false
-        }
-        async fn close(&mut self) -> Result<()> {
-            Ok(())
-        }
-    }
-
     fn record() -> Record {
         Record {
             key: None,
@@ -360,6 +346,23 @@ mod tests {
             timestamp_ms: 0,
             headers: Vec::new(),
         }
+    }
+
+    /// A writer over `sink`, saving checkpoints to `saved`, with one
+    /// record written.
+    async fn writer_with_a_record(sink: Buffering, saved: &Saved) -> SinkWriter {
+        let mut writer = SinkWriter::spawn(
+            Box::new(sink),
+            Box::new(Buffering::default()),
+            Committer::Store(Box::new(saved.clone())),
+            Arc::default(),
+            "test".into(),
+        );
+        writer
+            .write(vec![record()], Vec::new(), None)
+            .await
+            .unwrap();
+        writer
     }
 
     fn checkpoint(epoch: u64) -> Checkpoint {
@@ -373,17 +376,7 @@ mod tests {
     #[tokio::test]
     async fn a_checkpoint_is_saved_only_after_the_sink_flushed_what_it_covers() {
         let saved = Saved::default();
-        let mut writer = SinkWriter::spawn(
-            Box::new(Buffering::default()),
-            Box::new(Buffering::default()),
-            Committer::Store(Box::new(saved.clone())),
-            Arc::default(),
-            "test".into(),
-        );
-        writer
-            .write(vec![record()], Vec::new(), None)
-            .await
-            .unwrap();
+        let mut writer = writer_with_a_record(Buffering::default(), &saved).await;
         writer.checkpoint(checkpoint(1)).await.unwrap();
         writer
             .write(vec![record()], Vec::new(), None)
@@ -397,17 +390,11 @@ mod tests {
     #[tokio::test]
     async fn a_checkpoint_waits_while_the_sink_is_not_durable_and_commits_at_close() {
         let saved = Saved::default();
-        let mut writer = SinkWriter::spawn(
-            Box::new(Stuck),
-            Box::new(Buffering::default()),
-            Committer::Store(Box::new(saved.clone())),
-            Arc::default(),
-            "test".into(),
-        );
-        writer
-            .write(vec![record()], Vec::new(), None)
-            .await
-            .unwrap();
+        let stuck = Buffering {
+            stuck: true,
+            ..Buffering::default()
+        };
+        let mut writer = writer_with_a_record(stuck, &saved).await;
         writer.checkpoint(checkpoint(1)).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert_eq!(writer.take_committed(), None);

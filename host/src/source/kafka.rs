@@ -237,10 +237,28 @@ impl Source for KafkaSource {
                 partition: message.partition(),
                 offset: message.offset(),
             });
-            self.next.insert(
-                format!("{}/{}", message.topic(), message.partition()),
-                message.offset() + 1,
-            );
+        }
+        // The mark moves once per partition and batch, not per record.
+        let mut last: Vec<(u16, i32, i64)> = Vec::new();
+        for position in &batch.positions {
+            if let Position::Kafka {
+                topic,
+                partition,
+                offset,
+            } = *position
+            {
+                match last
+                    .iter_mut()
+                    .find(|(t, p, _)| (*t, *p) == (topic, partition))
+                {
+                    Some(entry) => entry.2 = entry.2.max(offset),
+                    None => last.push((topic, partition, offset)),
+                }
+            }
+        }
+        for (topic, partition, offset) in last {
+            let key = format!("{}/{partition}", self.topics[topic as usize]);
+            self.next.insert(key, offset + 1);
         }
         Ok(Some(batch))
     }

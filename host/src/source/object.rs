@@ -189,16 +189,17 @@ impl ObjectSource {
 
     /// Starts reading the next queued object.
     async fn open_next(&mut self) -> Result<bool> {
-        let Some(meta) = self.queue.pop_front() else {
-            return Ok(false);
+        // Objects before the checkpoint's were read in an earlier run.
+        let meta = loop {
+            let Some(meta) = self.queue.pop_front() else {
+                return Ok(false);
+            };
+            let before = |(at, _): &(String, u64)| meta.location.as_ref() < at.as_str();
+            if !self.resume_at.as_ref().is_some_and(before) {
+                break meta;
+            }
         };
         let path = meta.location.to_string();
-        if let Some((at, _)) = &self.resume_at
-            && path < *at
-        {
-            // Read before the checkpoint.
-            return Box::pin(self.open_next()).await;
-        }
         let format = self
             .format
             .or_else(|| Format::of(&path))
