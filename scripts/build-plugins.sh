@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds the reference plugins as WebAssembly components and places them,
 # atomically, in plugins/dist/. The wasm32-wasip2 build also makes the
-# test-only `hostile` fixture, at tests/fixtures/dist/hostile.wasm.
+# test-only fixtures in tests/fixtures/dist/: `hostile.wasm`, the hot-swap
+# tests' second versions (taxi-enrich-v2, weather-window-v2), the hostile
+# builds they drop in (hostile-init-trap, -trap, -spin, -fail-half) and a
+# component of another world (other-world.wasm).
 #
 #   scripts/build-plugins.sh               # cargo build --target wasm32-wasip2
 #   scripts/build-plugins.sh --component   # cargo component build (wasip1 + adapter)
@@ -46,5 +49,16 @@ place() { # place <built file> <destination>: copy then rename, never a half-wri
 }
 for p in "${plugins[@]}"; do place "$out/${p//-/_}.wasm" "$dist/$p.wasm"; done
 if [[ $mode == wasip2 ]]; then
-  place "$out/hostile.wasm" "tests/fixtures/dist/hostile.wasm"
+  fixtures=tests/fixtures/dist
+  place "$out/hostile.wasm" "$fixtures/hostile.wasm"
+  place "$out/other-world.wasm" "$fixtures/other-world.wasm"
+  variant() { # variant <crate> <feature> <destination>: the same crate, another build
+    cargo build --release --target wasm32-wasip2 -p "$1" --features "$2"
+    place "$out/${1//-/_}.wasm" "$3"
+  }
+  variant taxi-enrich v2 "$fixtures/taxi-enrich-v2.wasm"
+  variant weather-window v2 "$fixtures/weather-window-v2.wasm"
+  for m in init-trap trap spin fail-half; do
+    variant hostile "mode-$m" "$fixtures/hostile-$m.wasm"
+  done
 fi

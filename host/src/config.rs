@@ -126,6 +126,28 @@ pub struct PluginConfig {
     /// The plugin's own configuration, handed to its `init` as JSON.
     #[serde(default)]
     pub config: toml::Table,
+    /// Whether a changed `.wasm` at `path` is swapped in while running.
+    #[serde(default = "defaults::yes")]
+    pub watch: bool,
+    /// How a new version goes live: `immediate` (at the next batch
+    /// boundary) or `canary` (shadows the live one first).
+    #[serde(default)]
+    pub swap: crate::swap::SwapMode,
+    /// `keep` hands the live state to a new version (refused when the state
+    /// versions differ); `reset` starts the new version empty.
+    #[serde(default)]
+    pub state: crate::swap::StatePolicy,
+    /// A new version that traps on one of its first this many batches is
+    /// rolled back and the batch reprocessed by the previous version.
+    #[serde(default = "defaults::probation_batches")]
+    pub probation_batches: u32,
+    /// Batches a canary shadows the live version before the verdict.
+    #[serde(default = "defaults::canary_batches")]
+    pub canary_batches: u32,
+    /// How much higher a canary's failure rate may be than the live one's
+    /// (0.01 = one percentage point) and still be promoted.
+    #[serde(default = "defaults::canary_margin")]
+    pub canary_margin: f64,
 }
 
 /// `[pipelines.<name>]`: source → plugins → sink.
@@ -164,6 +186,14 @@ pub struct PipelineConfig {
     /// sink.
     #[serde(default = "defaults::checkpoint_dir")]
     pub checkpoint_dir: PathBuf,
+    /// How output records name the plugin versions that made them:
+    /// `header` (a `weir.plugins` header), `field` (a JSON field, see
+    /// `plugin-version-field`) or `none`.
+    #[serde(default)]
+    pub plugin_version: crate::swap::VersionTag,
+    /// The JSON field `plugin-version = "field"` adds to output objects.
+    #[serde(default = "defaults::plugin_version_field")]
+    pub plugin_version_field: String,
 }
 
 impl PipelineConfig {
@@ -210,6 +240,21 @@ mod defaults {
     }
     pub fn checkpoint_dir() -> std::path::PathBuf {
         ".weir/checkpoints".into()
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn probation_batches() -> u32 {
+        3
+    }
+    pub fn canary_batches() -> u32 {
+        20
+    }
+    pub fn canary_margin() -> f64 {
+        0.01
+    }
+    pub fn plugin_version_field() -> String {
+        "weir_version".into()
     }
 }
 
@@ -351,6 +396,18 @@ impl Config {
                 problem(
                     format!("plugins.{name}.max-memory"),
                     "must be at least 1MiB; a component needs memory to start".into(),
+                );
+            }
+            if !(0.0..=1.0).contains(&plugin.canary_margin) {
+                problem(
+                    format!("plugins.{name}.canary-margin"),
+                    "must be between 0 and 1 (a share of records, e.g. 0.01)".into(),
+                );
+            }
+            if plugin.swap == crate::swap::SwapMode::Canary && plugin.canary_batches == 0 {
+                problem(
+                    format!("plugins.{name}.canary-batches"),
+                    "must be at least 1 with swap = \"canary\"".into(),
                 );
             }
         }

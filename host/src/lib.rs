@@ -23,6 +23,7 @@
 //! `main.rs` is the CLI (`run`, `validate`, `plugin test`, `bench`, `gen`).
 
 pub mod bench;
+mod chain;
 pub mod checkpoint;
 pub mod config;
 pub mod crash;
@@ -34,5 +35,6 @@ pub mod server;
 pub mod sink;
 pub mod source;
 pub mod store;
+pub mod swap;
 
 pub use plugin::{Header, Record};

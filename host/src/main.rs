@@ -35,6 +35,19 @@ enum Command {
         /// Serve /metrics, /livez and /readyz here (overrides `[server] listen`).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Also watch the configuration file: a changed `[plugins.<name>]`
+        /// section swaps that plugin (other changes need a restart).
+        #[arg(long)]
+        watch_config: bool,
+    },
+    /// Shows a running weir's pipelines, live plugin versions and last swaps
+    /// (its /readyz).
+    Status {
+        /// The configuration it runs (for `[server] listen`).
+        config: Option<PathBuf>,
+        /// Its operations endpoint (default: the config's, else 127.0.0.1:9464).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Checks a configuration, loads and initialises every plugin, touches no data.
     Validate {
@@ -110,6 +123,20 @@ enum BucketCommand {
 
 #[derive(Subcommand)]
 enum PluginCommand {
+    /// Builds a plugin crate as a component and places it in the plugins
+    /// folder atomically, so a running weir swaps to it.
+    Build {
+        /// The crate's folder (or its Cargo.toml).
+        #[arg(name = "crate")]
+        krate: PathBuf,
+        /// The plugins folder to place `<crate>.wasm` in.
+        #[arg(long, default_value = "plugins/dist")]
+        out: PathBuf,
+        /// Use `cargo component build` (wasm32-wasip1 + adapter) instead of
+        /// `cargo build --target wasm32-wasip2`.
+        #[arg(long)]
+        component: bool,
+    },
     /// Runs a plugin on an NDJSON file and prints its outputs and failures.
     Test {
         /// The `.wasm` component.
@@ -191,7 +218,21 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
             config,
             quiet,
             listen,
-        } => run(&config, quiet, listen).await,
+            watch_config,
+        } => run(&config, quiet, listen, watch_config).await,
+        Command::Status { config, listen } => status(config.as_deref(), listen).await,
+        Command::Plugin {
+            command:
+                PluginCommand::Build {
+                    krate,
+                    out,
+                    component,
+                },
+        } => {
+            let placed = tokio::task::block_in_place(|| plugin_build(&krate, &out, component))?;
+            println!("{placed}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate { config } => validate(&config),
         Command::Bucket {
             command: BucketCommand::Create { location },
@@ -349,6 +390,7 @@ async fn run(
     path: &Path,
     quiet: bool,
     listen: Option<std::net::SocketAddr>,
+    watch_config: bool,
 ) -> Result<std::process::ExitCode> {
     let config = Config::load(path)?;
     let engine = engine_for(&config)?;
@@ -360,13 +402,32 @@ async fn run(
     });
     let mut tasks = tokio::task::JoinSet::new();
     let mut progress = Vec::new();
+    let mut targets = Vec::new();
     for name in config.pipelines.keys() {
-        let pipeline = Pipeline::build(name, &config, &engine)
+        let mut pipeline = Pipeline::build(name, &config, &engine)
             .await
             .with_context(|| format!("pipeline {name} could not start"))?;
         progress.push((name.clone(), pipeline.stats()));
+        targets.extend(pipeline.swap_targets());
         tasks.spawn(pipeline.run(stop_rx.clone()));
     }
+    // Kept until the pipelines end; dropping it stops watching.
+    let _watcher = if targets.is_empty() && !watch_config {
+        None
+    } else {
+        let watched = targets.len();
+        let watcher = weir::swap::watch(
+            engine.clone(),
+            targets,
+            watch_config.then(|| path.to_owned()),
+        )?;
+        tracing::info!(
+            plugins = watched,
+            config = watch_config,
+            "Watching for new plugin versions."
+        );
+        Some(watcher)
+    };
     if let Some(addr) = listen.or(config.server.as_ref().map(|s| s.listen)) {
         weir::server::serve(addr, std::sync::Arc::new(progress.clone()))
             .await
@@ -418,8 +479,19 @@ async fn report_progress(pipelines: Vec<(String, std::sync::Arc<weir::pipeline::
             .iter()
             .map(|(name, s)| {
                 let read = s.read.load(Ordering::Relaxed);
+                let (swapped, refused) = {
+                    let board = s.swaps.lock().expect("swap board lock");
+                    board.counts.iter().fold((0, 0), |(ok, no), ((_, o), n)| {
+                        if o.is_live() { (ok + n, no) } else { (ok, no + n) }
+                    })
+                };
+                let swaps = if swapped + refused > 0 {
+                    format!(" swaps {swapped} refused {refused}")
+                } else {
+                    String::new()
+                };
                 format!(
-                    "{name}: in {read} out {} dead {} ({:.0}/s)",
+                    "{name}: in {read} out {} dead {} ({:.0}/s){swaps}",
                     s.written.load(Ordering::Relaxed),
                     s.dead_lettered.load(Ordering::Relaxed),
                     read as f64 / secs
@@ -595,4 +667,123 @@ fn plugin_test(
         lines.len()
     );
     Ok(failed)
+}
+
+/// `weir status`: a running weir's `/readyz`, which lists each pipeline,
+/// its live plugin versions and their last swap.
+async fn status(
+    config: Option<&Path>,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<std::process::ExitCode> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = match (listen, config) {
+        (Some(addr), _) => addr,
+        (None, Some(path)) => Config::load(path)?
+            .server
+            .map_or_else(|| ([127, 0, 0, 1], 9464).into(), |s| s.listen),
+        (None, None) => ([127, 0, 0, 1], 9464).into(),
+    };
+    let mut stream = tokio::net::TcpStream::connect(addr).await.with_context(|| {
+        format!("no weir answers on {addr}; is it running with [server] or --listen?")
+    })?;
+    stream
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    print!("{body}");
+    Ok(if head.starts_with("HTTP/1.1 200") {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
+}
+
+/// `weir plugin build`: cargo builds the crate for WebAssembly, then the
+/// component is copied beside its destination and renamed over it, so a
+/// watching weir never reads half a file. Returns what was placed.
+fn plugin_build(krate: &Path, out: &Path, component: bool) -> Result<String> {
+    let manifest = if krate.is_dir() {
+        krate.join("Cargo.toml")
+    } else {
+        krate.to_owned()
+    };
+    if !manifest.is_file() {
+        bail!(
+            "{} is not a crate (no Cargo.toml); give the plugin crate's folder",
+            krate.display()
+        );
+    }
+    let mut cargo = std::process::Command::new("cargo");
+    if component {
+        cargo.args(["component", "build"]);
+    } else {
+        cargo.args(["build", "--target", "wasm32-wasip2"]);
+    }
+    cargo
+        .args(["--release", "--message-format=json-render-diagnostics"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stderr(std::process::Stdio::inherit());
+    let output = cargo.output().with_context(|| {
+        if component {
+            "cannot run `cargo component` (install it: cargo install cargo-component --locked)"
+        } else {
+            "cannot run cargo"
+        }
+    })?;
+    if !output.status.success() {
+        bail!(
+            "the build failed (see cargo's messages above){}",
+            if component {
+                ""
+            } else {
+                "; if the target is missing: rustup target add wasm32-wasip2"
+            }
+        );
+    }
+    let manifest = std::fs::canonicalize(&manifest)?;
+    let built = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter(|m| m["manifest_path"].as_str().map(Path::new) == Some(manifest.as_path()))
+        .flat_map(|m| {
+            m["filenames"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|f| f.as_str().map(PathBuf::from))
+        })
+        .rfind(|f| f.extension().is_some_and(|e| e == "wasm"))
+        .with_context(|| {
+            format!(
+                "cargo built no .wasm for {}; a plugin crate needs crate-type = [\"cdylib\"]",
+                manifest.display()
+            )
+        })?;
+    let name = built
+        .file_stem()
+        .map(|s| s.to_string_lossy().replace('_', "-"))
+        .unwrap_or_else(|| "plugin".into());
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the plugins folder {}", out.display()))?;
+    let destination = out.join(format!("{name}.wasm"));
+    let temporary = out.join(format!(".{name}.wasm.tmp{}", std::process::id()));
+    let bytes = std::fs::read(&built)?;
+    {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temporary, &destination)
+        .with_context(|| format!("cannot place {}", destination.display()))?;
+    Ok(format!(
+        "built {} ({} bytes, sha256 {})",
+        destination.display(),
+        bytes.len(),
+        &plugin::cache::ComponentCache::content_hash(&bytes)[..12]
+    ))
 }

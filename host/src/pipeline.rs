@@ -6,14 +6,15 @@
 //! sink with the reason, the plugin and where the record came from.
 
 use crate::checkpoint::file::FileStore;
-use crate::checkpoint::{Checkpoint, CheckpointStore, Delivery, PluginState};
+use crate::checkpoint::{Checkpoint, CheckpointStore, Delivery};
 use crate::config::{Config, PipelineConfig};
-use crate::plugin::{self, LoadedComponent, PluginEngine, PluginSpec};
+use crate::chain::Chain;
+use crate::plugin::{self, PluginEngine, PluginSpec};
+use crate::swap::{Offer, Target};
 use crate::sink::SinkConfig;
 use crate::sink::writer::{Committer, SinkWriter};
 use crate::source::{Position, Source};
 use crate::{Header, Record};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -105,6 +106,14 @@ pub struct Stats {
     pub lag: std::sync::Mutex<Vec<(String, i64)>>,
     /// Whether the pipeline is running (set once its parts are open).
     pub ready: std::sync::atomic::AtomicBool,
+    /// Live plugin versions and swap attempts.
+    pub swaps: std::sync::Mutex<crate::swap::SwapBoard>,
+    /// Largest time between two consecutive batches handed to the sink
+    /// (nanoseconds), apart from those across a swap.
+    pub gap_max_ns: AtomicU64,
+    /// Largest time between two consecutive batches handed to the sink
+    /// across a plugin swap (nanoseconds).
+    pub swap_gap_max_ns: AtomicU64,
 }
 
 /// What a finished run did.
@@ -131,23 +140,6 @@ impl Summary {
     }
 }
 
-/// One plugin in the chain, with what is needed to replace its instance.
-struct Stage {
-    spec: PluginSpec,
-    loaded: LoadedComponent,
-    plugin: plugin::Plugin,
-    label: String,
-}
-
-impl Stage {
-    fn restart(&mut self, engine: &PluginEngine, stats: &Stats) -> Result<()> {
-        self.plugin = engine.instantiate(&self.spec, &self.loaded)?;
-        stats.restarts.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(plugin = %self.label, "Started a fresh instance after a trap; its state was reset.");
-        Ok(())
-    }
-}
-
 /// Shortest and longest pause before resuming after an outage.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
 
@@ -158,6 +150,8 @@ pub struct Pipeline {
     delivery: Delivery,
     chain: Chain,
     stats: Arc<Stats>,
+    /// New plugin versions from the watcher, if it watches this pipeline.
+    offers: Option<tokio::sync::mpsc::UnboundedReceiver<Offer>>,
 }
 
 /// The parts a run opens, and opens again after an outage.
@@ -172,35 +166,58 @@ impl Pipeline {
     /// are opened by [`Pipeline::run`] (and opened again after an outage).
     pub async fn build(name: &str, config: &Config, engine: &PluginEngine) -> Result<Self> {
         let pc: &PipelineConfig = &config.pipelines[name];
-        let mut stages = Vec::new();
-        for plugin_name in &pc.plugins {
-            let spec = plugin_spec(config, plugin_name);
-            let loaded = engine.load(&spec.path)?;
-            let plugin = engine.instantiate(&spec, &loaded)?;
-            let label = format!("{}@{}", plugin.info().name, plugin.info().version);
-            tracing::info!(pipeline = name, plugin = %label, hash = %&loaded.hash[..12], origin = ?loaded.origin, load_ms = loaded.load_time.as_millis() as u64, "Plugin ready.");
-            stages.push(Stage {
-                spec,
-                loaded,
-                plugin,
-                label,
-            });
-        }
+        let stats = Arc::<Stats>::default();
+        let chain = Chain::build(engine, config, name, stats.clone())?;
         // Config::load refused an impossible delivery.
         let (delivery, why) = pc.delivery().unwrap_or((Delivery::AtLeastOnce, "refused"));
         tracing::info!(pipeline = name, %delivery, why, "Delivery.");
-        let stats = Arc::<Stats>::default();
         Ok(Pipeline {
             name: name.to_owned(),
             config: Arc::new(config.clone()),
             delivery,
-            chain: Chain {
-                stages,
-                engine: engine.clone(),
-                stats: stats.clone(),
-            },
+            chain,
             stats,
+            offers: None,
         })
+    }
+
+    /// What the plugin watcher should keep current for this pipeline: its
+    /// stages whose plugins have `watch = true`. Offers reach the pipeline
+    /// through a channel made here.
+    pub fn swap_targets(&mut self) -> Vec<Target> {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let targets: Vec<Target> = self
+            .chain
+            .targets()
+            .into_iter()
+            .filter(|(_, spec, _, _)| self.config.plugins[&spec.name].watch)
+            .map(|(stage, spec, policy, hash)| Target {
+                pipeline: self.name.clone(),
+                stage,
+                spec,
+                policy,
+                hash,
+                offers: sender.clone(),
+            })
+            .collect();
+        if !targets.is_empty() {
+            self.offers = Some(receiver);
+        }
+        targets
+    }
+
+    /// Takes the versions the watcher prepared, at a batch boundary.
+    /// Returns whether one went live.
+    fn take_offers(&mut self) -> bool {
+        let Some(offers) = &mut self.offers else {
+            return false;
+        };
+        let mut swapped = false;
+        while let Ok(offer) = offers.try_recv() {
+            let chain = &mut self.chain;
+            swapped |= tokio::task::block_in_place(|| chain.offer(&self.name, offer));
+        }
+        swapped
     }
 
     /// Live counters.
@@ -349,7 +366,11 @@ impl Pipeline {
         stats.ready.store(true, Ordering::Relaxed);
         let (mut last_tick, mut epoch_started, mut epoch_read) =
             (Instant::now(), Instant::now(), 0);
+        // When the last batch was handed to the sink, and whether a swap
+        // happened since.
+        let (mut handed, mut swapped) = (None::<Instant>, false);
         let ended = loop {
+            swapped |= self.take_offers();
             if *stop.borrow() {
                 tracing::info!(pipeline = %self.name, "Stopping on request.");
                 break false;
@@ -381,7 +402,17 @@ impl Pipeline {
                 )
             })?;
             writer.write(outputs, dead, span).await?;
-            stats.batch_seconds.observe(pulled.elapsed().as_secs_f64());
+            let now = Instant::now();
+            stats.batch_seconds.observe((now - pulled).as_secs_f64());
+            if let Some(previous) = handed.replace(now) {
+                let gap = (now - previous).as_nanos() as u64;
+                let max = if std::mem::take(&mut swapped) {
+                    &stats.swap_gap_max_ns
+                } else {
+                    &stats.gap_max_ns
+                };
+                max.fetch_max(gap, Ordering::Relaxed);
+            }
             if last_tick.elapsed() >= tick_interval {
                 last_tick = Instant::now();
                 self.chain.tick(now_ms(), &origin, writer).await?;
@@ -420,134 +451,6 @@ impl Pipeline {
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         crate::crash::point("before-offset-commit");
         source.commit(&checkpoint.positions).await?;
-        Ok(())
-    }
-}
-
-/// The plugins of a pipeline, in order.
-struct Chain {
-    stages: Vec<Stage>,
-    engine: PluginEngine,
-    stats: Arc<Stats>,
-}
-
-impl Chain {
-    /// Fresh instances of every stage (a run starts from the checkpoint's
-    /// state, never from what an interrupted run left in memory).
-    fn fresh(&mut self) -> Result<()> {
-        for stage in &mut self.stages {
-            stage.plugin = self.engine.instantiate(&stage.spec, &stage.loaded)?;
-        }
-        Ok(())
-    }
-
-    /// Every stage's state, by plugin name.
-    fn snapshot(&mut self) -> Result<BTreeMap<String, PluginState>> {
-        let mut state = BTreeMap::new();
-        for stage in &mut self.stages {
-            let bytes = stage.plugin.snapshot()?;
-            let version = stage.plugin.info().state_version;
-            state.insert(stage.spec.name.clone(), PluginState { version, bytes });
-        }
-        Ok(state)
-    }
-
-    /// Restores each stage's state from a checkpoint.
-    fn restore(&mut self, pipeline: &str, state: &BTreeMap<String, PluginState>) -> Result<()> {
-        for stage in &mut self.stages {
-            let Some(saved) = state.get(&stage.spec.name) else {
-                tracing::warn!(pipeline, plugin = %stage.label, "The checkpoint holds no state for this plugin; it starts empty.");
-                continue;
-            };
-            let running = stage.plugin.info().state_version;
-            if saved.version != running {
-                return Err(Error::StateVersion {
-                    pipeline: pipeline.to_owned(),
-                    plugin: stage.spec.name.clone(),
-                    stored: saved.version,
-                    running,
-                });
-            }
-            tokio::task::block_in_place(|| stage.plugin.restore(&saved.bytes))?;
-        }
-        Ok(())
-    }
-
-    /// Runs `records` through stages `from..`; returns outputs and dead letters.
-    fn apply(
-        &mut self,
-        from: usize,
-        mut records: Vec<Record>,
-        mut positions: Option<&[Position]>,
-        locate: &dyn Fn(Position) -> String,
-        now: i64,
-    ) -> Result<(Vec<Record>, Vec<Record>)> {
-        let mut dead = Vec::new();
-        for stage in &mut self.stages[from..] {
-            if records.is_empty() {
-                break;
-            }
-            let origin = |index: usize| {
-                locate(
-                    positions
-                        .and_then(|p| p.get(index))
-                        .copied()
-                        .unwrap_or(Position::None),
-                )
-            };
-            match stage.plugin.process(&records, now) {
-                Ok(result) => {
-                    for failure in result.failures {
-                        let index = failure.index as usize;
-                        let Some(record) = records.get(index) else {
-                            tracing::warn!(plugin = %stage.label, index, "Plugin reported a failure for an index outside its batch; ignored.");
-                            continue;
-                        };
-                        dead.push(tag_dead_letter(
-                            record.clone(),
-                            &failure.reason,
-                            &stage.label,
-                            &origin(index),
-                        ));
-                    }
-                    records = result.outputs;
-                }
-                Err(error) => {
-                    let reason = error.to_string();
-                    for (index, record) in std::mem::take(&mut records).into_iter().enumerate() {
-                        dead.push(tag_dead_letter(
-                            record,
-                            &reason,
-                            &stage.label,
-                            &origin(index),
-                        ));
-                    }
-                    stage.restart(&self.engine, &self.stats)?;
-                }
-            }
-            positions = None;
-        }
-        Ok((records, dead))
-    }
-
-    /// `on-tick` on every stage; a stage's tick output flows through the
-    /// stages after it.
-    /// `origin` names the source on dead letters of tick output.
-    async fn tick(&mut self, now: i64, origin: &str, writer: &mut SinkWriter) -> Result<()> {
-        for i in 0..self.stages.len() {
-            let emitted = match tokio::task::block_in_place(|| self.stages[i].plugin.on_tick(now)) {
-                Ok(records) => records,
-                Err(error) => {
-                    tracing::error!(plugin = %self.stages[i].label, %error, "on-tick trapped; state of this plugin is lost.");
-                    self.stages[i].restart(&self.engine, &self.stats)?;
-                    continue;
-                }
-            };
-            let (outputs, dead) = tokio::task::block_in_place(|| {
-                self.apply(i + 1, emitted, None, &|_| origin.to_owned(), now)
-            })?;
-            writer.write(outputs, dead, None).await?;
-        }
         Ok(())
     }
 }

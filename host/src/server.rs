@@ -139,6 +139,50 @@ pub fn render_metrics(pipelines: &[(String, Arc<Stats>)]) -> String {
     }
     header(
         &mut out,
+        "weir_batch_gap_max_seconds",
+        "gauge",
+        "Largest time between two consecutive batches handed to the sink; during=\"swap\" for those across a plugin swap.",
+    );
+    for (pipeline, stats) in pipelines {
+        for (during, max) in [
+            ("steady", &stats.gap_max_ns),
+            ("swap", &stats.swap_gap_max_ns),
+        ] {
+            let _ = writeln!(
+                out,
+                "weir_batch_gap_max_seconds{{pipeline=\"{}\",during=\"{during}\"}} {}",
+                label(pipeline),
+                max.load(Ordering::Relaxed) as f64 / 1e9
+            );
+        }
+    }
+    header(
+        &mut out,
+        "weir_plugin_swaps_total",
+        "counter",
+        "Attempts to replace a running plugin, by result (swapped, promoted, compile_error, wrong_world, init_failed, state_version, restore_failed, rolled_back, canary_rejected).",
+    );
+    for (pipeline, stats) in pipelines {
+        let board = stats.swaps.lock().expect("swap board lock");
+        for plugin in board.live.keys() {
+            for outcome in crate::swap::Outcome::ALL {
+                let count = board
+                    .counts
+                    .get(&(plugin.clone(), outcome))
+                    .copied()
+                    .unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "weir_plugin_swaps_total{{pipeline=\"{}\",plugin=\"{}\",result=\"{}\"}} {count}",
+                    label(pipeline),
+                    label(plugin),
+                    outcome.label()
+                );
+            }
+        }
+    }
+    header(
+        &mut out,
         "weir_consumer_lag",
         "gauge",
         "Records not yet read, per source partition.",
@@ -171,6 +215,13 @@ fn respond(path: &str, pipelines: &[(String, Arc<Stats>)]) -> (u16, &'static str
                 let up = stats.ready.load(Ordering::Relaxed);
                 ready &= up;
                 let _ = writeln!(body, "{name}: {}", if up { "ready" } else { "not ready" });
+                let board = stats.swaps.lock().expect("swap board lock");
+                for (plugin, live) in &board.live {
+                    let _ = writeln!(body, "  plugin {plugin}: {live}");
+                    if let Some(last) = board.last.get(plugin) {
+                        let _ = writeln!(body, "    last swap: {last}");
+                    }
+                }
             }
             (if ready { 200 } else { 503 }, "text/plain", body)
         }
@@ -255,6 +306,29 @@ mod tests {
         assert!(text.contains("weir_batch_seconds_bucket{pipeline=\"a\\\"b\",le=\"0.005\"} 1"));
         assert!(text.contains("weir_batch_seconds_bucket{pipeline=\"a\\\"b\",le=\"+Inf\"} 2"));
         assert!(text.contains("weir_consumer_lag{pipeline=\"a\\\"b\",partition=\"weather/0\"} 12"));
+    }
+
+    #[test]
+    fn swaps_are_counted_per_result_and_shown_in_readyz() {
+        let stats = Arc::new(Stats::default());
+        stats.ready.store(true, Ordering::Relaxed);
+        {
+            let mut board = stats.swaps.lock().unwrap();
+            board.live.insert("taxi".into(), "taxi-enrich@2.0.0+0123456789ab".into());
+            board.record("taxi", crate::swap::Outcome::CompileError, "garbage refused".into());
+        }
+        let pipelines = vec![("p".to_owned(), stats)];
+        let text = render_metrics(&pipelines);
+        assert!(text.contains(
+            "weir_plugin_swaps_total{pipeline=\"p\",plugin=\"taxi\",result=\"compile_error\"} 1"
+        ));
+        assert!(text.contains(
+            "weir_plugin_swaps_total{pipeline=\"p\",plugin=\"taxi\",result=\"swapped\"} 0"
+        ));
+        let (status, _, body) = respond("/readyz", &pipelines);
+        assert_eq!(status, 200);
+        assert!(body.contains("plugin taxi: taxi-enrich@2.0.0+0123456789ab"), "{body}");
+        assert!(body.contains("last swap: compile_error: garbage refused"), "{body}");
     }
 
     #[test]

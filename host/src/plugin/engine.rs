@@ -111,13 +111,19 @@ impl PluginEngine {
 
     /// Reads and compiles (or loads from the cache) the component at `path`.
     pub fn load(&self, path: &Path) -> Result<LoadedComponent> {
-        let started = Instant::now();
         let bytes = std::fs::read(path).map_err(|source| Error::Read {
             path: path.to_owned(),
             source,
         })?;
-        let hash = ComponentCache::content_hash(&bytes);
-        let (component, origin) = self.cache.load(&self.engine, path, &bytes, &hash)?;
+        self.load_bytes(path, &bytes)
+    }
+
+    /// Compiles (or loads from the cache) a component already read from
+    /// `path`.
+    pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<LoadedComponent> {
+        let started = Instant::now();
+        let hash = ComponentCache::content_hash(bytes);
+        let (component, origin) = self.cache.load(&self.engine, path, bytes, &hash)?;
         let load_time = started.elapsed();
         tracing::debug!(path = %path.display(), %hash, ?origin, ?load_time, "Loaded component.");
         Ok(LoadedComponent {

@@ -142,6 +142,14 @@ fn required_time(raw: Option<&RawTime>, field: &str) -> Result<Timestamp, String
         .map_err(|e| format!("{field}: {e}"))
 }
 
+/// The version `describe` reports. The `v2` feature builds the version the
+/// hot-swap tests switch to: it also writes `fare_per_minute`.
+pub const VERSION: &str = if cfg!(feature = "v2") {
+    "2.0.0"
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
 /// Appends the metrics to a JSON object in place: the closing `}` is replaced
 /// by the new fields, so input fields are kept exactly and no second buffer
 /// is allocated.
@@ -169,6 +177,12 @@ pub fn append_metrics(value: &mut Vec<u8>, m: &Metrics) {
     push_number(value, "avg_speed_mph", Some(m.avg_speed_mph));
     push_number(value, "fare_per_mile", Some(m.fare_per_mile));
     push_number(value, "tip_pct", m.tip_pct);
+    #[cfg(feature = "v2")]
+    push_number(
+        value,
+        "fare_per_minute",
+        Some(m.fare_per_mile * m.avg_speed_mph / 60.0),
+    );
     let hour = m.pickup.hour();
     value.extend_from_slice(b",\"pickup_hour\":");
     if hour >= 10 {
@@ -214,7 +228,7 @@ impl Transform for TaxiEnrich {
     fn info() -> Info {
         Info {
             name: "taxi-enrich".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: VERSION.into(),
             state_version: 0,
         }
     }

@@ -1,0 +1,744 @@
+//! The plugins of one pipeline, in order, and how a stage changes version
+//! while the pipeline runs.
+//!
+//! Every change happens between two batches, on the pipeline's own task, so
+//! a batch is processed by exactly one version of each stage:
+//!
+//! - **switch:** `snapshot()` the live instance, `restore()` into the
+//!   prepared one, make it live. The previous version is kept for
+//!   `probation-batches` batches: if the new one traps on one of them, the
+//!   previous one comes back with the state as it was before that batch and
+//!   processes the batch again. Nothing is lost or written twice, because
+//!   the trapped call produced no output.
+//! - **canary:** the prepared instance shadows the live one for
+//!   `canary-batches` batches on the same input; its outputs are compared
+//!   and discarded. It is promoted (a switch) only if its failure rate is
+//!   not worse than the live one's by more than `canary-margin`.
+
+use crate::config::Config;
+use crate::pipeline::{Error, Result, Stats, tag_dead_letter};
+use crate::plugin::{self, BatchResult, LoadedComponent, Plugin, PluginEngine, PluginSpec};
+use crate::sink::writer::SinkWriter;
+use crate::source::Position;
+use crate::swap::{
+    Candidate, Offer, Outcome, StatePolicy, SwapPolicy, VERSION_HEADER, VersionTag, version_label,
+};
+use crate::{Header, Record};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::checkpoint::PluginState;
+
+/// One plugin in the chain, with what is needed to replace its instance.
+struct Stage {
+    spec: PluginSpec,
+    policy: SwapPolicy,
+    loaded: LoadedComponent,
+    plugin: Plugin,
+    /// `name@version`, on dead letters.
+    label: String,
+    /// `name@version+hash`, on outputs and in `/readyz`.
+    version: String,
+    /// The version before the last switch, while the new one is on trial.
+    probation: Option<Probation>,
+    /// A new version shadowing this one.
+    canary: Option<Canary>,
+}
+
+/// What a rollback needs.
+struct Probation {
+    spec: PluginSpec,
+    policy: SwapPolicy,
+    loaded: LoadedComponent,
+    /// Batches left on trial.
+    remaining: u32,
+    /// The live state before the batch being processed, and its version.
+    state: Option<(u32, Vec<u8>)>,
+}
+
+/// A shadowing version and what it did so far.
+struct Canary {
+    candidate: Box<Candidate>,
+    remaining: u32,
+    inputs: u64,
+    live_failed: u64,
+    shadow_failed: u64,
+    live_out: u64,
+    shadow_out: u64,
+    /// The first output that differed, in words.
+    diff: Option<String>,
+}
+
+impl Canary {
+    fn observe(&mut self, inputs: &[Record], live: &BatchResult, shadow: &BatchResult) {
+        self.remaining = self.remaining.saturating_sub(1);
+        self.inputs += inputs.len() as u64;
+        self.live_failed += live.failures.len() as u64;
+        self.shadow_failed += shadow.failures.len() as u64;
+        self.live_out += live.outputs.len() as u64;
+        self.shadow_out += shadow.outputs.len() as u64;
+        if self.diff.is_none() {
+            let differing = live
+                .outputs
+                .iter()
+                .zip(&shadow.outputs)
+                .position(|(a, b)| a.value != b.value);
+            self.diff = differing.map(|i| {
+                format!(
+                    "first differing output: live {} | canary {}",
+                    abbreviate(&live.outputs[i].value),
+                    abbreviate(&shadow.outputs[i].value)
+                )
+            });
+        }
+    }
+
+    fn rate(failed: u64, inputs: u64) -> f64 {
+        failed as f64 / inputs.max(1) as f64
+    }
+
+    fn comparison(&self) -> String {
+        format!(
+            "{} batches, {} inputs: live failed {} ({:.1}%) and emitted {}; canary failed {} ({:.1}%) and emitted {}{}",
+            self.candidate.policy.canary_batches,
+            self.inputs,
+            self.live_failed,
+            100.0 * Canary::rate(self.live_failed, self.inputs),
+            self.live_out,
+            self.shadow_failed,
+            100.0 * Canary::rate(self.shadow_failed, self.inputs),
+            self.shadow_out,
+            self.diff
+                .as_ref()
+                .map_or(String::new(), |d| format!("; {d}"))
+        )
+    }
+
+    fn passes(&self) -> bool {
+        Canary::rate(self.shadow_failed, self.inputs)
+            <= Canary::rate(self.live_failed, self.inputs) + self.candidate.policy.canary_margin
+    }
+}
+
+fn abbreviate(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if text.chars().count() <= 160 {
+        text.into_owned()
+    } else {
+        format!("{}…", text.chars().take(160).collect::<String>())
+    }
+}
+
+impl Stage {
+    fn start(engine: &PluginEngine, config: &Config, name: &str) -> Result<Stage> {
+        let spec = crate::pipeline::plugin_spec(config, name);
+        let loaded = engine.load(&spec.path)?;
+        let plugin = engine.instantiate(&spec, &loaded)?;
+        Ok(Stage {
+            policy: SwapPolicy::of(&config.plugins[name]),
+            label: format!("{}@{}", plugin.info().name, plugin.info().version),
+            version: version_label(&plugin),
+            spec,
+            loaded,
+            plugin,
+            probation: None,
+            canary: None,
+        })
+    }
+
+    fn restart(&mut self, engine: &PluginEngine, stats: &Stats) -> Result<()> {
+        self.plugin = engine.instantiate(&self.spec, &self.loaded)?;
+        stats.restarts.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(plugin = %self.label, "Started a fresh instance after a trap; its state was reset.");
+        Ok(())
+    }
+
+    /// Makes `candidate` live, handing it the live state. On refusal the
+    /// live version stays and the reason is returned.
+    fn switch(&mut self, candidate: Box<Candidate>) -> Result<(), (Outcome, String)> {
+        let Candidate {
+            spec,
+            policy,
+            loaded,
+            mut plugin,
+            ..
+        } = *candidate;
+        let (old, new) = (
+            self.plugin.info().state_version,
+            plugin.info().state_version,
+        );
+        if policy.state == StatePolicy::Keep && old != new {
+            return Err((
+                Outcome::StateVersion,
+                format!(
+                    "{} reports state version {new} but the live {} wrote version {old}; deploy a version that reads it, or set [plugins.{}] state = \"reset\" to start it empty",
+                    version_label(&plugin),
+                    version_label(&self.plugin),
+                    spec.name
+                ),
+            ));
+        }
+        let state = self
+            .plugin
+            .snapshot()
+            .map_err(|e| (Outcome::RestoreFailed, format!("the live version's snapshot failed: {e}")))?;
+        if policy.state == StatePolicy::Keep {
+            plugin
+                .restore(&state)
+                .map_err(|e| (Outcome::RestoreFailed, e.to_string()))?;
+        }
+        let previous = Probation {
+            spec: std::mem::replace(&mut self.spec, spec),
+            policy: std::mem::replace(&mut self.policy, policy),
+            loaded: std::mem::replace(&mut self.loaded, loaded),
+            remaining: self.policy.probation_batches,
+            state: Some((old, state)),
+        };
+        self.label = format!("{}@{}", plugin.info().name, plugin.info().version);
+        self.version = version_label(&plugin);
+        self.plugin = plugin;
+        self.probation = (previous.remaining > 0).then_some(previous);
+        Ok(())
+    }
+
+    /// Runs `call` on the live instance. On probation, a trap brings the
+    /// previous version back with the state from before this call, and
+    /// `call` runs again on it. `counts` says whether the call ends a batch
+    /// of the trial.
+    fn guarded<T>(
+        &mut self,
+        engine: &PluginEngine,
+        stats: &Stats,
+        counts: bool,
+        mut call: impl FnMut(&mut Plugin) -> plugin::Result<T>,
+    ) -> Result<plugin::Result<T>> {
+        if self.probation.is_none() {
+            return Ok(call(&mut self.plugin));
+        }
+        let before = self.plugin.snapshot();
+        let error = match before {
+            Ok(bytes) => {
+                if let Some(p) = &mut self.probation {
+                    p.state = Some((self.plugin.info().state_version, bytes));
+                }
+                match call(&mut self.plugin) {
+                    Ok(value) => {
+                        if counts {
+                            self.passed_batch();
+                        }
+                        return Ok(Ok(value));
+                    }
+                    Err(error) => error,
+                }
+            }
+            Err(error) => error,
+        };
+        self.roll_back(engine, stats, &error)?;
+        Ok(call(&mut self.plugin))
+    }
+
+    fn passed_batch(&mut self) {
+        let Some(p) = &mut self.probation else { return };
+        p.remaining -= 1;
+        if p.remaining == 0 {
+            tracing::info!(plugin = %self.label, "The new version passed its probation; the previous one is released.");
+            self.probation = None;
+        }
+    }
+
+    /// The previous version comes back with the state from before the
+    /// failed call.
+    fn roll_back(&mut self, engine: &PluginEngine, stats: &Stats, error: &plugin::Error) -> Result<()> {
+        let Some(previous) = self.probation.take() else {
+            return Ok(());
+        };
+        let failed = version_label(&self.plugin);
+        let mut plugin = engine.instantiate(&previous.spec, &previous.loaded)?;
+        match &previous.state {
+            Some((version, bytes)) if *version == plugin.info().state_version => {
+                plugin.restore(bytes)?;
+            }
+            _ => tracing::warn!(plugin = %previous.spec.name, "The previous version cannot read the new version's state; it starts empty."),
+        }
+        self.label = format!("{}@{}", plugin.info().name, plugin.info().version);
+        self.version = version_label(&plugin);
+        (self.spec, self.policy, self.loaded, self.plugin) =
+            (previous.spec, previous.policy, previous.loaded, plugin);
+        let reason = format!(
+            "{failed} trapped on probation ({error}); {} is live again and reprocesses the batch",
+            self.version
+        );
+        tracing::error!(plugin = %self.spec.name, "Rolled back: {reason}");
+        let mut board = stats.swaps.lock().expect("swap board lock");
+        board.record(&self.spec.name, Outcome::RolledBack, reason);
+        board.live.insert(self.spec.name.clone(), self.version.clone());
+        Ok(())
+    }
+}
+
+fn record(stats: &Stats, plugin: &str, outcome: Outcome, detail: String) {
+    stats
+        .swaps
+        .lock()
+        .expect("swap board lock")
+        .record(plugin, outcome, detail);
+}
+
+/// The plugins of a pipeline, in order.
+pub(crate) struct Chain {
+    stages: Vec<Stage>,
+    engine: PluginEngine,
+    stats: Arc<Stats>,
+    tag: VersionTag,
+    tag_field: String,
+}
+
+impl Chain {
+    /// Loads and starts the pipeline's plugins.
+    pub(crate) fn build(
+        engine: &PluginEngine,
+        config: &Config,
+        pipeline: &str,
+        stats: Arc<Stats>,
+    ) -> Result<Chain> {
+        let pc = &config.pipelines[pipeline];
+        let mut stages = Vec::new();
+        for name in &pc.plugins {
+            let stage = Stage::start(engine, config, name)?;
+            tracing::info!(pipeline, plugin = %version_label(&stage.plugin), origin = ?stage.loaded.origin, load_ms = stage.loaded.load_time.as_millis() as u64, "Plugin ready.");
+            stages.push(stage);
+        }
+        let mut chain = Chain {
+            stages,
+            engine: engine.clone(),
+            stats,
+            tag: pc.plugin_version,
+            tag_field: pc.plugin_version_field.clone(),
+        };
+        chain.versions_changed();
+        Ok(chain)
+    }
+
+    /// The watcher's view of every stage: what to watch and the live hash.
+    pub(crate) fn targets(&self) -> Vec<(usize, PluginSpec, SwapPolicy, String)> {
+        self.stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, s.spec.clone(), s.policy, s.loaded.hash.clone()))
+            .collect()
+    }
+
+    /// Shows the live versions on the swap board.
+    fn versions_changed(&mut self) {
+        let mut board = self.stats.swaps.lock().expect("swap board lock");
+        for stage in &self.stages {
+            board.live.insert(stage.spec.name.clone(), stage.version.clone());
+        }
+    }
+
+    /// The live versions, comma-separated: the tag of outputs.
+    fn versions(&self) -> String {
+        let labels: Vec<&str> = self.stages.iter().map(|s| s.version.as_str()).collect();
+        labels.join(",")
+    }
+
+    /// Fresh instances of every stage (a run starts from the checkpoint's
+    /// state, never from what an interrupted run left in memory). A canary
+    /// in progress is abandoned: its state no longer matches.
+    pub(crate) fn fresh(&mut self) -> Result<()> {
+        for stage in &mut self.stages {
+            stage.plugin = self.engine.instantiate(&stage.spec, &stage.loaded)?;
+            if stage.canary.take().is_some() {
+                tracing::warn!(plugin = %stage.label, "The pipeline resumed from its checkpoint; the canary in progress is abandoned (change the file again to retry).");
+            }
+            if let Some(p) = &mut stage.probation {
+                p.state = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every stage's state, by plugin name.
+    pub(crate) fn snapshot(&mut self) -> Result<BTreeMap<String, PluginState>> {
+        let mut state = BTreeMap::new();
+        for stage in &mut self.stages {
+            let bytes = stage.plugin.snapshot()?;
+            let version = stage.plugin.info().state_version;
+            state.insert(stage.spec.name.clone(), PluginState { version, bytes });
+        }
+        Ok(state)
+    }
+
+    /// Restores each stage's state from a checkpoint.
+    pub(crate) fn restore(
+        &mut self,
+        pipeline: &str,
+        state: &BTreeMap<String, PluginState>,
+    ) -> Result<()> {
+        for stage in &mut self.stages {
+            let Some(saved) = state.get(&stage.spec.name) else {
+                tracing::warn!(pipeline, plugin = %stage.label, "The checkpoint holds no state for this plugin; it starts empty.");
+                continue;
+            };
+            let running = stage.plugin.info().state_version;
+            if saved.version != running {
+                if stage.policy.state == StatePolicy::Reset {
+                    tracing::warn!(pipeline, plugin = %stage.label, stored = saved.version, running, "The checkpoint holds another state version and state = \"reset\"; the plugin starts empty.");
+                    continue;
+                }
+                return Err(Error::StateVersion {
+                    pipeline: pipeline.to_owned(),
+                    plugin: stage.spec.name.clone(),
+                    stored: saved.version,
+                    running,
+                });
+            }
+            tokio::task::block_in_place(|| stage.plugin.restore(&saved.bytes))?;
+        }
+        Ok(())
+    }
+
+    /// Takes a prepared (or refused) version at a batch boundary. Returns
+    /// whether a new version went live.
+    pub(crate) fn offer(&mut self, pipeline: &str, offer: Offer) -> bool {
+        let (stage, candidate) = match offer {
+            Offer::Refused {
+                stage,
+                plugin,
+                hash,
+                outcome,
+                reason,
+            } => {
+                let live = self
+                    .stages
+                    .get(stage)
+                    .map_or_else(String::new, |s| version_label(&s.plugin));
+                let detail = format!(
+                    "new file {} refused, {live} keeps running: {reason}",
+                    &hash[..12.min(hash.len())]
+                );
+                tracing::error!(pipeline, plugin = %plugin, result = outcome.label(), "Swap refused: {detail}");
+                record(&self.stats, &plugin, outcome, detail);
+                return false;
+            }
+            Offer::Ready(candidate) => (candidate.stage, candidate),
+        };
+        let Some(live) = self.stages.get_mut(stage) else {
+            return false;
+        };
+        let name = live.spec.name.clone();
+        let noticed = candidate.noticed;
+        let new = version_label(&candidate.plugin);
+        if candidate.policy.mode == crate::swap::SwapMode::Canary {
+            return self.start_canary(pipeline, stage, candidate);
+        }
+        let started = Instant::now();
+        let old = version_label(&live.plugin);
+        match live.switch(candidate) {
+            Ok(()) => {
+                let pause = started.elapsed();
+                let to_live = noticed.elapsed();
+                tracing::info!(pipeline, plugin = %name, from = %old, to = %new, pause_us = pause.as_micros() as u64, change_to_live_ms = to_live.as_millis() as u64, "Swapped at a batch boundary.");
+                record(
+                    &self.stats,
+                    &name,
+                    Outcome::Swapped,
+                    format!(
+                        "{old} → {new}, live {} ms after the change, switch took {} µs",
+                        to_live.as_millis(),
+                        pause.as_micros()
+                    ),
+                );
+                self.versions_changed();
+                true
+            }
+            Err((outcome, reason)) => {
+                tracing::error!(pipeline, plugin = %name, result = outcome.label(), "Swap refused, {old} keeps running: {reason}");
+                record(
+                    &self.stats,
+                    &name,
+                    outcome,
+                    format!("{new} refused, {old} keeps running: {reason}"),
+                );
+                false
+            }
+        }
+    }
+
+    fn start_canary(&mut self, pipeline: &str, stage: usize, mut candidate: Box<Candidate>) -> bool {
+        let live = &mut self.stages[stage];
+        let name = live.spec.name.clone();
+        let new = version_label(&candidate.plugin);
+        let (old, fresh) = (
+            live.plugin.info().state_version,
+            candidate.plugin.info().state_version,
+        );
+        let handed = if candidate.policy.state == StatePolicy::Keep {
+            if old != fresh {
+                let reason = format!("{new} reports state version {fresh}, the live one {old}; set state = \"reset\" to start it empty");
+                tracing::error!(pipeline, plugin = %name, "Canary refused: {reason}");
+                record(&self.stats, &name, Outcome::StateVersion, reason);
+                return false;
+            }
+            live.plugin
+                .snapshot()
+                .and_then(|state| candidate.plugin.restore(&state))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = handed {
+            let reason = format!("{new} could not take the live state: {e}");
+            tracing::error!(pipeline, plugin = %name, "Canary refused: {reason}");
+            record(&self.stats, &name, Outcome::RestoreFailed, reason);
+            return false;
+        }
+        if let Some(old) = &live.canary {
+            tracing::warn!(pipeline, plugin = %name, superseded = %version_label(&old.candidate.plugin), "A newer file replaces the canary in progress.");
+        }
+        tracing::info!(pipeline, plugin = %name, canary = %new, batches = candidate.policy.canary_batches, "Canary started: it shadows the live version, its outputs are compared and discarded.");
+        live.canary = Some(Canary {
+            remaining: candidate.policy.canary_batches,
+            candidate,
+            inputs: 0,
+            live_failed: 0,
+            shadow_failed: 0,
+            live_out: 0,
+            shadow_out: 0,
+            diff: None,
+        });
+        false
+    }
+
+    /// Shadows the live result of `stage` with its canary, if any, and
+    /// decides once the canary has seen enough. Returns whether it was
+    /// promoted.
+    fn shadow(&mut self, stage: usize, inputs: &[Record], live: &BatchResult, now: i64) -> bool {
+        let s = &mut self.stages[stage];
+        let Some(canary) = &mut s.canary else {
+            return false;
+        };
+        let name = s.spec.name.clone();
+        let new = version_label(&canary.candidate.plugin);
+        match canary.candidate.plugin.process(inputs, now) {
+            Ok(shadow) => canary.observe(inputs, live, &shadow),
+            Err(e) => {
+                let reason = format!("{new} trapped while shadowing: {e}");
+                tracing::error!(plugin = %name, "Canary rejected: {reason}");
+                record(&self.stats, &name, Outcome::CanaryRejected, reason);
+                s.canary = None;
+                return false;
+            }
+        }
+        if canary.remaining > 0 {
+            return false;
+        }
+        let Some(canary) = s.canary.take() else {
+            return false;
+        };
+        let comparison = canary.comparison();
+        if !canary.passes() {
+            let reason = format!(
+                "{new} fails more than the margin of {:.1} points allows: {comparison}",
+                100.0 * canary.candidate.policy.canary_margin
+            );
+            tracing::error!(plugin = %name, "Canary rejected: {reason}");
+            record(&self.stats, &name, Outcome::CanaryRejected, reason);
+            return false;
+        }
+        let old = version_label(&s.plugin);
+        match s.switch(canary.candidate) {
+            Ok(()) => {
+                tracing::info!(plugin = %name, from = %old, to = %new, "Canary promoted: {comparison}");
+                record(
+                    &self.stats,
+                    &name,
+                    Outcome::Promoted,
+                    format!("{old} → {new}: {comparison}"),
+                );
+                self.versions_changed();
+                true
+            }
+            Err((outcome, reason)) => {
+                tracing::error!(plugin = %name, "Canary passed but could not go live: {reason}");
+                record(&self.stats, &name, outcome, reason);
+                false
+            }
+        }
+    }
+
+    /// Runs `records` through stages `from..`; returns outputs and dead letters.
+    pub(crate) fn apply(
+        &mut self,
+        from: usize,
+        mut records: Vec<Record>,
+        mut positions: Option<&[Position]>,
+        locate: &dyn Fn(Position) -> String,
+        now: i64,
+    ) -> Result<(Vec<Record>, Vec<Record>)> {
+        let mut dead = Vec::new();
+        // Set when a canary is promoted after this batch: the batch was
+        // made by the versions before the promotion.
+        let mut made_by = None;
+        for i in from..self.stages.len() {
+            if records.is_empty() {
+                break;
+            }
+            let origin = |index: usize| {
+                locate(
+                    positions
+                        .and_then(|p| p.get(index))
+                        .copied()
+                        .unwrap_or(Position::None),
+                )
+            };
+            let stage = &mut self.stages[i];
+            let result = stage.guarded(&self.engine, &self.stats, true, |p| p.process(&records, now))?;
+            match result {
+                Ok(result) => {
+                    let label = &self.stages[i].label;
+                    for failure in &result.failures {
+                        let index = failure.index as usize;
+                        let Some(record) = records.get(index) else {
+                            tracing::warn!(plugin = %label, index, "Plugin reported a failure for an index outside its batch; ignored.");
+                            continue;
+                        };
+                        dead.push(tag_dead_letter(
+                            record.clone(),
+                            &failure.reason,
+                            label,
+                            &origin(index),
+                        ));
+                    }
+                    if self.stages[i].canary.is_some() {
+                        let before = self.versions();
+                        if self.shadow(i, &records, &result, now) {
+                            made_by.get_or_insert(before);
+                        }
+                    }
+                    records = result.outputs;
+                }
+                Err(error) => {
+                    let stage = &mut self.stages[i];
+                    let reason = error.to_string();
+                    for (index, record) in std::mem::take(&mut records).into_iter().enumerate() {
+                        dead.push(tag_dead_letter(
+                            record,
+                            &reason,
+                            &stage.label,
+                            &origin(index),
+                        ));
+                    }
+                    stage.restart(&self.engine, &self.stats)?;
+                }
+            }
+            positions = None;
+        }
+        if from < self.stages.len() {
+            let versions = made_by.unwrap_or_else(|| self.versions());
+            self.tag_with(&mut records, &versions);
+        }
+        Ok((records, dead))
+    }
+
+    /// Names the live versions on every output, as configured.
+    fn tag_with(&self, records: &mut [Record], versions: &str) {
+        match self.tag {
+            VersionTag::None => {}
+            VersionTag::Header => {
+                for record in records {
+                    record.headers.push(Header {
+                        name: VERSION_HEADER.into(),
+                        value: versions.as_bytes().to_vec(),
+                    });
+                }
+            }
+            VersionTag::Field => {
+                for record in records {
+                    add_json_field(&mut record.value, &self.tag_field, versions);
+                }
+            }
+        }
+    }
+
+    /// `on-tick` on every stage; a stage's tick output flows through the
+    /// stages after it.
+    /// `origin` names the source on dead letters of tick output.
+    pub(crate) async fn tick(
+        &mut self,
+        now: i64,
+        origin: &str,
+        writer: &mut SinkWriter,
+    ) -> Result<()> {
+        for i in 0..self.stages.len() {
+            let (engine, stats) = (self.engine.clone(), self.stats.clone());
+            let stage = &mut self.stages[i];
+            let ticked = tokio::task::block_in_place(|| {
+                stage.guarded(&engine, &stats, false, |p| p.on_tick(now))
+            })?;
+            let emitted = match ticked {
+                Ok(records) => records,
+                Err(error) => {
+                    tracing::error!(plugin = %self.stages[i].label, %error, "on-tick trapped; state of this plugin is lost.");
+                    self.stages[i].restart(&self.engine, &self.stats)?;
+                    continue;
+                }
+            };
+            let (mut outputs, dead) = tokio::task::block_in_place(|| {
+                self.apply(i + 1, emitted, None, &|_| origin.to_owned(), now)
+            })?;
+            if i + 1 == self.stages.len() {
+                // apply(from = len) touches no stage and does not tag.
+                self.tag_with(&mut outputs, &self.versions());
+            }
+            writer.write(outputs, dead, None).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds `"field": "text"` to a JSON object written as text, without
+/// parsing it; values that are not an object are left as they are.
+fn add_json_field(value: &mut Vec<u8>, field: &str, text: &str) {
+    let start = value.iter().position(|b| !b.is_ascii_whitespace());
+    let end = value.iter().rposition(|b| !b.is_ascii_whitespace());
+    let (Some(start), Some(end)) = (start, end) else {
+        return;
+    };
+    if value[start] != b'{' || value[end] != b'}' {
+        return;
+    }
+    let empty = value[start + 1..end].iter().all(u8::is_ascii_whitespace);
+    let mut member = Vec::with_capacity(field.len() + text.len() + 8);
+    if !empty {
+        member.push(b',');
+    }
+    member.extend_from_slice(serde_json::to_string(field).unwrap_or_default().as_bytes());
+    member.push(b':');
+    member.extend_from_slice(serde_json::to_string(text).unwrap_or_default().as_bytes());
+    value.splice(end..end, member);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_field(text: &str) -> String {
+        let mut value = text.as_bytes().to_vec();
+        add_json_field(&mut value, "weir_version", "taxi@1+abc");
+        String::from_utf8(value).unwrap()
+    }
+
+    #[test]
+    fn a_version_field_is_added_to_json_objects_and_nothing_else() {
+        assert_eq!(with_field(r#"{"a":1}"#), r#"{"a":1,"weir_version":"taxi@1+abc"}"#);
+        assert_eq!(with_field("{ }\n"), "{ \"weir_version\":\"taxi@1+abc\"}\n");
+        assert_eq!(with_field("[1,2]"), "[1,2]");
+        assert_eq!(with_field("plain text"), "plain text");
+        assert_eq!(with_field(""), "");
+        let parsed: serde_json::Value =
+            serde_json::from_str(&with_field(r#" {"nested":{"b":[1]}} "#)).unwrap();
+        assert_eq!(parsed["weir_version"], "taxi@1+abc");
+    }
+}

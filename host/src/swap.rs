@@ -1,0 +1,513 @@
+//! Hot swap: a changed plugin file becomes the live version without stopping
+//! the pipeline.
+//!
+//! The [`Watcher`] (its own thread) notices a change to a plugin's `.wasm`
+//! (written in place, renamed over, rebuilt by cargo, a symlink switched) or,
+//! with `--watch-config`, to a plugin's section of the configuration. After
+//! the burst of file events has been quiet for [`DEBOUNCE`] it reads the
+//! file, hashes it, compiles it (or takes it from the compiled cache),
+//! instantiates it and runs `describe` and `init` — all off the hot path —
+//! and hands the pipeline an [`Offer`]. The pipeline switches at its next
+//! batch boundary (see `chain.rs`): snapshot the old instance, restore into
+//! the new one, go on. What happened to every attempt is an [`Outcome`],
+//! counted per plugin on a [`SwapBoard`].
+
+use crate::config::{Config, PluginConfig};
+use crate::plugin::{self, LoadedComponent, Plugin, PluginEngine, PluginSpec};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+/// How long file events must be quiet before a changed plugin is read:
+/// long enough for a copy or a linker to finish writing, short enough to
+/// feel immediate.
+pub const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// How a new version goes live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwapMode {
+    /// At the next batch boundary.
+    #[default]
+    Immediate,
+    /// After shadowing the live version for `canary-batches` batches with a
+    /// failure rate no worse than `canary-margin` above the live one's.
+    Canary,
+}
+
+/// What happens to the live state when a new version goes live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StatePolicy {
+    /// The new version restores the old one's snapshot; a new version whose
+    /// state version differs is refused.
+    #[default]
+    Keep,
+    /// The new version starts empty (open windows of the old one are lost).
+    Reset,
+}
+
+/// How output records name the plugin versions that made them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VersionTag {
+    /// A `weir.plugins` header.
+    #[default]
+    Header,
+    /// A field of the JSON object in the record value.
+    Field,
+    /// Nothing.
+    None,
+}
+
+/// Header that names the plugin versions an output record went through.
+pub const VERSION_HEADER: &str = "weir.plugins";
+
+/// A plugin's swap settings, from `[plugins.<name>]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SwapPolicy {
+    /// Immediate or canary.
+    pub mode: SwapMode,
+    /// Keep or reset the state.
+    pub state: StatePolicy,
+    /// Batches after a switch on which a trap rolls back.
+    pub probation_batches: u32,
+    /// Batches a canary shadows the live version.
+    pub canary_batches: u32,
+    /// Allowed excess failure rate of a canary.
+    pub canary_margin: f64,
+}
+
+impl SwapPolicy {
+    /// The policy of one configured plugin.
+    pub fn of(config: &PluginConfig) -> Self {
+        SwapPolicy {
+            mode: config.swap,
+            state: config.state,
+            probation_batches: config.probation_batches,
+            canary_batches: config.canary_batches,
+            canary_margin: config.canary_margin,
+        }
+    }
+}
+
+/// How a swap attempt ended: the `result` label of
+/// `weir_plugin_swaps_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    /// The new version went live.
+    Swapped,
+    /// A canary passed and went live.
+    Promoted,
+    /// The file is not a valid component (random bytes, truncated).
+    CompileError,
+    /// The component does not implement the weir:transform world.
+    WrongWorld,
+    /// `describe` or `init` trapped or refused the configuration.
+    InitFailed,
+    /// The new version reports another state version and `state = "keep"`.
+    StateVersion,
+    /// `restore` of the live state trapped or refused it.
+    RestoreFailed,
+    /// The new version trapped on a batch during its probation; the
+    /// previous version came back and reprocessed the batch.
+    RolledBack,
+    /// A canary failed more records than allowed, or trapped.
+    CanaryRejected,
+}
+
+impl Outcome {
+    /// Every outcome, in label order.
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Swapped,
+        Outcome::Promoted,
+        Outcome::CompileError,
+        Outcome::WrongWorld,
+        Outcome::InitFailed,
+        Outcome::StateVersion,
+        Outcome::RestoreFailed,
+        Outcome::RolledBack,
+        Outcome::CanaryRejected,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Swapped => "swapped",
+            Outcome::Promoted => "promoted",
+            Outcome::CompileError => "compile_error",
+            Outcome::WrongWorld => "wrong_world",
+            Outcome::InitFailed => "init_failed",
+            Outcome::StateVersion => "state_version",
+            Outcome::RestoreFailed => "restore_failed",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::CanaryRejected => "canary_rejected",
+        }
+    }
+
+    /// Whether the new version went live.
+    pub fn is_live(self) -> bool {
+        matches!(self, Outcome::Swapped | Outcome::Promoted)
+    }
+
+    /// The outcome of a version that could not be prepared.
+    fn of_prepare_error(error: &plugin::Error) -> Outcome {
+        match error {
+            plugin::Error::Read { .. } | plugin::Error::Compile { .. } => Outcome::CompileError,
+            plugin::Error::Link { .. } => Outcome::WrongWorld,
+            _ => Outcome::InitFailed,
+        }
+    }
+}
+
+/// A new version, compiled, instantiated and initialised off the hot path.
+pub struct Candidate {
+    /// Index of the stage it replaces in its pipeline's chain.
+    pub stage: usize,
+    /// Its spec (the configuration it was initialised with).
+    pub spec: PluginSpec,
+    /// Its swap settings (from the same configuration).
+    pub policy: SwapPolicy,
+    /// The compiled component (kept to make fresh instances later).
+    pub loaded: LoadedComponent,
+    /// The initialised instance.
+    pub plugin: Plugin,
+    /// When the change was first noticed.
+    pub noticed: Instant,
+}
+
+/// What the watcher hands a pipeline.
+pub enum Offer {
+    /// A version ready to switch to.
+    Ready(Box<Candidate>),
+    /// A version that could not be prepared.
+    Refused {
+        /// Index of the stage.
+        stage: usize,
+        /// Plugin name in the configuration.
+        plugin: String,
+        /// SHA-256 of the refused file, if it could be read.
+        hash: String,
+        /// Why, as a metric label.
+        outcome: Outcome,
+        /// Why, for people.
+        reason: String,
+    },
+}
+
+/// Live versions and swap history of one pipeline's plugins, for
+/// `/metrics`, `/readyz` and `weir status`.
+#[derive(Debug, Default)]
+pub struct SwapBoard {
+    /// The live version of each plugin (`name@version+hash`), by config name.
+    pub live: BTreeMap<String, String>,
+    /// Swap attempts by plugin and outcome.
+    pub counts: BTreeMap<(String, Outcome), u64>,
+    /// The last swap attempt of each plugin, in words.
+    pub last: BTreeMap<String, String>,
+}
+
+impl SwapBoard {
+    /// Counts an attempt and remembers it as the plugin's last.
+    pub fn record(&mut self, plugin: &str, outcome: Outcome, detail: String) {
+        *self.counts.entry((plugin.to_owned(), outcome)).or_default() += 1;
+        self.last
+            .insert(plugin.to_owned(), format!("{}: {detail}", outcome.label()));
+    }
+}
+
+/// `name@version+hash12`: how logs, headers and `/readyz` name a version.
+pub fn version_label(plugin: &Plugin) -> String {
+    format!(
+        "{}@{}+{}",
+        plugin.info().name,
+        plugin.info().version,
+        &plugin.hash()[..12.min(plugin.hash().len())]
+    )
+}
+
+/// One stage of one pipeline the watcher keeps current.
+pub struct Target {
+    /// Pipeline name (for logs).
+    pub pipeline: String,
+    /// Index of the stage in the pipeline's chain.
+    pub stage: usize,
+    /// The spec the live version was made from.
+    pub spec: PluginSpec,
+    /// Its swap settings.
+    pub policy: SwapPolicy,
+    /// SHA-256 of the last file seen (live, or refused).
+    pub hash: String,
+    /// Where offers go.
+    pub offers: tokio::sync::mpsc::UnboundedSender<Offer>,
+}
+
+/// Why watching could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot watch {path} for plugin changes: {reason} (set watch = false on the plugin to run without hot swap)")]
+pub struct WatchError {
+    /// The folder.
+    pub path: PathBuf,
+    /// The watcher's message.
+    pub reason: String,
+}
+
+/// The watching thread; it stops when this is dropped.
+pub struct Watcher {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Starts watching `targets`' files (and `config`'s file, if given: a
+/// changed `[plugins.<name>]` section is then a swap too).
+pub fn watch(
+    engine: PluginEngine,
+    targets: Vec<Target>,
+    config: Option<PathBuf>,
+) -> Result<Watcher, WatchError> {
+    let (events, received) = channel();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = events.send(event);
+    })
+    .map_err(|e| WatchError {
+        path: PathBuf::from("."),
+        reason: e.to_string(),
+    })?;
+    let mut state = WatchState {
+        engine,
+        targets,
+        config: config.map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            (path, text)
+        }),
+        watched: Vec::new(),
+    };
+    for dir in state.folders() {
+        state.add(&mut watcher, dir)?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    std::thread::Builder::new()
+        .name("weir-watch".into())
+        .spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                // Wait for a first event, then for the burst to end.
+                match received.recv_timeout(Duration::from_millis(500)) {
+                    Ok(_) => {}
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+                let noticed = Instant::now();
+                while received.recv_timeout(DEBOUNCE).is_ok() {}
+                state.scan(noticed);
+                for dir in state.folders() {
+                    if let Err(e) = state.add(&mut watcher, dir) {
+                        tracing::warn!(error = %e, "A plugin's new folder cannot be watched.");
+                    }
+                }
+            }
+        })
+        .map_err(|e| WatchError {
+            path: PathBuf::from("."),
+            reason: e.to_string(),
+        })?;
+    Ok(Watcher { stop })
+}
+
+struct WatchState {
+    engine: PluginEngine,
+    targets: Vec<Target>,
+    /// The watched configuration file and its last text.
+    config: Option<(PathBuf, String)>,
+    watched: Vec<PathBuf>,
+}
+
+impl WatchState {
+    /// The folders holding the plugin files, the files symlinks point at,
+    /// and the configuration. Folders, not files: a file renamed over or
+    /// re-created is a new inode a file watch would miss.
+    fn folders(&self) -> Vec<PathBuf> {
+        let mut dirs = Vec::new();
+        for target in &self.targets {
+            let path = &target.spec.path;
+            let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            for p in [path.as_path(), real.as_path()] {
+                dirs.extend(folder_of(p));
+            }
+        }
+        if let Some((path, _)) = &self.config {
+            dirs.extend(folder_of(path));
+        }
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
+    fn add(
+        &mut self,
+        watcher: &mut notify::RecommendedWatcher,
+        dir: PathBuf,
+    ) -> Result<(), WatchError> {
+        use notify::Watcher as _;
+        if self.watched.contains(&dir) {
+            return Ok(());
+        }
+        watcher
+            .watch(&dir, notify::RecursiveMode::NonRecursive)
+            .map_err(|e| WatchError {
+                path: dir.clone(),
+                reason: e.to_string(),
+            })?;
+        tracing::debug!(dir = %dir.display(), "Watching for plugin changes.");
+        self.watched.push(dir);
+        Ok(())
+    }
+
+    /// Re-reads the configuration (if watched) and every plugin file;
+    /// prepares and offers what changed.
+    fn scan(&mut self, noticed: Instant) {
+        let config = self.changed_config();
+        for target in &mut self.targets {
+            let mut forced = false;
+            if let Some(config) = &config {
+                let name = &target.spec.name;
+                match config.plugins.get(name) {
+                    Some(pc) => {
+                        let spec = crate::pipeline::plugin_spec(config, name);
+                        if spec_differs(&spec, &target.spec) {
+                            tracing::info!(pipeline = %target.pipeline, plugin = %name, "Its configuration changed; preparing a new instance.");
+                            target.spec = spec;
+                            forced = true;
+                        }
+                        target.policy = SwapPolicy::of(pc);
+                    }
+                    None => {
+                        tracing::warn!(pipeline = %target.pipeline, plugin = %name, "The plugin is gone from the configuration; removing a running plugin needs a restart, it keeps running.");
+                    }
+                }
+            }
+            let bytes = match std::fs::read(&target.spec.path) {
+                Ok(bytes) => bytes,
+                // Mid-rename or mid-rebuild: the next event brings it back.
+                Err(e) => {
+                    tracing::debug!(path = %target.spec.path.display(), error = %e, "Plugin file not readable right now.");
+                    continue;
+                }
+            };
+            let hash = plugin::cache::ComponentCache::content_hash(&bytes);
+            if hash == target.hash && !forced {
+                continue;
+            }
+            target.hash = hash.clone();
+            tracing::info!(pipeline = %target.pipeline, plugin = %target.spec.name, hash = %&hash[..12], "Plugin changed; preparing the new version beside the running one.");
+            let offer = match prepare(&self.engine, &target.spec, &bytes) {
+                Ok((loaded, plugin)) => Offer::Ready(Box::new(Candidate {
+                    stage: target.stage,
+                    spec: target.spec.clone(),
+                    policy: target.policy,
+                    loaded,
+                    plugin,
+                    noticed,
+                })),
+                Err(error) => Offer::Refused {
+                    stage: target.stage,
+                    plugin: target.spec.name.clone(),
+                    hash,
+                    outcome: Outcome::of_prepare_error(&error),
+                    reason: error.to_string(),
+                },
+            };
+            // A closed channel: the pipeline has finished.
+            let _ = target.offers.send(offer);
+        }
+    }
+
+    /// The configuration, if it is watched and its text changed and it is
+    /// valid; an invalid change is logged and ignored.
+    fn changed_config(&mut self) -> Option<Config> {
+        let (path, last) = self.config.as_mut()?;
+        let text = std::fs::read_to_string(&*path).ok()?;
+        if text == *last {
+            return None;
+        }
+        *last = text;
+        match Config::load(path) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                tracing::error!(error = %e, "The changed configuration is invalid; it is ignored and the running plugins stay.");
+                None
+            }
+        }
+    }
+}
+
+fn folder_of(path: &Path) -> Option<PathBuf> {
+    let parent = path.parent()?;
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    std::fs::canonicalize(parent).ok()
+}
+
+fn spec_differs(a: &PluginSpec, b: &PluginSpec) -> bool {
+    a.path != b.path || a.config_json != b.config_json || a.limits != b.limits
+}
+
+/// Compiles `bytes` (or takes them from the cache), instantiates and
+/// initialises: everything a new version needs before it can go live.
+pub fn prepare(
+    engine: &PluginEngine,
+    spec: &PluginSpec,
+    bytes: &[u8],
+) -> plugin::Result<(LoadedComponent, Plugin)> {
+    let loaded = engine.load_bytes(&spec.path, bytes)?;
+    let plugin = engine.instantiate(spec, &loaded)?;
+    Ok((loaded, plugin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn board_counts_each_outcome_and_keeps_the_last_in_words() {
+        let mut board = SwapBoard::default();
+        board.record("taxi", Outcome::Swapped, "v2 live".into());
+        board.record("taxi", Outcome::CompileError, "garbage".into());
+        board.record("taxi", Outcome::Swapped, "v1 live".into());
+        assert_eq!(board.counts[&("taxi".into(), Outcome::Swapped)], 2);
+        assert_eq!(board.counts[&("taxi".into(), Outcome::CompileError)], 1);
+        assert_eq!(board.last["taxi"], "swapped: v1 live");
+    }
+
+    #[test]
+    fn prepare_errors_map_to_their_outcome() {
+        let compile = plugin::Error::Compile {
+            path: "x.wasm".into(),
+            reason: "bad magic".into(),
+        };
+        let link = plugin::Error::Link {
+            path: "x.wasm".into(),
+            reason: "no export describe".into(),
+        };
+        let init = plugin::Error::Init {
+            plugin: "x".into(),
+            message: "no".into(),
+        };
+        assert_eq!(Outcome::of_prepare_error(&compile), Outcome::CompileError);
+        assert_eq!(Outcome::of_prepare_error(&link), Outcome::WrongWorld);
+        assert_eq!(Outcome::of_prepare_error(&init), Outcome::InitFailed);
+        assert!(Outcome::Promoted.is_live() && !Outcome::RolledBack.is_live());
+    }
+}
