@@ -4,41 +4,15 @@
 //! once, with the checkpoint's positions at the end of the input.
 
 mod common;
+mod flows;
 mod services;
 
+use flows::{checkpoint_at_end, kafka_pipeline, pg_pool, produce, taxi_env, until};
 use serde_json::Value;
 use services::{Dice, Running, pg_checkpoint, unique, weir, weir_env};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-async fn pg_pool() -> sqlx::PgPool {
-    sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&services::pg())
-        .await
-        .expect("PostgreSQL from WEIR_TEST_PG")
-}
-
-fn produce(kind: &str, count: usize, seed: u64, topic: &str, partitions: u32) {
-    weir(
-        &[
-            "gen",
-            kind,
-            "--count",
-            &count.to_string(),
-            "--seed",
-            &seed.to_string(),
-            "--topic",
-            topic,
-            "--brokers",
-            &services::kafka(),
-            "--partitions",
-            &partitions.to_string(),
-        ],
-        &weir_env(),
-    );
-}
 
 /// Starts weir on `config` and SIGKILLs it `kills` times, each a random
 /// 50–600 ms after it began reading; returns how many runs read anything.
@@ -61,84 +35,6 @@ fn kill_repeatedly(
         run.kill9();
         eprintln!("kill {kill}: this run had read {read} records");
     }
-}
-
-/// Polls `done` every 200 ms while `run` is alive (a hang guard of 100 s,
-/// below nextest's 180 s limit so that the log is shown; not a performance
-/// assertion).
-async fn until<F: std::future::Future<Output = bool>>(
-    run: &mut Running,
-    what: &str,
-    mut done: impl FnMut() -> F,
-) {
-    let started = Instant::now();
-    // A poll that stalls (a request the S3 server never answers) counts as
-    // "not yet", so the guard below still fires and shows weir's log.
-    let poll = |future: F| async {
-        let answer = tokio::time::timeout(Duration::from_secs(15), future).await;
-        answer.unwrap_or_else(|_| {
-            eprintln!("a poll for {what} stalled for 15 s; polling again");
-            false
-        })
-    };
-    while !poll(done()).await {
-        assert!(
-            run.alive(),
-            "weir exited while waiting for {what}:\n{}",
-            run.log_text()
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(100),
-            "gave up waiting for {what}:\n{}",
-            run.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// A pipeline Kafka `topic` → `plugin` → `sink`, dead letters to a local
-/// file, written to `<dir>/<pipeline>.toml`. `plugin_config` and `settings`
-/// are TOML lines for the plugin and the pipeline tables; `sink` the body of
-/// the sink table.
-fn kafka_pipeline(
-    dir: &Path,
-    pipeline: &str,
-    topic: &str,
-    plugin: (&str, &str),
-    settings: &str,
-    sink: &str,
-) -> std::path::PathBuf {
-    let (plugin, plugin_config) = plugin;
-    let config = dir.join(format!("{pipeline}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[plugins.{plugin}]
-path = "${{WEIR_PLUGINS}}/{plugin}.wasm"
-{plugin_config}
-
-[pipelines.{pipeline}]
-plugins = ["{plugin}"]
-{settings}
-
-[pipelines.{pipeline}.source]
-type = "kafka"
-brokers = "${{WEIR_KAFKA}}"
-topics = ["{topic}"]
-group = "{pipeline}"
-
-[pipelines.{pipeline}.sink]
-{sink}
-
-[pipelines.{pipeline}.dead-letter]
-type = "ndjson"
-path = "dead-letter.ndjson"
-"#
-        ),
-    )
-    .unwrap();
-    config
 }
 
 fn taxi_config(
@@ -168,13 +64,6 @@ columns = [
 ]"#
         ),
     )
-}
-
-/// The services, with the taxi sink writing to PostgreSQL directly.
-fn taxi_env() -> Vec<(String, String)> {
-    let mut env = weir_env();
-    env.push(("WEIR_PG_SINK".into(), services::pg()));
-    env
 }
 
 /// The identity of a trip: pickup second, zones, total in cents.
@@ -209,13 +98,6 @@ async fn table_trips(pool: &sqlx::PgPool, table: &str) -> Vec<Trip> {
     .unwrap();
     trips.sort_unstable();
     trips
-}
-
-async fn checkpoint_at_end(pool: &sqlx::PgPool, pipeline: &str, topic: &str) -> bool {
-    services::at_end(
-        &pg_checkpoint(pool, pipeline).await,
-        &services::end_offsets(topic),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -432,31 +314,6 @@ async fn a_postgres_outage_of_twenty_seconds_is_ridden_out_with_exact_totals() {
     assert!(got == expected, "rows differ");
 }
 
-fn weather_config(dir: &Path, pipeline: &str, topic: &str, table: &str) -> std::path::PathBuf {
-    kafka_pipeline(
-        dir,
-        pipeline,
-        topic,
-        (
-            "weather-window",
-            r#"config = { window = "60s", time = "event", watermark-delay = "5s" }"#,
-        ),
-        "batch-size = 200\ncheckpoint-interval = \"200ms\"",
-        &format!(
-            r#"type = "postgres"
-url = "${{WEIR_PG}}"
-table = "{table}"
-create-table = true
-columns = [
-  {{ name = "city", type = "text" }},
-  {{ name = "window_start", type = "timestamptz" }},
-  {{ name = "avg_temperature", type = "double precision" }},
-  {{ name = "count", type = "bigint" }},
-]"#
-        ),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_with_open_windows_every_window_is_emitted_once_with_the_reference_values() {
     // One partition: event-time windows need the input order to be the
@@ -467,7 +324,7 @@ async fn killed_with_open_windows_every_window_is_emitted_once_with_the_referenc
     let table = pipeline.replace('-', "_");
     produce("weather", count, seed, &topic, 1);
     let dir = tempfile::tempdir().unwrap();
-    let config = weather_config(dir.path(), &pipeline, &topic, &table);
+    let config = flows::weather_config(dir.path(), &pipeline, &topic, &table, "", "");
     let env = weir_env();
     kill_repeatedly(&config, &env, dir.path(), &pipeline, 5);
 
@@ -479,53 +336,7 @@ async fn killed_with_open_windows_every_window_is_emitted_once_with_the_referenc
     .await;
     run.stop();
 
-    // Reference: per (city, minute) count and mean, for the windows the
-    // watermark (largest timestamp − 5 s) has passed.
-    let lines = weir::sample::weather(count, seed, 1_546_300_800_000, 1000, 2.0);
-    let readings: Vec<(String, i64, f64)> = common::valid_json(&lines)
-        .iter()
-        .map(|v| {
-            let ts = weir_plugin_kit::time::parse(v["timestamp"].as_str().unwrap())
-                .unwrap()
-                .epoch_ms;
-            (
-                v["city"].as_str().unwrap().to_owned(),
-                ts,
-                v["temperature"].as_f64().unwrap(),
-            )
-        })
-        .collect();
-    let watermark = readings.iter().map(|r| r.1).max().unwrap() - 5_000;
-    let mut reference: BTreeMap<(String, i64), (i64, f64)> = BTreeMap::new();
-    for (city, ts, t) in &readings {
-        let start = ts - ts.rem_euclid(60_000);
-        if start + 60_000 <= watermark {
-            let entry = reference.entry((city.clone(), start)).or_default();
-            entry.0 += 1;
-            entry.1 += t;
-        }
-    }
-    let rows: Vec<(String, i64, i64, f64)> = sqlx::query_as(&format!(
-        "SELECT city, (extract(epoch FROM window_start) * 1000)::bigint, count, avg_temperature FROM {table}"
-    ))
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    assert_eq!(
-        rows.len(),
-        reference.len(),
-        "windows emitted (duplicates or losses)"
-    );
-    for (city, start, n, avg) in rows {
-        let (want_n, sum) = reference
-            .get(&(city.clone(), start))
-            .unwrap_or_else(|| panic!("unexpected window {city} {start}"));
-        assert_eq!(n, *want_n, "{city} {start}");
-        assert!(
-            (avg - sum / *want_n as f64).abs() < 1e-9,
-            "{city} {start}: {avg}"
-        );
-    }
+    flows::assert_windows(&pool, &table, &flows::weather_reference(count, seed)).await;
 }
 
 /// Parquet part files committed by the newest manifest under `url`, with

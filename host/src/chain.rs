@@ -180,10 +180,12 @@ impl Stage {
                 ),
             ));
         }
-        let state = self
-            .plugin
-            .snapshot()
-            .map_err(|e| (Outcome::RestoreFailed, format!("the live version's snapshot failed: {e}")))?;
+        let state = self.plugin.snapshot().map_err(|e| {
+            (
+                Outcome::RestoreFailed,
+                format!("the live version's snapshot failed: {e}"),
+            )
+        })?;
         if policy.state == StatePolicy::Keep {
             plugin
                 .restore(&state)
@@ -250,7 +252,12 @@ impl Stage {
 
     /// The previous version comes back with the state from before the
     /// failed call.
-    fn roll_back(&mut self, engine: &PluginEngine, stats: &Stats, error: &plugin::Error) -> Result<()> {
+    fn roll_back(
+        &mut self,
+        engine: &PluginEngine,
+        stats: &Stats,
+        error: &plugin::Error,
+    ) -> Result<()> {
         let Some(previous) = self.probation.take() else {
             return Ok(());
         };
@@ -260,7 +267,9 @@ impl Stage {
             Some((version, bytes)) if *version == plugin.info().state_version => {
                 plugin.restore(bytes)?;
             }
-            _ => tracing::warn!(plugin = %previous.spec.name, "The previous version cannot read the new version's state; it starts empty."),
+            _ => {
+                tracing::warn!(plugin = %previous.spec.name, "The previous version cannot read the new version's state; it starts empty.")
+            }
         }
         self.label = format!("{}@{}", plugin.info().name, plugin.info().version);
         self.version = version_label(&plugin);
@@ -273,7 +282,9 @@ impl Stage {
         tracing::error!(plugin = %self.spec.name, "Rolled back: {reason}");
         let mut board = stats.swaps.lock().expect("swap board lock");
         board.record(&self.spec.name, Outcome::RolledBack, reason);
-        board.live.insert(self.spec.name.clone(), self.version.clone());
+        board
+            .live
+            .insert(self.spec.name.clone(), self.version.clone());
         Ok(())
     }
 }
@@ -334,7 +345,9 @@ impl Chain {
     fn versions_changed(&mut self) {
         let mut board = self.stats.swaps.lock().expect("swap board lock");
         for stage in &self.stages {
-            board.live.insert(stage.spec.name.clone(), stage.version.clone());
+            board
+                .live
+                .insert(stage.spec.name.clone(), stage.version.clone());
         }
     }
 
@@ -467,7 +480,12 @@ impl Chain {
         }
     }
 
-    fn start_canary(&mut self, pipeline: &str, stage: usize, mut candidate: Box<Candidate>) -> bool {
+    fn start_canary(
+        &mut self,
+        pipeline: &str,
+        stage: usize,
+        mut candidate: Box<Candidate>,
+    ) -> bool {
         let live = &mut self.stages[stage];
         let name = live.spec.name.clone();
         let new = version_label(&candidate.plugin);
@@ -477,7 +495,9 @@ impl Chain {
         );
         let handed = if candidate.policy.state == StatePolicy::Keep {
             if old != fresh {
-                let reason = format!("{new} reports state version {fresh}, the live one {old}; set state = \"reset\" to start it empty");
+                let reason = format!(
+                    "{new} reports state version {fresh}, the live one {old}; set state = \"reset\" to start it empty"
+                );
                 tracing::error!(pipeline, plugin = %name, "Canary refused: {reason}");
                 record(&self.stats, &name, Outcome::StateVersion, reason);
                 return false;
@@ -594,7 +614,9 @@ impl Chain {
                 )
             };
             let stage = &mut self.stages[i];
-            let result = stage.guarded(&self.engine, &self.stats, true, |p| p.process(&records, now))?;
+            let result = stage.guarded(&self.engine, &self.stats, true, |p| {
+                p.process(&records, now)
+            })?;
             match result {
                 Ok(result) => {
                     let label = &self.stages[i].label;
@@ -732,7 +754,10 @@ mod tests {
 
     #[test]
     fn a_version_field_is_added_to_json_objects_and_nothing_else() {
-        assert_eq!(with_field(r#"{"a":1}"#), r#"{"a":1,"weir_version":"taxi@1+abc"}"#);
+        assert_eq!(
+            with_field(r#"{"a":1}"#),
+            r#"{"a":1,"weir_version":"taxi@1+abc"}"#
+        );
         assert_eq!(with_field("{ }\n"), "{ \"weir_version\":\"taxi@1+abc\"}\n");
         assert_eq!(with_field("[1,2]"), "[1,2]");
         assert_eq!(with_field("plain text"), "plain text");

@@ -482,7 +482,11 @@ async fn report_progress(pipelines: Vec<(String, std::sync::Arc<weir::pipeline::
                 let (swapped, refused) = {
                     let board = s.swaps.lock().expect("swap board lock");
                     board.counts.iter().fold((0, 0), |(ok, no), ((_, o), n)| {
-                        if o.is_live() { (ok + n, no) } else { (ok, no + n) }
+                        if o.is_live() {
+                            (ok + n, no)
+                        } else {
+                            (ok, no + n)
+                        }
                     })
                 };
                 let swaps = if swapped + refused > 0 {
@@ -683,9 +687,11 @@ async fn status(
             .map_or_else(|| ([127, 0, 0, 1], 9464).into(), |s| s.listen),
         (None, None) => ([127, 0, 0, 1], 9464).into(),
     };
-    let mut stream = tokio::net::TcpStream::connect(addr).await.with_context(|| {
-        format!("no weir answers on {addr}; is it running with [server] or --listen?")
-    })?;
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| {
+            format!("no weir answers on {addr}; is it running with [server] or --listen?")
+        })?;
     stream
         .write_all(b"GET /readyz HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n")
         .await?;

@@ -5,15 +5,15 @@
 //! plugin trapped, and a record the sink refused all go to the dead-letter
 //! sink with the reason, the plugin and where the record came from.
 
+use crate::chain::Chain;
 use crate::checkpoint::file::FileStore;
 use crate::checkpoint::{Checkpoint, CheckpointStore, Delivery};
 use crate::config::{Config, PipelineConfig};
-use crate::chain::Chain;
 use crate::plugin::{self, PluginEngine, PluginSpec};
-use crate::swap::{Offer, Target};
 use crate::sink::SinkConfig;
 use crate::sink::writer::{Committer, SinkWriter};
 use crate::source::{Position, Source};
+use crate::swap::{Offer, Target};
 use crate::{Header, Record};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

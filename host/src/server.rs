@@ -314,8 +314,14 @@ mod tests {
         stats.ready.store(true, Ordering::Relaxed);
         {
             let mut board = stats.swaps.lock().unwrap();
-            board.live.insert("taxi".into(), "taxi-enrich@2.0.0+0123456789ab".into());
-            board.record("taxi", crate::swap::Outcome::CompileError, "garbage refused".into());
+            board
+                .live
+                .insert("taxi".into(), "taxi-enrich@2.0.0+0123456789ab".into());
+            board.record(
+                "taxi",
+                crate::swap::Outcome::CompileError,
+                "garbage refused".into(),
+            );
         }
         let pipelines = vec![("p".to_owned(), stats)];
         let text = render_metrics(&pipelines);
@@ -327,8 +333,14 @@ mod tests {
         ));
         let (status, _, body) = respond("/readyz", &pipelines);
         assert_eq!(status, 200);
-        assert!(body.contains("plugin taxi: taxi-enrich@2.0.0+0123456789ab"), "{body}");
-        assert!(body.contains("last swap: compile_error: garbage refused"), "{body}");
+        assert!(
+            body.contains("plugin taxi: taxi-enrich@2.0.0+0123456789ab"),
+            "{body}"
+        );
+        assert!(
+            body.contains("last swap: compile_error: garbage refused"),
+            "{body}"
+        );
     }
 
     #[test]

@@ -248,7 +248,9 @@ pub struct Target {
 
 /// Why watching could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot watch {path} for plugin changes: {reason} (set watch = false on the plugin to run without hot swap)")]
+#[error(
+    "cannot watch {path} for plugin changes: {reason} (set watch = false on the plugin to run without hot swap)"
+)]
 pub struct WatchError {
     /// The folder.
     pub path: PathBuf,
@@ -300,14 +302,19 @@ pub fn watch(
         .name("weir-watch".into())
         .spawn(move || {
             while !stopped.load(Ordering::Relaxed) {
-                // Wait for a first event, then for the burst to end.
+                // Wait for an event about a watched file, then for the
+                // burst to end.
                 match received.recv_timeout(Duration::from_millis(500)) {
-                    Ok(_) => {}
-                    Err(RecvTimeoutError::Timeout) => continue,
+                    Ok(event) if state.concerns(&event) => {}
+                    Ok(_) | Err(RecvTimeoutError::Timeout) => continue,
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
+                // The burst ends when quiet for DEBOUNCE, or after a
+                // second of a folder that never quiets down.
                 let noticed = Instant::now();
-                while received.recv_timeout(DEBOUNCE).is_ok() {}
+                while noticed.elapsed() < Duration::from_secs(1)
+                    && received.recv_timeout(DEBOUNCE).is_ok()
+                {}
                 state.scan(noticed);
                 for dir in state.folders() {
                     if let Err(e) = state.add(&mut watcher, dir) {
@@ -350,6 +357,26 @@ impl WatchState {
         dirs.sort();
         dirs.dedup();
         dirs
+    }
+
+    /// Whether a file event touches a plugin file, a file a plugin symlink
+    /// points at, or the configuration (folders also hold logs, outputs
+    /// and build files, whose events must not keep a scan waiting).
+    fn concerns(&self, event: &notify::Result<notify::Event>) -> bool {
+        let Ok(event) = event else {
+            // The watcher lost events (queue overflow): look at everything.
+            return true;
+        };
+        let mut files = Vec::new();
+        for target in &self.targets {
+            let path = &target.spec.path;
+            files.extend(in_real_folder(path));
+            files.extend(std::fs::canonicalize(path).ok());
+        }
+        if let Some((path, _)) = &self.config {
+            files.extend(in_real_folder(path));
+        }
+        event.paths.iter().any(|p| files.contains(p))
     }
 
     fn add(
@@ -458,6 +485,12 @@ fn folder_of(path: &Path) -> Option<PathBuf> {
         parent
     };
     std::fs::canonicalize(parent).ok()
+}
+
+/// `path` with its folder resolved (symlinks, `..`) but not the file itself:
+/// how file events name it.
+fn in_real_folder(path: &Path) -> Option<PathBuf> {
+    Some(folder_of(path)?.join(path.file_name()?))
 }
 
 fn spec_differs(a: &PluginSpec, b: &PluginSpec) -> bool {

@@ -159,6 +159,16 @@ pub struct Running {
 impl Running {
     /// Starts `weir run <config> --listen 127.0.0.1:<free port>`.
     pub fn start(config: &Path, env: &[(String, String)], log_dir: &Path) -> Running {
+        Running::start_with(config, env, log_dir, &[])
+    }
+
+    /// `start` with more arguments for `weir run` (e.g. `--watch-config`).
+    pub fn start_with(
+        config: &Path,
+        env: &[(String, String)],
+        log_dir: &Path,
+        args: &[&str],
+    ) -> Running {
         let port = free_port();
         // One log per run, so a restarted weir does not overwrite the last.
         let mut log = log_dir.join("weir.log");
@@ -170,6 +180,7 @@ impl Running {
         }
         let child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["run", "--quiet", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .arg(config)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())

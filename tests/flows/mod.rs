@@ -1,0 +1,226 @@
+//! Pipelines over the real services that several test files run: producing
+//! input, writing configs, waiting for progress, reading results.
+#![allow(dead_code)]
+
+use super::common;
+use super::services::{self, Running, pg_checkpoint, weir, weir_env};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub async fn pg_pool() -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&services::pg())
+        .await
+        .expect("PostgreSQL from WEIR_TEST_PG")
+}
+
+pub fn produce(kind: &str, count: usize, seed: u64, topic: &str, partitions: u32) {
+    weir(
+        &[
+            "gen",
+            kind,
+            "--count",
+            &count.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--topic",
+            topic,
+            "--brokers",
+            &services::kafka(),
+            "--partitions",
+            &partitions.to_string(),
+        ],
+        &weir_env(),
+    );
+}
+
+/// Polls `done` every 200 ms while `run` is alive (a hang guard of 100 s,
+/// below nextest's 180 s limit so that the log is shown; not a performance
+/// assertion).
+pub async fn until<F: std::future::Future<Output = bool>>(
+    run: &mut Running,
+    what: &str,
+    mut done: impl FnMut() -> F,
+) {
+    let started = Instant::now();
+    // A poll that stalls (a request the S3 server never answers) counts as
+    // "not yet", so the guard below still fires and shows weir's log.
+    let poll = |future: F| async {
+        let answer = tokio::time::timeout(Duration::from_secs(15), future).await;
+        answer.unwrap_or_else(|_| {
+            eprintln!("a poll for {what} stalled for 15 s; polling again");
+            false
+        })
+    };
+    while !poll(done()).await {
+        assert!(
+            run.alive(),
+            "weir exited while waiting for {what}:\n{}",
+            run.log_text()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(100),
+            "gave up waiting for {what}:\n{}",
+            run.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A pipeline Kafka `topic` → `plugin` → `sink`, dead letters to a local
+/// file, written to `<dir>/<pipeline>.toml`. `plugin_config` and `settings`
+/// are TOML lines for the plugin and the pipeline tables; `sink` the body of
+/// the sink table.
+pub fn kafka_pipeline(
+    dir: &Path,
+    pipeline: &str,
+    topic: &str,
+    plugin: (&str, &str),
+    settings: &str,
+    sink: &str,
+) -> std::path::PathBuf {
+    let (plugin, plugin_config) = plugin;
+    let config = dir.join(format!("{pipeline}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[plugins.{plugin}]
+path = "${{WEIR_PLUGINS}}/{plugin}.wasm"
+{plugin_config}
+
+[pipelines.{pipeline}]
+plugins = ["{plugin}"]
+{settings}
+
+[pipelines.{pipeline}.source]
+type = "kafka"
+brokers = "${{WEIR_KAFKA}}"
+topics = ["{topic}"]
+group = "{pipeline}"
+
+[pipelines.{pipeline}.sink]
+{sink}
+
+[pipelines.{pipeline}.dead-letter]
+type = "ndjson"
+path = "dead-letter.ndjson"
+"#
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// The services, with the taxi sink writing to PostgreSQL directly.
+pub fn taxi_env() -> Vec<(String, String)> {
+    let mut env = weir_env();
+    env.push(("WEIR_PG_SINK".into(), services::pg()));
+    env
+}
+
+pub async fn checkpoint_at_end(pool: &sqlx::PgPool, pipeline: &str, topic: &str) -> bool {
+    services::at_end(
+        &pg_checkpoint(pool, pipeline).await,
+        &services::end_offsets(topic),
+    )
+}
+
+/// Kafka `topic` → weather-window (60 s event-time windows) → PostgreSQL
+/// `table`; `settings` and `columns` are added to the pipeline table and
+/// the column list.
+pub fn weather_config(
+    dir: &Path,
+    pipeline: &str,
+    topic: &str,
+    table: &str,
+    settings: &str,
+    columns: &str,
+) -> std::path::PathBuf {
+    kafka_pipeline(
+        dir,
+        pipeline,
+        topic,
+        (
+            "weather-window",
+            r#"config = { window = "60s", time = "event", watermark-delay = "5s" }"#,
+        ),
+        &format!("batch-size = 200\ncheckpoint-interval = \"200ms\"\n{settings}"),
+        &format!(
+            r#"type = "postgres"
+url = "${{WEIR_PG}}"
+table = "{table}"
+create-table = true
+columns = [
+  {{ name = "city", type = "text" }},
+  {{ name = "window_start", type = "timestamptz" }},
+  {{ name = "avg_temperature", type = "double precision" }},
+  {{ name = "count", type = "bigint" }},
+  {columns}
+]"#
+        ),
+    )
+}
+
+/// Per (city, window start) count and sum of temperatures of the sample
+/// weather readings, for the 60 s windows the watermark (largest timestamp
+/// − 5 s) has passed.
+pub fn weather_reference(count: usize, seed: u64) -> BTreeMap<(String, i64), (i64, f64)> {
+    let lines = weir::sample::weather(count, seed, 1_546_300_800_000, 1000, 2.0);
+    let readings: Vec<(String, i64, f64)> = common::valid_json(&lines)
+        .iter()
+        .map(|v| {
+            let ts = weir_plugin_kit::time::parse(v["timestamp"].as_str().unwrap())
+                .unwrap()
+                .epoch_ms;
+            (
+                v["city"].as_str().unwrap().to_owned(),
+                ts,
+                v["temperature"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let watermark = readings.iter().map(|r| r.1).max().unwrap() - 5_000;
+    let mut reference: BTreeMap<(String, i64), (i64, f64)> = BTreeMap::new();
+    for (city, ts, t) in &readings {
+        let start = ts - ts.rem_euclid(60_000);
+        if start + 60_000 <= watermark {
+            let entry = reference.entry((city.clone(), start)).or_default();
+            entry.0 += 1;
+            entry.1 += t;
+        }
+    }
+    reference
+}
+
+/// The windows in `table` are exactly `reference`: each once, with its
+/// count and mean.
+pub async fn assert_windows(
+    pool: &sqlx::PgPool,
+    table: &str,
+    reference: &BTreeMap<(String, i64), (i64, f64)>,
+) {
+    let rows: Vec<(String, i64, i64, f64)> = sqlx::query_as(&format!(
+        "SELECT city, (extract(epoch FROM window_start) * 1000)::bigint, count, avg_temperature FROM {table}"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows.len(),
+        reference.len(),
+        "windows emitted (duplicates or losses)"
+    );
+    for (city, start, n, avg) in rows {
+        let (want_n, sum) = reference
+            .get(&(city.clone(), start))
+            .unwrap_or_else(|| panic!("unexpected window {city} {start}"));
+        assert_eq!(n, *want_n, "{city} {start}");
+        assert!(
+            (avg - sum / *want_n as f64).abs() < 1e-9,
+            "{city} {start}: {avg}"
+        );
+    }
+}

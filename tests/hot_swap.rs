@@ -1,0 +1,632 @@
+//! Hot swap against the real services: a plugin's `.wasm` is replaced while
+//! weir reads from Kafka and writes to PostgreSQL, and every input record
+//! must still come out exactly once, tagged with the one version that made
+//! it; bad versions are refused or rolled back with nothing lost.
+
+mod common;
+mod flows;
+mod services;
+
+use flows::{checkpoint_at_end, kafka_pipeline, pg_pool, taxi_env, until};
+use services::{Running, unique, weir};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use weir::plugin::cache::ComponentCache;
+
+/// How a test replaces a plugin file: the ways users and their tools do.
+#[derive(Debug, Clone, Copy)]
+enum Style {
+    /// Truncate and write the same file (`cp new.wasm plugin.wasm`).
+    InPlace,
+    /// Write beside it and rename over it (`weir plugin build`, `mv`).
+    RenameOver,
+    /// Delete it and create it again (a linker writing its output anew).
+    Recreate,
+    /// Point a symlink at another file (`ln -sfn v2.wasm plugin.wasm`).
+    Symlink,
+}
+
+fn replace(style: Style, with: &Path, path: &Path) {
+    let bytes = std::fs::read(with).unwrap();
+    let beside = path.with_extension("incoming");
+    match style {
+        Style::InPlace => std::fs::write(path, &bytes).unwrap(),
+        Style::RenameOver => {
+            std::fs::write(&beside, &bytes).unwrap();
+            std::fs::rename(&beside, path).unwrap();
+        }
+        Style::Recreate => {
+            std::fs::remove_file(path).unwrap();
+            std::fs::write(path, &bytes).unwrap();
+        }
+        Style::Symlink => {
+            let _ = std::fs::remove_file(&beside);
+            std::os::unix::fs::symlink(with, &beside).unwrap();
+            std::fs::rename(&beside, path).unwrap();
+        }
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    common::root().join("tests/fixtures/dist").join(name)
+}
+
+fn reference(name: &str) -> PathBuf {
+    common::root().join("plugins/dist").join(name)
+}
+
+/// `name@version+hash12`, as weir tags outputs.
+fn label(name_version: &str, file: &Path) -> String {
+    let hash = ComponentCache::content_hash(&std::fs::read(file).unwrap());
+    format!("{name_version}+{}", &hash[..12])
+}
+
+/// `weir_plugin_swaps_total` of one plugin and result.
+fn swaps(run: &Running, pipeline: &str, result: &str) -> u64 {
+    let Some((_, body)) = run.get("/metrics") else {
+        return 0;
+    };
+    let labels = format!("pipeline=\"{pipeline}\",plugin=");
+    let result = format!(",result=\"{result}\"}} ");
+    body.lines()
+        .filter(|l| l.starts_with("weir_plugin_swaps_total{") && l.contains(&labels))
+        .filter_map(|l| l.split_once(&result))
+        .map(|(_, n)| n.trim().parse::<u64>().unwrap())
+        .sum()
+}
+
+fn wait_swaps(run: &mut Running, pipeline: &str, result: &str, count: u64) {
+    run.wait_until(
+        &format!("{count} swap(s) with result {result}"),
+        Duration::from_secs(60),
+        |r| swaps(r, pipeline, result) >= count,
+    );
+}
+
+/// Taxi lines with a `seq` field (their index) first, so the output can be
+/// put back in input order.
+fn numbered_taxi(count: usize, seed: u64) -> (Vec<String>, BTreeSet<i64>) {
+    let lines = weir::sample::taxi(count, seed, 2.0);
+    let invalid: BTreeSet<i64> = common::defects(&lines)
+        .into_iter()
+        .map(|i| i as i64)
+        .collect();
+    let texts = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("{{\"seq\":{i},{}", &l.text[1..]))
+        .collect();
+    (texts, invalid)
+}
+
+/// Produces `lines` to `topic` (one partition, so that topic order is
+/// input order).
+async fn produce_lines(topic: &str, lines: &[String]) {
+    use weir::sink::Sink;
+    let brokers = services::kafka();
+    let connection = weir::kafka::Connection {
+        brokers: brokers.clone(),
+        options: Default::default(),
+    };
+    weir::kafka::ensure_topic(&connection, topic, 1)
+        .await
+        .unwrap();
+    let mut sink = weir::sink::kafka::KafkaSink::open(&weir::sink::kafka::KafkaSinkConfig {
+        brokers,
+        topic: topic.to_owned(),
+        options: Default::default(),
+    })
+    .unwrap();
+    let records = lines
+        .iter()
+        .map(|l| weir::Record {
+            key: None,
+            value: l.clone().into_bytes(),
+            timestamp_ms: weir::pipeline::now_ms(),
+            headers: vec![],
+        })
+        .collect();
+    assert!(sink.write(records).await.unwrap().is_empty());
+    sink.close().await.unwrap();
+}
+
+/// Produces `lines` in chunks of 500 until `stop` turns true (or the lines
+/// run out); returns how many it produced.
+fn produce_continuously(
+    topic: String,
+    lines: Arc<Vec<String>>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<usize> {
+    tokio::spawn(async move {
+        let mut sent = 0;
+        while sent < lines.len() && !stop.load(Ordering::Relaxed) {
+            let end = (sent + 500).min(lines.len());
+            produce_lines(&topic, &lines[sent..end]).await;
+            sent = end;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sent
+    })
+}
+
+/// A Kafka → taxi-enrich → PostgreSQL pipeline whose plugin file lives in
+/// `dir/plugins`; every row carries `seq`, the version that made it and
+/// v2's extra field.
+fn taxi_swap_config(
+    dir: &Path,
+    pipeline: &str,
+    topic: &str,
+    table: &str,
+    plugin_settings: &str,
+) -> PathBuf {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        reference("taxi-enrich.wasm"),
+        plugins.join("taxi-enrich.wasm"),
+    )
+    .unwrap();
+    kafka_pipeline(
+        dir,
+        pipeline,
+        topic,
+        ("taxi-enrich", plugin_settings),
+        "batch-size = 500\ncheckpoint-interval = \"300ms\"\nplugin-version = \"field\"",
+        &format!(
+            r#"type = "postgres"
+url = "${{WEIR_PG_SINK}}"
+table = "{table}"
+create-table = true
+columns = [
+  {{ name = "seq", type = "bigint" }},
+  {{ name = "weir_version", type = "text" }},
+  {{ name = "fare_per_minute", type = "double precision" }},
+  {{ name = "trip_category", type = "text" }},
+]"#
+        ),
+    )
+}
+
+fn swap_env(dir: &Path) -> Vec<(String, String)> {
+    let mut env = taxi_env();
+    env.retain(|(k, _)| k != "WEIR_PLUGINS");
+    env.push((
+        "WEIR_PLUGINS".into(),
+        dir.join("plugins").display().to_string(),
+    ));
+    env
+}
+
+/// Rows `(seq, version, has fare_per_minute, category)` in input order.
+async fn rows_by_seq(
+    pool: &sqlx::PgPool,
+    table: &str,
+) -> Vec<(i64, Option<String>, bool, Option<String>)> {
+    sqlx::query_as(&format!(
+        "SELECT seq, weir_version, fare_per_minute IS NOT NULL, trip_category FROM {table} ORDER BY seq"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// Every valid `seq` below `produced` is in `rows` once; the dead-letter
+/// file holds exactly the invalid ones.
+fn assert_exactly_once(
+    rows: &[(i64, Option<String>, bool, Option<String>)],
+    produced: usize,
+    invalid: &BTreeSet<i64>,
+    dir: &Path,
+) {
+    let expected: Vec<i64> = (0..produced as i64)
+        .filter(|i| !invalid.contains(i))
+        .collect();
+    let got: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "row count (duplicates or losses)"
+    );
+    assert!(got == expected, "the rows' seq differ from the valid input");
+    let dead = std::fs::read_to_string(dir.join("dead-letter.ndjson")).unwrap_or_default();
+    let dead_invalid = invalid.iter().filter(|i| **i < produced as i64).count();
+    assert_eq!(
+        dead.lines().count(),
+        dead_invalid,
+        "dead letters: only the invalid inputs, once each"
+    );
+}
+
+/// Version changes along the input order.
+fn changes(rows: &[(i64, Option<String>, bool, Option<String>)]) -> usize {
+    rows.windows(2).filter(|w| w[0].1 != w[1].1).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_swaps_under_load_leave_every_record_once_tagged_with_one_version_changing_at_batch_boundaries()
+ {
+    let pipeline = unique("swap-load");
+    let topic = unique("swap-load");
+    let table = pipeline.replace('-', "_");
+    let dir = tempfile::tempdir().unwrap();
+    let config = taxi_swap_config(dir.path(), &pipeline, &topic, &table, "");
+    let (lines, invalid) = numbered_taxi(200_000, 61);
+    let v1 = dir.path().join("v1.wasm");
+    let v2 = dir.path().join("v2.wasm");
+    std::fs::copy(reference("taxi-enrich.wasm"), &v1).unwrap();
+    std::fs::copy(fixture("taxi-enrich-v2.wasm"), &v2).unwrap();
+    let (label1, label2) = (
+        label("taxi-enrich@0.1.0", &v1),
+        label("taxi-enrich@2.0.0", &v2),
+    );
+
+    let mut run = Running::start(&config, &swap_env(dir.path()), dir.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = produce_continuously(topic.clone(), Arc::new(lines), stop.clone());
+    run.wait_for_input(&pipeline, 1000);
+    let styles = [Style::InPlace, Style::RenameOver, Style::Recreate];
+    let plugin = dir.path().join("plugins/taxi-enrich.wasm");
+    for n in 1..=10u64 {
+        let to = if n % 2 == 1 { &v2 } else { &v1 };
+        let before = run.metric("weir_records_in_total", &pipeline);
+        replace(styles[n as usize % styles.len()], to, &plugin);
+        wait_swaps(&mut run, &pipeline, "swapped", n);
+        // Let the new version process some load before the next swap.
+        run.wait_for_input(&pipeline, before + 2000);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let produced = producer.await.unwrap();
+    let pool = pg_pool().await;
+    until(&mut run, "the checkpoint to reach the end", || {
+        checkpoint_at_end(&pool, &pipeline, &topic)
+    })
+    .await;
+    let readyz = run.get("/readyz").unwrap().1;
+    let log = run.stop();
+
+    let rows = rows_by_seq(&pool, &table).await;
+    eprintln!("{produced} produced, {} rows", rows.len());
+    assert_exactly_once(&rows, produced, &invalid, dir.path());
+    for (seq, version, extra, _) in &rows {
+        let version = version.as_deref().unwrap_or("untagged");
+        assert!(
+            version == label1 || version == label2,
+            "seq {seq}: version {version}"
+        );
+        assert_eq!(
+            *extra,
+            version == label2,
+            "seq {seq}: v2's field present iff v2 made the row"
+        );
+    }
+    // Input order is topic order (one partition): each swap is one change,
+    // so no batch was split between versions or interleaved.
+    assert_eq!(changes(&rows), 10, "version changes along the input");
+    assert_eq!(rows.first().unwrap().1.as_deref(), Some(label1.as_str()));
+    assert_eq!(rows.last().unwrap().1.as_deref(), Some(label1.as_str()));
+    assert!(
+        readyz.contains(&format!("plugin taxi-enrich: {label1}")),
+        "{readyz}"
+    );
+    assert!(log.contains("Swapped at a batch boundary"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_swap_in_the_middle_of_open_windows_closes_them_with_the_reference_values() {
+    let (count, seed) = (20_000, 63);
+    let pipeline = unique("swap-window");
+    let topic = unique("swap-window");
+    let table = pipeline.replace('-', "_");
+    let dir = tempfile::tempdir().unwrap();
+    // The plugin path is a symlink to the live version's file.
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let v1 = dir.path().join("weather-window-v1.wasm");
+    let v2 = dir.path().join("weather-window-v2.wasm");
+    std::fs::copy(reference("weather-window.wasm"), &v1).unwrap();
+    std::fs::copy(fixture("weather-window-v2.wasm"), &v2).unwrap();
+    std::os::unix::fs::symlink(&v1, plugins.join("weather-window.wasm")).unwrap();
+    let config = flows::weather_config(
+        dir.path(),
+        &pipeline,
+        &topic,
+        &table,
+        "plugin-version = \"field\"",
+        r#"{ name = "weir_version", type = "text" },"#,
+    );
+    let lines: Vec<String> = weir::sample::weather(count, seed, 1_546_300_800_000, 1000, 2.0)
+        .into_iter()
+        .map(|l| l.text)
+        .collect();
+    let half = count / 2;
+    produce_lines(&topic, &lines[..half]).await;
+    let mut run = Running::start(&config, &swap_env(dir.path()), dir.path());
+    run.wait_for_input(&pipeline, half as u64);
+    // Every reading of the first half is in an open window or an emitted one.
+    replace(Style::Symlink, &v2, &plugins.join("weather-window.wasm"));
+    wait_swaps(&mut run, &pipeline, "swapped", 1);
+    produce_lines(&topic, &lines[half..]).await;
+    let pool = pg_pool().await;
+    until(&mut run, "the end offsets", || {
+        checkpoint_at_end(&pool, &pipeline, &topic)
+    })
+    .await;
+    run.stop();
+
+    flows::assert_windows(&pool, &table, &flows::weather_reference(count, seed)).await;
+    let by_version: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT weir_version, count(*) FROM {table} GROUP BY 1 ORDER BY 1"
+    ))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let (l1, l2) = (
+        label("weather-window@0.1.0", &v1),
+        label("weather-window@2.0.0", &v2),
+    );
+    let versions: Vec<&str> = by_version.iter().map(|(v, _)| v.as_str()).collect();
+    assert_eq!(versions, [l1.as_str(), l2.as_str()], "{by_version:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_versions_dropped_in_are_refused_or_rolled_back_and_the_old_one_loses_nothing() {
+    let pipeline = unique("swap-bad");
+    let topic = unique("swap-bad");
+    let table = pipeline.replace('-', "_");
+    let dir = tempfile::tempdir().unwrap();
+    let config = taxi_swap_config(
+        dir.path(),
+        &pipeline,
+        &topic,
+        &table,
+        "max-batch-time = \"500ms\"",
+    );
+    let garbage = dir.path().join("garbage.wasm");
+    let mut dice = services::Dice::new();
+    std::fs::write(
+        &garbage,
+        (0..50_000)
+            .map(|_| dice.between(0, 255) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let cases = [
+        (
+            garbage,
+            "compile_error",
+            "not a valid WebAssembly component",
+        ),
+        (
+            fixture("other-world.wasm"),
+            "wrong_world",
+            "does not fit the weir:transform",
+        ),
+        (
+            fixture("hostile-init-trap.wasm"),
+            "init_failed",
+            "export `init` trapped",
+        ),
+        (
+            fixture("hostile-trap.wasm"),
+            "rolled_back",
+            "trapped on probation",
+        ),
+        (
+            fixture("hostile-spin.wasm"),
+            "rolled_back",
+            "max-batch-time",
+        ),
+    ];
+    let (lines, invalid) = numbered_taxi(2_001 * (cases.len() + 1), 65);
+    let plugin = dir.path().join("plugins/taxi-enrich.wasm");
+    let live = label("taxi-enrich@0.1.0", &plugin);
+    let original = dir.path().join("v1.wasm");
+    std::fs::copy(&plugin, &original).unwrap();
+
+    let mut run = Running::start(&config, &swap_env(dir.path()), dir.path());
+    let mut produced = 0;
+    let mut rolled_back = 0;
+    for (file, result, reason) in &cases {
+        produce_lines(&topic, &lines[produced..produced + 2000]).await;
+        produced += 2000;
+        run.wait_for_records(&pipeline, produced as u64);
+        replace(Style::RenameOver, file, &plugin);
+        if *result == "rolled_back" {
+            // It goes live, then traps on its first batch.
+            rolled_back += 1;
+            produce_lines(&topic, &lines[produced..produced + 1]).await;
+            produced += 1;
+            wait_swaps(&mut run, &pipeline, result, rolled_back);
+        } else {
+            wait_swaps(&mut run, &pipeline, result, 1);
+        }
+        let readyz = run.get("/readyz").unwrap().1;
+        assert!(
+            readyz.contains(&format!("plugin taxi-enrich: {live}")) && readyz.contains(reason),
+            "{result}: {readyz}"
+        );
+        assert!(
+            run.get("/livez").is_some(),
+            "{result}: weir stopped serving"
+        );
+        // Put the good file back so the next case starts from it.
+        replace(Style::RenameOver, &original, &plugin);
+    }
+    produce_lines(&topic, &lines[produced..produced + 2000]).await;
+    produced += 2000;
+    let pool = pg_pool().await;
+    until(&mut run, "the end offsets", || {
+        checkpoint_at_end(&pool, &pipeline, &topic)
+    })
+    .await;
+    assert_eq!(swaps(&run, &pipeline, "restore_failed"), 0);
+    run.stop();
+
+    let rows = rows_by_seq(&pool, &table).await;
+    assert_exactly_once(&rows, produced, &invalid, dir.path());
+    assert!(
+        rows.iter().all(|r| r.1.as_deref() == Some(live.as_str())),
+        "every row made by the live version"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canary_failing_half_its_records_is_rejected_and_one_failing_none_is_promoted() {
+    let pipeline = unique("swap-canary");
+    let topic = unique("swap-canary");
+    let table = pipeline.replace('-', "_");
+    let dir = tempfile::tempdir().unwrap();
+    let config = taxi_swap_config(
+        dir.path(),
+        &pipeline,
+        &topic,
+        &table,
+        "swap = \"canary\"\ncanary-batches = 5",
+    );
+    let plugin = dir.path().join("plugins/taxi-enrich.wasm");
+    let v1 = label("taxi-enrich@0.1.0", &plugin);
+    let v2 = label("taxi-enrich@2.0.0", &fixture("taxi-enrich-v2.wasm"));
+    let (lines, invalid) = numbered_taxi(200_000, 67);
+    let mut run = Running::start(&config, &swap_env(dir.path()), dir.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = produce_continuously(topic.clone(), Arc::new(lines), stop.clone());
+    run.wait_for_input(&pipeline, 1000);
+
+    replace(
+        Style::RenameOver,
+        &fixture("hostile-fail-half.wasm"),
+        &plugin,
+    );
+    wait_swaps(&mut run, &pipeline, "canary_rejected", 1);
+    let readyz = run.get("/readyz").unwrap().1;
+    assert!(
+        readyz.contains(&format!("plugin taxi-enrich: {v1}")),
+        "{readyz}"
+    );
+    assert!(readyz.contains("canary failed"), "{readyz}");
+
+    replace(Style::RenameOver, &fixture("taxi-enrich-v2.wasm"), &plugin);
+    wait_swaps(&mut run, &pipeline, "promoted", 1);
+    let before = run.metric("weir_records_in_total", &pipeline);
+    run.wait_for_input(&pipeline, before + 2000);
+    stop.store(true, Ordering::Relaxed);
+    let produced = producer.await.unwrap();
+    let pool = pg_pool().await;
+    until(&mut run, "the end offsets", || {
+        checkpoint_at_end(&pool, &pipeline, &topic)
+    })
+    .await;
+    assert_eq!(
+        swaps(&run, &pipeline, "swapped"),
+        0,
+        "nothing went live without its canary"
+    );
+    let log = run.stop();
+    assert!(
+        log.contains("Canary rejected") && log.contains("Canary promoted"),
+        "{log}"
+    );
+
+    let rows = rows_by_seq(&pool, &table).await;
+    assert_exactly_once(&rows, produced, &invalid, dir.path());
+    let versions: BTreeSet<&str> = rows.iter().filter_map(|r| r.1.as_deref()).collect();
+    assert_eq!(versions, BTreeSet::from([v1.as_str(), v2.as_str()]));
+    assert_eq!(changes(&rows), 1, "one switch, at the promotion");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_plugin_section_is_a_swap_with_watch_config_and_an_invalid_one_is_ignored() {
+    let pipeline = unique("swap-config");
+    let topic = unique("swap-config");
+    let table = pipeline.replace('-', "_");
+    let dir = tempfile::tempdir().unwrap();
+    let config = taxi_swap_config(dir.path(), &pipeline, &topic, &table, "");
+    let (lines, invalid) = numbered_taxi(4_000, 69);
+    produce_lines(&topic, &lines[..2000]).await;
+    let mut run = Running::start_with(
+        &config,
+        &swap_env(dir.path()),
+        dir.path(),
+        &["--watch-config"],
+    );
+    run.wait_for_records(&pipeline, 2000);
+    let text = std::fs::read_to_string(&config).unwrap();
+    // A wrong type is refused with its key; the running plugin stays.
+    std::fs::write(
+        &config,
+        text.replace(
+            "[plugins.taxi-enrich]",
+            "[plugins.taxi-enrich]\nmax-batch-time = 5",
+        ),
+    )
+    .unwrap();
+    run.wait_until(
+        "the invalid change to be refused",
+        Duration::from_secs(30),
+        |r| {
+            r.log_text()
+                .contains("The changed configuration is invalid")
+        },
+    );
+    // Every trip of at least 0.5 miles is now `long`.
+    std::fs::write(
+        &config,
+        text.replace(
+            "[plugins.taxi-enrich]",
+            "[plugins.taxi-enrich]\nconfig = { long-trip-miles = 0.5, short-trip-miles = 0.5 }",
+        ),
+    )
+    .unwrap();
+    wait_swaps(&mut run, &pipeline, "swapped", 1);
+    produce_lines(&topic, &lines[2000..]).await;
+    let pool = pg_pool().await;
+    until(&mut run, "the end offsets", || {
+        checkpoint_at_end(&pool, &pipeline, &topic)
+    })
+    .await;
+    run.stop();
+
+    let rows = rows_by_seq(&pool, &table).await;
+    assert_exactly_once(&rows, 4000, &invalid, dir.path());
+    let medium = |range: std::ops::Range<i64>| {
+        rows.iter()
+            .filter(|r| range.contains(&r.0) && r.3.as_deref() == Some("medium"))
+            .count()
+    };
+    assert!(
+        medium(0..2000) > 100,
+        "default thresholds before the change"
+    );
+    assert_eq!(medium(2000..4000), 0, "new thresholds after it");
+}
+
+#[test]
+fn plugin_build_places_the_crate_s_component_in_the_plugins_folder() {
+    let out = tempfile::tempdir().unwrap();
+    let root = common::root();
+    let text = weir(
+        &[
+            "plugin",
+            "build",
+            &root.join("plugins/log-extract").display().to_string(),
+            "--out",
+            &out.path().display().to_string(),
+        ],
+        &[],
+    );
+    let placed = out.path().join("log-extract.wasm");
+    assert!(text.contains("built"), "{text}");
+    assert_eq!(
+        std::fs::read(&placed).unwrap(),
+        std::fs::read(reference("log-extract.wasm")).unwrap(),
+        "the same component scripts/build-plugins.sh places"
+    );
+    let names: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+}
