@@ -502,6 +502,7 @@ async fn a_canary_failing_half_its_records_is_rejected_and_one_failing_none_is_p
     );
     wait_swaps(&mut run, &pipeline, "canary_rejected", 1);
     let readyz = run.get("/readyz").unwrap().1;
+    eprintln!("after the rejection, /readyz:\n{readyz}");
     assert!(
         readyz.contains(&format!("plugin taxi-enrich: {v1}")),
         "{readyz}"
