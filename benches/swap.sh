@@ -64,7 +64,7 @@ kill -TERM $pid
 wait $pid || true
 echo
 echo "from weir's log, per swap: the switch (snapshot + restore) and first file event → live"
-grep -o 'pause_us=[0-9]* change_to_live_ms=[0-9]*' "$work/log" | nl -w4 -s'  '
+grep -o 'pause_us=[0-9]* change_to_live_ms=[0-9]*' "$work/log" | nl -w4 -s'  ' || cat "$work/log"
 awk -v a="$steady" -v b="$swap" 'BEGIN {
   printf "\nlargest gap between output batches: without a swap %.1f ms, across a swap %.1f ms (%+.1f ms, %.2fx)\n",
     a * 1000, b * 1000, (b - a) * 1000, b / a }'

@@ -202,6 +202,10 @@ impl Stage {
         self.version = version_label(&plugin);
         self.plugin = plugin;
         self.probation = (previous.remaining > 0).then_some(previous);
+        // A canary compared itself with the version that just left.
+        if let Some(canary) = self.canary.take() {
+            tracing::warn!(plugin = %self.spec.name, canary = %version_label(&canary.candidate.plugin), "A direct swap ends the canary in progress.");
+        }
         Ok(())
     }
 

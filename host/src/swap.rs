@@ -367,6 +367,10 @@ impl WatchState {
             // The watcher lost events (queue overflow): look at everything.
             return true;
         };
+        // Reads (ours included: every scan opens the files) change nothing.
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return false;
+        }
         let mut files = Vec::new();
         for target in &self.targets {
             let path = &target.spec.path;
