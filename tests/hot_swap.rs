@@ -54,10 +54,6 @@ fn fixture(name: &str) -> PathBuf {
     common::root().join("tests/fixtures/dist").join(name)
 }
 
-fn reference(name: &str) -> PathBuf {
-    common::root().join("plugins/dist").join(name)
-}
-
 /// `name@version+hash12`, as weir tags outputs.
 fn label(name_version: &str, file: &Path) -> String {
     let hash = ComponentCache::content_hash(&std::fs::read(file).unwrap());
@@ -165,7 +161,7 @@ fn taxi_swap_config(
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
     std::fs::copy(
-        reference("taxi-enrich.wasm"),
+        common::reference("taxi-enrich"),
         plugins.join("taxi-enrich.wasm"),
     )
     .unwrap();
@@ -256,7 +252,7 @@ async fn ten_swaps_under_load_leave_every_record_once_tagged_with_one_version_ch
     let (lines, invalid) = numbered_taxi(200_000, 61);
     let v1 = dir.path().join("v1.wasm");
     let v2 = dir.path().join("v2.wasm");
-    std::fs::copy(reference("taxi-enrich.wasm"), &v1).unwrap();
+    std::fs::copy(common::reference("taxi-enrich"), &v1).unwrap();
     std::fs::copy(fixture("taxi-enrich-v2.wasm"), &v2).unwrap();
     let (label1, label2) = (
         label("taxi-enrich@0.1.0", &v1),
@@ -326,7 +322,7 @@ async fn a_swap_in_the_middle_of_open_windows_closes_them_with_the_reference_val
     std::fs::create_dir_all(&plugins).unwrap();
     let v1 = dir.path().join("weather-window-v1.wasm");
     let v2 = dir.path().join("weather-window-v2.wasm");
-    std::fs::copy(reference("weather-window.wasm"), &v1).unwrap();
+    std::fs::copy(common::reference("weather-window"), &v1).unwrap();
     std::fs::copy(fixture("weather-window-v2.wasm"), &v2).unwrap();
     std::os::unix::fs::symlink(&v1, plugins.join("weather-window.wasm")).unwrap();
     let config = flows::weather_config(
@@ -622,7 +618,7 @@ fn plugin_build_places_the_crate_s_component_in_the_plugins_folder() {
     assert!(text.contains("built"), "{text}");
     assert_eq!(
         std::fs::read(&placed).unwrap(),
-        std::fs::read(reference("log-extract.wasm")).unwrap(),
+        std::fs::read(common::reference("log-extract")).unwrap(),
         "the same component scripts/build-plugins.sh places"
     );
     let names: Vec<_> = std::fs::read_dir(out.path())

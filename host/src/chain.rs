@@ -15,7 +15,7 @@
 //!   and discarded. It is promoted (a switch) only if its failure rate is
 //!   not worse than the live one's by more than `canary-margin`.
 
-use crate::config::Config;
+use crate::config::{Config, OnError, OnPluginFailure};
 use crate::pipeline::{Error, Result, Stats, tag_dead_letter};
 use crate::plugin::{self, BatchResult, LoadedComponent, Plugin, PluginEngine, PluginSpec};
 use crate::sink::writer::SinkWriter;
@@ -45,6 +45,16 @@ struct Stage {
     probation: Option<Probation>,
     /// A new version shadowing this one.
     canary: Option<Canary>,
+    /// The state before the call in progress, and its state version: what
+    /// a replacement instance restores after a trap.
+    before: Option<(u32, Vec<u8>)>,
+    /// Records that trapped in a row (reset by any record that did not).
+    consecutive_traps: u32,
+    /// Set when `on-plugin-failure = "dead-letter-all"` disabled the stage:
+    /// the reason every record gets until a new version is swapped in.
+    disabled: Option<String>,
+    /// `max-consecutive-traps` and `on-plugin-failure`.
+    failure: (u32, OnPluginFailure),
 }
 
 /// What a rollback needs.
@@ -54,8 +64,6 @@ struct Probation {
     loaded: LoadedComponent,
     /// Batches left on trial.
     remaining: u32,
-    /// The live state before the batch being processed, and its version.
-    state: Option<(u32, Vec<u8>)>,
 }
 
 /// A shadowing version and what it did so far.
@@ -145,14 +153,201 @@ impl Stage {
             plugin,
             probation: None,
             canary: None,
+            before: None,
+            consecutive_traps: 0,
+            disabled: None,
+            failure: (
+                config.plugins[name].max_consecutive_traps,
+                config.plugins[name].on_plugin_failure,
+            ),
         })
     }
 
-    fn restart(&mut self, engine: &PluginEngine, stats: &Stats) -> Result<()> {
+    /// Replaces a trapped instance (never called again: its memory may be
+    /// half-updated) with a fresh one holding the state from before the
+    /// call that trapped.
+    fn reinstate(&mut self, engine: &PluginEngine, stats: &Stats) -> Result<()> {
         self.plugin = engine.instantiate(&self.spec, &self.loaded)?;
+        if let Some((_, state)) = &self.before {
+            self.plugin.restore(state)?;
+        }
         stats.restarts.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(plugin = %self.label, "Started a fresh instance after a trap; its state was reset.");
         Ok(())
+    }
+
+    /// Record `index` traps on its own: a failure with the trap's reason.
+    fn trapped(
+        &mut self,
+        index: usize,
+        error: &plugin::Error,
+        result: &mut BatchResult,
+    ) -> Result<()> {
+        result.failures.push(plugin::Failure {
+            index: index as u32,
+            reason: error.to_string(),
+        });
+        self.count_trap(error)
+    }
+
+    /// Counts a trapping record (or tick); after `max-consecutive-traps` in
+    /// a row, applies `on-plugin-failure`.
+    fn count_trap(&mut self, error: &plugin::Error) -> Result<()> {
+        self.consecutive_traps += 1;
+        let (limit, policy) = self.failure;
+        if self.consecutive_traps < limit {
+            return Ok(());
+        }
+        match policy {
+            OnPluginFailure::Stop => Err(Error::PluginFailing {
+                plugin: self.spec.name.clone(),
+                version: self.version.clone(),
+                traps: self.consecutive_traps,
+                last: error.to_string(),
+            }),
+            OnPluginFailure::DeadLetterAll => {
+                let reason = format!(
+                    "plugin {} is disabled after {} trapping records in a row (the last: {error}); every record goes to the dead letters until a new version is swapped in",
+                    self.version, self.consecutive_traps
+                );
+                tracing::error!(plugin = %self.spec.name, "{reason}");
+                self.disabled = Some(reason);
+                Ok(())
+            }
+        }
+    }
+
+    /// Processes one batch. A trap on probation rolls back to the previous
+    /// version, which processes the batch; otherwise the records that trap
+    /// are found by splitting the batch and reported as failures with the
+    /// trap's reason, and the others are processed once each. The flag says
+    /// whether the result is the plain result of one call (what a canary
+    /// compares with).
+    fn process(
+        &mut self,
+        engine: &PluginEngine,
+        stats: &Stats,
+        records: &[Record],
+        now: i64,
+    ) -> Result<(BatchResult, bool)> {
+        if let Some(reason) = &self.disabled {
+            return Ok((fail_all(0..records.len(), reason), false));
+        }
+        match self.call_keeping_state(engine, stats, &mut |p| p.process(records, now))? {
+            Ok(result) => {
+                self.passed_batch();
+                if !records.is_empty() {
+                    self.consecutive_traps = 0;
+                }
+                Ok((result, true))
+            }
+            Err(error) => Ok((self.isolate(engine, stats, records, now, error)?, false)),
+        }
+    }
+
+    /// `on-tick`; a trap restores the state from before the tick (the
+    /// windows it would have emitted come at a later tick).
+    fn tick(&mut self, engine: &PluginEngine, stats: &Stats, now: i64) -> Result<Vec<Record>> {
+        if self.disabled.is_some() {
+            return Ok(Vec::new());
+        }
+        match self.call_keeping_state(engine, stats, &mut |p| p.on_tick(now))? {
+            Ok(records) => Ok(records),
+            Err(error) => {
+                tracing::error!(plugin = %self.label, %error, "on-tick trapped; a fresh instance continues from the state before the tick.");
+                self.reinstate(engine, stats)?;
+                self.count_trap(&error)?;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Snapshots the state, then runs `call`. On probation, a trap brings
+    /// the previous version back with that state, and `call` runs again on
+    /// it.
+    fn call_keeping_state<T>(
+        &mut self,
+        engine: &PluginEngine,
+        stats: &Stats,
+        call: &mut dyn FnMut(&mut Plugin) -> plugin::Result<T>,
+    ) -> Result<plugin::Result<T>> {
+        match self.plugin.snapshot() {
+            Ok(bytes) => self.before = Some((self.plugin.info().state_version, bytes)),
+            Err(error) if self.probation.is_some() => {
+                self.roll_back(engine, stats, &error)?;
+                return self.call_keeping_state(engine, stats, call);
+            }
+            // A plugin that cannot snapshot cannot be checkpointed either.
+            Err(error) => return Err(error.into()),
+        }
+        match call(&mut self.plugin) {
+            Ok(value) => Ok(Ok(value)),
+            Err(error) if self.probation.is_some() => {
+                self.roll_back(engine, stats, &error)?;
+                self.call_keeping_state(engine, stats, call)
+            }
+            Err(error) => Ok(Err(error)),
+        }
+    }
+
+    /// After `records` trapped as a batch: splits it in halves, recursively,
+    /// each part processed by an instance restored to the state before it,
+    /// until the records that trap on their own are found. Those become
+    /// failures with the trap's reason; every other record is processed
+    /// exactly once, in order.
+    fn isolate(
+        &mut self,
+        engine: &PluginEngine,
+        stats: &Stats,
+        records: &[Record],
+        now: i64,
+        error: plugin::Error,
+    ) -> Result<BatchResult> {
+        tracing::warn!(plugin = %self.label, records = records.len(), %error, "The batch trapped; isolating the records that trap.");
+        self.reinstate(engine, stats)?;
+        let mut result = BatchResult {
+            outputs: Vec::new(),
+            failures: Vec::new(),
+        };
+        // Ranges still to process, the next one last.
+        let mut ranges = Vec::new();
+        if records.len() == 1 {
+            self.trapped(0, &error, &mut result)?;
+        } else {
+            let mid = records.len() / 2;
+            ranges.extend([(mid, records.len()), (0, mid)]);
+        }
+        while let Some((lo, hi)) = ranges.pop() {
+            if let Some(reason) = &self.disabled {
+                let rest = fail_all(lo..hi, reason);
+                result.failures.extend(rest.failures);
+                continue;
+            }
+            match self.plugin.process(&records[lo..hi], now) {
+                Ok(part) => {
+                    result.outputs.extend(part.outputs);
+                    result
+                        .failures
+                        .extend(part.failures.into_iter().map(|mut f| {
+                            f.index += lo as u32;
+                            f
+                        }));
+                    self.consecutive_traps = 0;
+                    let state = self.plugin.snapshot()?;
+                    self.before = Some((self.plugin.info().state_version, state));
+                }
+                Err(error) => {
+                    self.reinstate(engine, stats)?;
+                    if hi - lo == 1 {
+                        self.trapped(lo, &error, &mut result)?;
+                    } else {
+                        let mid = lo + (hi - lo) / 2;
+                        ranges.extend([(mid, hi), (lo, mid)]);
+                    }
+                }
+            }
+        }
+        result.failures.sort_by_key(|f| f.index);
+        Ok(result)
     }
 
     /// Makes `candidate` live, handing it the live state. On refusal the
@@ -196,8 +391,10 @@ impl Stage {
             policy: std::mem::replace(&mut self.policy, policy),
             loaded: std::mem::replace(&mut self.loaded, loaded),
             remaining: self.policy.probation_batches,
-            state: Some((old, state)),
         };
+        self.before = Some((old, state));
+        self.disabled = None;
+        self.consecutive_traps = 0;
         self.label = format!("{}@{}", plugin.info().name, plugin.info().version);
         self.version = version_label(&plugin);
         self.plugin = plugin;
@@ -207,42 +404,6 @@ impl Stage {
             tracing::warn!(plugin = %self.spec.name, canary = %version_label(&canary.candidate.plugin), "A direct swap ends the canary in progress.");
         }
         Ok(())
-    }
-
-    /// Runs `call` on the live instance. On probation, a trap brings the
-    /// previous version back with the state from before this call, and
-    /// `call` runs again on it. `counts` says whether the call ends a batch
-    /// of the trial.
-    fn guarded<T>(
-        &mut self,
-        engine: &PluginEngine,
-        stats: &Stats,
-        counts: bool,
-        mut call: impl FnMut(&mut Plugin) -> plugin::Result<T>,
-    ) -> Result<plugin::Result<T>> {
-        if self.probation.is_none() {
-            return Ok(call(&mut self.plugin));
-        }
-        let before = self.plugin.snapshot();
-        let error = match before {
-            Ok(bytes) => {
-                if let Some(p) = &mut self.probation {
-                    p.state = Some((self.plugin.info().state_version, bytes));
-                }
-                match call(&mut self.plugin) {
-                    Ok(value) => {
-                        if counts {
-                            self.passed_batch();
-                        }
-                        return Ok(Ok(value));
-                    }
-                    Err(error) => error,
-                }
-            }
-            Err(error) => error,
-        };
-        self.roll_back(engine, stats, &error)?;
-        Ok(call(&mut self.plugin))
     }
 
     fn passed_batch(&mut self) {
@@ -267,7 +428,7 @@ impl Stage {
         };
         let failed = version_label(&self.plugin);
         let mut plugin = engine.instantiate(&previous.spec, &previous.loaded)?;
-        match &previous.state {
+        match &self.before {
             Some((version, bytes)) if *version == plugin.info().state_version => {
                 plugin.restore(bytes)?;
             }
@@ -308,6 +469,7 @@ pub(crate) struct Chain {
     stats: Arc<Stats>,
     tag: VersionTag,
     tag_field: String,
+    on_error: OnError,
 }
 
 impl Chain {
@@ -331,6 +493,7 @@ impl Chain {
             stats,
             tag: pc.plugin_version,
             tag_field: pc.plugin_version_field.clone(),
+            on_error: pc.on_error,
         };
         chain.versions_changed();
         Ok(chain)
@@ -370,9 +533,7 @@ impl Chain {
             if stage.canary.take().is_some() {
                 tracing::warn!(plugin = %stage.label, "The pipeline resumed from its checkpoint; the canary in progress is abandoned (change the file again to retry).");
             }
-            if let Some(p) = &mut stage.probation {
-                p.state = None;
-            }
+            stage.before = None;
         }
         Ok(())
     }
@@ -618,54 +779,59 @@ impl Chain {
                 )
             };
             let stage = &mut self.stages[i];
-            let result = stage.guarded(&self.engine, &self.stats, true, |p| {
-                p.process(&records, now)
-            })?;
-            match result {
-                Ok(result) => {
-                    let label = &self.stages[i].label;
-                    for failure in &result.failures {
-                        let index = failure.index as usize;
-                        let Some(record) = records.get(index) else {
-                            tracing::warn!(plugin = %label, index, "Plugin reported a failure for an index outside its batch; ignored.");
-                            continue;
-                        };
-                        dead.push(tag_dead_letter(
-                            record.clone(),
-                            &failure.reason,
-                            label,
-                            &origin(index),
-                        ));
-                    }
-                    if self.stages[i].canary.is_some() {
-                        let before = self.versions();
-                        if self.shadow(i, &records, &result, now) {
-                            made_by.get_or_insert(before);
-                        }
-                    }
-                    records = result.outputs;
-                }
-                Err(error) => {
-                    let stage = &mut self.stages[i];
-                    let reason = error.to_string();
-                    for (index, record) in std::mem::take(&mut records).into_iter().enumerate() {
-                        dead.push(tag_dead_letter(
-                            record,
-                            &reason,
-                            &stage.label,
-                            &origin(index),
-                        ));
-                    }
-                    stage.restart(&self.engine, &self.stats)?;
+            let (result, plain) = stage.process(&self.engine, &self.stats, &records, now)?;
+            let label = &self.stages[i].label;
+            for failure in &result.failures {
+                let index = failure.index as usize;
+                let Some(record) = records.get(index) else {
+                    tracing::warn!(plugin = %label, index, "Plugin reported a failure for an index outside its batch; ignored.");
+                    continue;
+                };
+                dead.push(tag_dead_letter(
+                    record.clone(),
+                    &failure.reason,
+                    label,
+                    &origin(index),
+                ));
+            }
+            if plain && self.stages[i].canary.is_some() {
+                let before = self.versions();
+                if self.shadow(i, &records, &result, now) {
+                    made_by.get_or_insert(before);
                 }
             }
+            records = result.outputs;
             positions = None;
         }
+        self.on_error(&mut dead)?;
         if from < self.stages.len() {
             let versions = made_by.unwrap_or_else(|| self.versions());
             self.tag_with(&mut records, &versions);
         }
         Ok((records, dead))
+    }
+
+    /// Applies the pipeline's `on-error` to the records that failed.
+    fn on_error(&self, dead: &mut Vec<Record>) -> Result<()> {
+        use crate::pipeline::headers::{REASON, SOURCE, STAGE};
+        match self.on_error {
+            OnError::DeadLetter => Ok(()),
+            OnError::Skip => {
+                for record in dead.drain(..) {
+                    tracing::warn!(stage = %header_text(&record, STAGE), source = %header_text(&record, SOURCE), reason = %header_text(&record, REASON), "Skipped a failed record (on-error = \"skip\").");
+                    self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            }
+            OnError::Stop => match dead.first() {
+                None => Ok(()),
+                Some(record) => Err(Error::RecordFailed {
+                    stage: header_text(record, STAGE).into_owned(),
+                    source_position: header_text(record, SOURCE).into_owned(),
+                    reason: header_text(record, REASON).into_owned(),
+                }),
+            },
+        }
     }
 
     /// Names the live versions on every output, as configured.
@@ -700,17 +866,7 @@ impl Chain {
         for i in 0..self.stages.len() {
             let (engine, stats) = (self.engine.clone(), self.stats.clone());
             let stage = &mut self.stages[i];
-            let ticked = tokio::task::block_in_place(|| {
-                stage.guarded(&engine, &stats, false, |p| p.on_tick(now))
-            })?;
-            let emitted = match ticked {
-                Ok(records) => records,
-                Err(error) => {
-                    tracing::error!(plugin = %self.stages[i].label, %error, "on-tick trapped; state of this plugin is lost.");
-                    self.stages[i].restart(&self.engine, &self.stats)?;
-                    continue;
-                }
-            };
+            let emitted = tokio::task::block_in_place(|| stage.tick(&engine, &stats, now))?;
             let (mut outputs, dead) = tokio::task::block_in_place(|| {
                 self.apply(i + 1, emitted, None, &|_| origin.to_owned(), now)
             })?;
@@ -722,6 +878,30 @@ impl Chain {
         }
         Ok(())
     }
+}
+
+/// Every index of `range` failed for `reason`.
+fn fail_all(range: std::ops::Range<usize>, reason: &str) -> BatchResult {
+    BatchResult {
+        outputs: Vec::new(),
+        failures: range
+            .map(|index| plugin::Failure {
+                index: index as u32,
+                reason: reason.to_owned(),
+            })
+            .collect(),
+    }
+}
+
+/// A header's value as text.
+fn header_text<'a>(record: &'a Record, name: &str) -> std::borrow::Cow<'a, str> {
+    record
+        .headers
+        .iter()
+        .find(|h| h.name == name)
+        .map_or(std::borrow::Cow::Borrowed(""), |h| {
+            String::from_utf8_lossy(&h.value)
+        })
 }
 
 /// Adds `"field": "text"` to a JSON object written as text, without

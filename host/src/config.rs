@@ -148,6 +148,40 @@ pub struct PluginConfig {
     /// (0.01 = one percentage point) and still be promoted.
     #[serde(default = "defaults::canary_margin")]
     pub canary_margin: f64,
+    /// Records that trap in a row before `on-plugin-failure` applies.
+    #[serde(default = "defaults::max_consecutive_traps")]
+    pub max_consecutive_traps: u32,
+    /// What happens to a plugin that keeps trapping.
+    #[serde(default)]
+    pub on_plugin_failure: OnPluginFailure,
+}
+
+/// What happens when a plugin traps on `max-consecutive-traps` records in
+/// a row: never a hot loop of restarts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnPluginFailure {
+    /// The pipeline stops with the reason; nothing past the last checkpoint
+    /// is committed.
+    #[default]
+    Stop,
+    /// The plugin is disabled: every record goes to the dead letters until
+    /// a new version is swapped in.
+    DeadLetterAll,
+}
+
+/// What happens to a record that failed (a plugin refused it or trapped on
+/// it), modelled on Kafka Connect's `errors.tolerance`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// To the dead-letter sink, with the reason.
+    #[default]
+    DeadLetter,
+    /// Dropped, but counted (`weir_records_skipped_total`) and logged.
+    Skip,
+    /// The pipeline stops with the reason, before committing past it.
+    Stop,
 }
 
 /// `[pipelines.<name>]`: source → plugins → sink.
@@ -194,6 +228,9 @@ pub struct PipelineConfig {
     /// The JSON field `plugin-version = "field"` adds to output objects.
     #[serde(default = "defaults::plugin_version_field")]
     pub plugin_version_field: String,
+    /// `dead-letter`, `skip` or `stop`: what happens to a failed record.
+    #[serde(default)]
+    pub on_error: OnError,
 }
 
 impl PipelineConfig {
@@ -249,6 +286,9 @@ mod defaults {
     }
     pub fn canary_batches() -> u32 {
         20
+    }
+    pub fn max_consecutive_traps() -> u32 {
+        10
     }
     pub fn canary_margin() -> f64 {
         0.01
@@ -402,6 +442,12 @@ impl Config {
                 problem(
                     format!("plugins.{name}.canary-margin"),
                     "must be between 0 and 1 (a share of records, e.g. 0.01)".into(),
+                );
+            }
+            if plugin.max_consecutive_traps == 0 {
+                problem(
+                    format!("plugins.{name}.max-consecutive-traps"),
+                    "must be at least 1".into(),
                 );
             }
             if plugin.swap == crate::swap::SwapMode::Canary && plugin.canary_batches == 0 {

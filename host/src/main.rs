@@ -235,7 +235,7 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
             println!("{placed}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { config } => validate(&config),
+        Command::Validate { config } => tokio::task::block_in_place(|| validate(&config)),
         Command::Bucket {
             command: BucketCommand::Create { location },
         } => {
@@ -255,7 +255,11 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
                     fail_on_failures,
                 },
         } => {
-            let failed = plugin_test(&wasm, &input, config.as_deref(), now, tick, batch_size)?;
+            // Guest output goes through WASI's blocking bridge, which must
+            // not run on a runtime worker's async context.
+            let failed = tokio::task::block_in_place(|| {
+                plugin_test(&wasm, &input, config.as_deref(), now, tick, batch_size)
+            })?;
             Ok(if fail_on_failures && failed > 0 {
                 ExitCode::from(1)
             } else {
@@ -454,8 +458,13 @@ async fn run(
         eprintln!();
     }
     for s in &summaries {
+        let skipped = if s.skipped > 0 {
+            format!(", {} skipped", s.skipped)
+        } else {
+            String::new()
+        };
         println!(
-            "{}: {} in, {} out, {} dead-lettered, {} plugin restarts in {:.2} s ({:.0} records/s)",
+            "{}: {} in, {} out, {} dead-lettered{skipped}, {} plugin restarts in {:.2} s ({:.0} records/s)",
             s.pipeline,
             s.read,
             s.written,

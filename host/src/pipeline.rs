@@ -68,6 +68,33 @@ pub enum Error {
         /// Version the plugin reports.
         running: u32,
     },
+    /// A plugin trapped on too many records in a row and
+    /// `on-plugin-failure = "stop"`.
+    #[error(
+        "plugin {plugin} ({version}) trapped on {traps} records in a row, the last: {last}; the pipeline stopped before committing past them (on-plugin-failure = \"stop\"). Fix the plugin and swap in a new version or restart, or set on-plugin-failure = \"dead-letter-all\""
+    )]
+    PluginFailing {
+        /// Plugin name in the configuration.
+        plugin: String,
+        /// The version that traps.
+        version: String,
+        /// Traps in a row.
+        traps: u32,
+        /// The last trap.
+        last: String,
+    },
+    /// A record failed and `on-error = "stop"`.
+    #[error(
+        "a record failed at {stage} ({source_position}): {reason}; the pipeline stopped before committing past it (on-error = \"stop\"). Fix the input or the plugin and restart, or set on-error = \"dead-letter\""
+    )]
+    RecordFailed {
+        /// `plugin@version` that refused it.
+        stage: String,
+        /// Where the record came from.
+        source_position: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -94,6 +121,8 @@ pub struct Stats {
     pub written: AtomicU64,
     /// Records sent to the dead-letter sink.
     pub dead_lettered: AtomicU64,
+    /// Failed records dropped by `on-error = "skip"`.
+    pub skipped: AtomicU64,
     /// Plugin instances replaced after a trap.
     pub restarts: AtomicU64,
     /// Checkpoints committed.
@@ -127,6 +156,8 @@ pub struct Summary {
     pub written: u64,
     /// Records dead-lettered.
     pub dead_lettered: u64,
+    /// Failed records dropped by `on-error = "skip"`.
+    pub skipped: u64,
     /// Plugin restarts after traps.
     pub restarts: u64,
     /// Wall time.
@@ -265,6 +296,7 @@ impl Pipeline {
             read: stats.read.load(Ordering::Relaxed),
             written: stats.written.load(Ordering::Relaxed),
             dead_lettered: stats.dead_lettered.load(Ordering::Relaxed),
+            skipped: stats.skipped.load(Ordering::Relaxed),
             restarts: stats.restarts.load(Ordering::Relaxed),
             elapsed: started.elapsed(),
         };

@@ -70,7 +70,7 @@ pub fn render_metrics(pipelines: &[(String, Arc<Stats>)]) -> String {
     let mut out = String::new();
     // One value per pipeline: name, Prometheus type, help, value.
     type Scalar = (&'static str, &'static str, &'static str, fn(&Stats) -> u64);
-    let scalars: [Scalar; 7] = [
+    let scalars: [Scalar; 8] = [
         (
             "weir_records_in_total",
             "counter",
@@ -88,6 +88,12 @@ pub fn render_metrics(pipelines: &[(String, Arc<Stats>)]) -> String {
             "counter",
             "Records sent to the dead-letter sink.",
             |s| s.dead_lettered.load(Ordering::Relaxed),
+        ),
+        (
+            "weir_records_skipped_total",
+            "counter",
+            "Failed records dropped by on-error = \"skip\" (each one logged).",
+            |s| s.skipped.load(Ordering::Relaxed),
         ),
         (
             "weir_plugin_restarts_total",

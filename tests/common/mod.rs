@@ -36,6 +36,30 @@ pub fn engine() -> (PluginEngine, tempfile::TempDir) {
     (PluginEngine::new(Some(dir.path().to_owned())).unwrap(), dir)
 }
 
+/// Builds the first pipeline of a configuration text (paths relative to
+/// `base`) and runs it until its input ends.
+pub async fn try_run_pipeline(
+    text: &str,
+    base: &std::path::Path,
+) -> Result<weir::pipeline::Summary, weir::pipeline::Error> {
+    let config = weir::config::Config::parse(text, base, &|_| None)
+        .unwrap_or_else(|p| panic!("config refused: {p:?}"));
+    let (engine, _cache) = engine();
+    let name = config.pipelines.keys().next().unwrap().clone();
+    let pipeline = weir::pipeline::Pipeline::build(&name, &config, &engine).await?;
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    pipeline.run(stop_rx).await
+}
+
+/// Every line of an NDJSON file, parsed.
+pub fn ndjson_values(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Starts a plugin with a JSON config and limits.
 pub fn start(engine: &PluginEngine, path: PathBuf, config: &str, limits: PluginLimits) -> Plugin {
     let name = path.file_stem().unwrap().to_string_lossy().into_owned();

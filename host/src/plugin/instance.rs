@@ -19,6 +19,7 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     memory: MemoryCap,
+    stderr: super::sandbox::Stderr,
 }
 
 impl WasiView for HostState {
@@ -108,9 +109,11 @@ impl Plugin {
         ticker: Arc<EpochTicker>,
     ) -> Result<Self> {
         let name: Arc<str> = Arc::from(spec.name.as_str());
+        let stderr = super::sandbox::Stderr::default();
         let state = HostState {
             plugin: name.clone(),
-            wasi: super::sandbox::wasi_context(&name),
+            wasi: super::sandbox::wasi_context(&name, &stderr),
+            stderr,
             table: ResourceTable::new(),
             memory: MemoryCap {
                 max_bytes: usize::try_from(spec.limits.max_memory).unwrap_or(usize::MAX),
@@ -210,6 +213,7 @@ impl Plugin {
             });
         }
         self.store.set_epoch_deadline(deadline_ticks(self.limits));
+        self.store.data().stderr.clear();
         match f(&self.bindings, &mut self.store) {
             Ok(value) => Ok(value),
             Err(e) => {
@@ -253,7 +257,14 @@ fn trap_error(
             ),
         )
     } else {
-        (TrapKind::Fault, format!("{e:#}").replace('\n', " | "))
+        // The root cause says what trapped (the chain above it is
+        // wasmtime's backtrace).
+        let trap = e.root_cause().to_string();
+        let reason = match store.data().stderr.said() {
+            Some(said) => format!("{trap}; the plugin wrote to stderr: {said}"),
+            None => trap,
+        };
+        (TrapKind::Fault, reason)
     };
     Error::Trap {
         plugin: name.to_owned(),

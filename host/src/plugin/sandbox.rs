@@ -14,17 +14,53 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx};
 
-/// Builds the empty WASI context for the plugin `name`.
-pub fn wasi_context(name: &Arc<str>) -> WasiCtx {
+/// The guest's last lines on stderr, kept so that a trap can say what the
+/// guest said before it (a Rust panic prints its message there).
+#[derive(Debug, Clone, Default)]
+pub struct Stderr(Arc<std::sync::Mutex<Vec<String>>>);
+
+/// Most stderr lines kept for a trap message.
+const KEPT_LINES: usize = 4;
+
+impl Stderr {
+    /// Forgets what was said (before each call).
+    pub fn clear(&self) {
+        self.0.lock().expect("stderr lock").clear();
+    }
+
+    /// What was said since the last `clear`, as one line.
+    pub fn said(&self) -> Option<String> {
+        let lines = self.0.lock().expect("stderr lock");
+        (!lines.is_empty()).then(|| lines.join(" | "))
+    }
+
+    fn keep(&self, line: &str) {
+        // Rust's panic hook adds a hint about RUST_BACKTRACE, of no use here.
+        if line.trim().is_empty() || line.starts_with("note: run with `RUST_BACKTRACE") {
+            return;
+        }
+        let mut lines = self.0.lock().expect("stderr lock");
+        if lines.len() == KEPT_LINES {
+            lines.remove(0);
+        }
+        lines.push(line.chars().take(500).collect());
+    }
+}
+
+/// Builds the empty WASI context for the plugin `name`; its stderr lines
+/// are also kept in `stderr`.
+pub fn wasi_context(name: &Arc<str>, stderr: &Stderr) -> WasiCtx {
     let mut builder = WasiCtx::builder();
     builder
         .stdout(GuestLog {
             plugin: name.clone(),
             stream: "stdout",
+            kept: None,
         })
         .stderr(GuestLog {
             plugin: name.clone(),
             stream: "stderr",
+            kept: Some(stderr.clone()),
         })
         .wall_clock(StoppedClock)
         .monotonic_clock(StoppedClock)
@@ -61,6 +97,7 @@ impl HostMonotonicClock for StoppedClock {
 struct GuestLog {
     plugin: Arc<str>,
     stream: &'static str,
+    kept: Option<Stderr>,
 }
 
 impl IsTerminal for GuestLog {
@@ -110,6 +147,9 @@ impl LineWriter {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches('\r');
         let plugin = &*self.target.plugin;
+        if let Some(kept) = &self.target.kept {
+            kept.keep(text);
+        }
         match self.target.stream {
             "stderr" => tracing::warn!(plugin, stream = "stderr", "{text}"),
             _ => tracing::info!(plugin, stream = "stdout", "{text}"),

@@ -1,0 +1,210 @@
+//! Plugins that misbehave and records that fail, through whole pipelines
+//! (file in, NDJSON out; no services): the host keeps going, keeps state
+//! exact, and accounts for every record — in = out + dead-lettered
+//! (+ skipped).
+
+mod common;
+
+use common::{hostile, ndjson_values, pipeline_toml, try_run_pipeline};
+use std::path::Path;
+
+/// `values` as the input file `in.txt`, one per line, through the hostile
+/// fixture with `plugin` (its config, then more `[plugins.t]` lines) in
+/// batches of `batch`; `pipeline` adds lines to `[pipelines.p]`.
+async fn run(
+    dir: &Path,
+    values: &[&str],
+    plugin: &str,
+    batch: usize,
+    pipeline: &str,
+) -> Result<weir::pipeline::Summary, weir::pipeline::Error> {
+    std::fs::write(dir.join("in.txt"), values.join("\n")).unwrap();
+    let sink = format!("{{ type = \"ndjson\", path = \"out.txt\" }}\n{pipeline}");
+    let text = pipeline_toml(
+        &hostile(),
+        plugin,
+        batch,
+        r#"{ type = "file", path = "in.txt" }"#,
+        &sink,
+    );
+    try_run_pipeline(&text, dir).await
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trapping_record_is_isolated_and_only_it_is_dead_lettered_with_the_panic_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = ["a", "b", "c", "d", "boom", "f", "g", "h"];
+    let summary = run(dir.path(), &values, r#"{ mode = "panic" }"#, 3, "")
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.read, summary.written, summary.dead_lettered),
+        (8, 7, 1)
+    );
+    assert_eq!(
+        lines(&dir.path().join("out.txt")),
+        ["a", "b", "c", "d", "f", "g", "h"]
+    );
+    let dead = ndjson_values(&dir.path().join("dead.ndjson"));
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["value"], "boom");
+    let reason = dead[0]["headers"]["weir.reason"].as_str().unwrap();
+    assert!(
+        reason.contains("trapped") && reason.contains("boom record"),
+        "the trap and the guest's panic message: {reason}"
+    );
+    assert_eq!(
+        dead[0]["headers"]["weir.source"],
+        format!(
+            "file {}:5",
+            dir.path().join("in.txt").canonicalize().unwrap().display()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_stays_exact_across_a_trap_the_fresh_instance_restores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = ["a", "b", "c", "d", "boom", "f", "g", "boom", "h"];
+    let summary = run(dir.path(), &values, r#"{ mode = "counter" }"#, 4, "")
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.read, summary.written, summary.dead_lettered),
+        (9, 7, 2)
+    );
+    // Each record counted once, in order, as if the traps never happened.
+    assert_eq!(
+        lines(&dir.path().join("out.txt")),
+        ["a:1", "b:2", "c:3", "d:4", "f:5", "g:6", "h:7"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_trapping_on_every_record_stops_the_pipeline_after_k_in_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let values: Vec<String> = (0..50).map(|i| format!("r{i}")).collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    let error = run(
+        dir.path(),
+        &values,
+        "{ mode = \"trap\" }\nmax-consecutive-traps = 3",
+        10,
+        "",
+    )
+    .await
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("trapped on 3 records in a row") && message.contains("on-plugin-failure"),
+        "{message}"
+    );
+    assert!(
+        lines(&dir.path().join("out.txt")).is_empty(),
+        "nothing written past the failures"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_plugin_dead_letters_everything_without_a_hot_loop_of_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let values: Vec<String> = (0..1000).map(|i| format!("r{i}")).collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    let summary = run(
+        dir.path(),
+        &values,
+        "{ mode = \"trap\" }\nmax-consecutive-traps = 3\non-plugin-failure = \"dead-letter-all\"",
+        100,
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (summary.read, summary.written, summary.dead_lettered),
+        (1000, 0, 1000)
+    );
+    assert!(
+        summary.restarts <= 20,
+        "instances made: {} (bounded: isolation stops at the third trap)",
+        summary.restarts
+    );
+    let dead = ndjson_values(&dir.path().join("dead.ndjson"));
+    let last = dead.last().unwrap()["headers"]["weir.reason"]
+        .as_str()
+        .unwrap();
+    assert!(last.contains("disabled after 3 trapping records"), "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_looping_plugin_is_interrupted_at_its_deadline_and_the_host_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = ["a", "b", "c", "d"];
+    let summary = run(
+        dir.path(),
+        &values,
+        "{ mode = \"spin\" }\nmax-batch-time = \"100ms\"\nmax-consecutive-traps = 2\non-plugin-failure = \"dead-letter-all\"",
+        4,
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!((summary.read, summary.dead_lettered), (4, 4));
+    let dead = ndjson_values(&dir.path().join("dead.ndjson"));
+    let first = dead[0]["headers"]["weir.reason"].as_str().unwrap();
+    assert!(first.contains("max-batch-time 100 ms"), "{first}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_error_skip_counts_and_drops_failed_records_and_stop_halts_at_the_first() {
+    let values = ["a", "b", "c", "d", "e", "f"];
+    // fail-half fails every even index of each batch.
+    let skip = tempfile::tempdir().unwrap();
+    let summary = run(
+        skip.path(),
+        &values,
+        r#"{ mode = "fail-half" }"#,
+        6,
+        "on-error = \"skip\"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            summary.read,
+            summary.written,
+            summary.dead_lettered,
+            summary.skipped
+        ),
+        (6, 3, 0, 3)
+    );
+    assert!(
+        !skip.path().join("dead.ndjson").exists()
+            || lines(&skip.path().join("dead.ndjson")).is_empty()
+    );
+
+    let stop = tempfile::tempdir().unwrap();
+    let error = run(
+        stop.path(),
+        &values,
+        r#"{ mode = "fail-half" }"#,
+        6,
+        "on-error = \"stop\"",
+    )
+    .await
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("fail-half mode")
+            && message.contains("in.txt:1")
+            && message.contains("on-error"),
+        "{message}"
+    );
+}
