@@ -208,3 +208,129 @@ async fn on_error_skip_counts_and_drops_failed_records_and_stop_halts_at_the_fir
         "{message}"
     );
 }
+
+mod services;
+
+/// A secret no output may contain.
+const CANARY: &str = "canary-secret-7f3a9c";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_in_the_config_never_appears_in_logs_metrics_validate_or_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = common::root();
+    let config = dir.path().join("secret.toml");
+    let topic = services::unique("secret-dead");
+    let input = services::unique("secret-in");
+    // The sample of the quickstart: 2 000 trips, 37 invalid.
+    services::weir(
+        &[
+            "gen",
+            "taxi",
+            "--count",
+            "2000",
+            "--seed",
+            "42",
+            "--topic",
+            &input,
+            "--brokers",
+            &services::kafka(),
+        ],
+        &services::weir_env(),
+    );
+    // PostgreSQL trusts local connections, so the password in the URL is
+    // accepted and ignored: the pipeline runs. The S3 secret is wrong: the
+    // object-store pipeline fails to list and retries, logging its errors.
+    // The SASL password is set on a plaintext connection.
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[plugins.taxi]
+path = "{plugins}/taxi-enrich.wasm"
+
+[pipelines.to-postgres]
+plugins = ["taxi"]
+source = {{ type = "kafka", brokers = "${{WEIR_KAFKA}}", topics = ["{input}"], group = "{input}", options = {{ "sasl.password" = "${{SECRET}}" }} }}
+sink = {{ type = "postgres", url = "postgres://postgres:${{SECRET}}@127.0.0.1:5432/test", table = "{table}", create-table = true, columns = [{{ name = "pickup_at", type = "timestamptz" }}] }}
+dead-letter = {{ type = "kafka", brokers = "${{WEIR_KAFKA}}", topic = "{topic}", options = {{ "sasl.username" = "weir", "sasl.password" = "${{SECRET}}" }} }}
+
+[pipelines.from-s3]
+plugins = ["taxi"]
+source = {{ type = "object-store", url = "s3://weir-nothing/x", options = {{ endpoint = "${{WEIR_S3_ENDPOINT}}", access_key_id = "weir-test", secret_access_key = "${{SECRET}}", allow_http = "true", region = "us-east-1" }} }}
+sink = {{ type = "ndjson", path = "out.ndjson" }}
+"#,
+            plugins = root.join("plugins/dist").display(),
+            input = input,
+            table = services::unique("secret").replace('-', "_"),
+            topic = topic,
+        ),
+    )
+    .unwrap();
+    let mut env = services::weir_env();
+    env.retain(|(k, _)| !k.starts_with("AWS_"));
+    env.push(("SECRET".into(), CANARY.into()));
+    env.push(("WEIR_LOG".into(), "debug".into()));
+
+    let validate = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["validate"])
+        .arg(&config)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let mut seen = format!(
+        "{}{}",
+        String::from_utf8_lossy(&validate.stdout),
+        String::from_utf8_lossy(&validate.stderr)
+    );
+    let mut run = services::Running::start(&config, &env, dir.path());
+    run.wait_until(
+        "the Postgres pipeline to write its input and the S3 one to be refused",
+        std::time::Duration::from_secs(60),
+        |r| {
+            r.metric("weir_records_out_total", "to-postgres")
+                + r.metric("weir_records_failed_total", "to-postgres")
+                >= 2000
+                && r.log_text().contains("SignatureDoesNotMatch")
+        },
+    );
+    seen.push_str(&run.get("/metrics").unwrap().1);
+    seen.push_str(&run.get("/readyz").unwrap().1);
+    // The failed pipeline makes the exit status 1: end it outright.
+    seen.push_str(&run.kill9());
+    // The 37 invalid trips of the sample, dead-lettered to Kafka.
+    for record in services::consume(&topic, 37).await {
+        seen.push_str(&String::from_utf8_lossy(&record.value));
+        for header in &record.headers {
+            seen.push_str(&format!(
+                "{}={}\n",
+                header.name,
+                String::from_utf8_lossy(&header.value)
+            ));
+        }
+    }
+    for file in [
+        "out.ndjson",
+        "dead-letter/to-postgres.ndjson",
+        "dead-letter/from-s3.ndjson",
+    ] {
+        seen.push_str(&std::fs::read_to_string(dir.path().join(file)).unwrap_or_default());
+    }
+    assert!(
+        seen.contains("SignatureDoesNotMatch") && seen.contains("weir_records_out_total"),
+        "the run did not get far enough to prove anything:\n{seen}"
+    );
+    assert!(
+        !seen.contains(CANARY),
+        "the secret leaked:\n{}",
+        context(&seen)
+    );
+}
+
+/// The lines around the first occurrence of the canary.
+fn context(text: &str) -> String {
+    text.lines()
+        .filter(|l| l.contains(CANARY))
+        .take(5)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
