@@ -11,6 +11,8 @@
 //! passes in.
 
 pub mod duration;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod time;
 
 /// Bindings generated from `wit/transform.wit`.
