@@ -38,6 +38,45 @@ fn plugin_cannot_read_a_host_file_through_wasi() {
 }
 
 #[test]
+fn a_granted_folder_is_readable_and_nothing_else_nor_writable() {
+    let granted = tempfile::tempdir().unwrap();
+    std::fs::write(granted.path().join("zones.csv"), "1,Newark").unwrap();
+    let (engine, _cache) = engine();
+    let plugin = |config: serde_json::Value| {
+        let spec = weir::plugin::PluginSpec {
+            name: "granted".into(),
+            path: hostile(),
+            config_json: config.to_string(),
+            limits: PluginLimits::default(),
+            read_only_dirs: vec![("/ref".into(), granted.path().to_owned())],
+        };
+        engine.start(&spec).unwrap()
+    };
+    let mut read = plugin(serde_json::json!({"mode": "read-file", "path": "/ref/zones.csv"}));
+    assert_eq!(only_output(&mut read), "read ok: 1,Newark");
+    let mut write = plugin(serde_json::json!({"mode": "write-file", "path": "/ref/new.txt"}));
+    assert!(only_output(&mut write).starts_with("write failed:"));
+    assert!(!granted.path().join("new.txt").exists());
+    let mut outside = plugin(serde_json::json!({"mode": "read-file", "path": "/etc/hostname"}));
+    assert!(only_output(&mut outside).starts_with("read failed:"));
+    let mut escape =
+        plugin(serde_json::json!({"mode": "read-file", "path": "/ref/../../etc/hostname"}));
+    assert!(only_output(&mut escape).starts_with("read failed:"));
+}
+
+#[test]
+fn plugin_cannot_open_a_network_connection() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let config = serde_json::json!({"mode": "connect", "name": address}).to_string();
+    let mut plugin = hostile_with(&config, PluginLimits::default());
+    let seen = only_output(&mut plugin);
+    assert!(seen.starts_with("connect failed:"), "{seen}");
+    assert!(listener.accept().is_err(), "nobody connected");
+}
+
+#[test]
 fn plugin_cannot_read_the_host_environment() {
     let name = ["PATH", "HOME", "CARGO_MANIFEST_DIR"]
         .into_iter()
@@ -192,6 +231,7 @@ fn init_refusing_its_config_is_reported_with_the_plugin_name() {
         path: reference("taxi-enrich"),
         config_json: r#"{"max-sped-mph": 3}"#.into(),
         limits: PluginLimits::default(),
+        read_only_dirs: Vec::new(),
     };
     let error = engine.start(&spec).unwrap_err();
     let text = error.to_string();
@@ -232,6 +272,7 @@ fn guest_stdout_stderr_and_log_calls_become_log_events_tagged_with_the_plugin() 
             path: hostile(),
             config_json: r#"{"mode":"chatty"}"#.into(),
             limits: PluginLimits::default(),
+            read_only_dirs: Vec::new(),
         };
         let mut plugin = engine.start(&spec).unwrap();
         let out = plugin.process(&records(&["x"]), 0).unwrap();

@@ -119,6 +119,7 @@ pub fn run(
             max_batch_time: Duration::from_secs(30),
             max_memory: 1 << 30,
         },
+        read_only_dirs: Vec::new(),
     };
     for batch_size in [1usize, 64, 1024] {
         let mut plugin = engine.instantiate(&spec, &loaded)?;

@@ -148,6 +148,11 @@ pub struct PluginConfig {
     /// (0.01 = one percentage point) and still be promoted.
     #[serde(default = "defaults::canary_margin")]
     pub canary_margin: f64,
+    /// Host folders granted to the plugin read-only, by the path it sees
+    /// (`{ "/ref" = "data/ref" }`). Nothing else: no other file, no
+    /// network, no environment, no clock.
+    #[serde(default)]
+    pub read_only_dirs: BTreeMap<String, PathBuf>,
     /// Records that trap in a row before `on-plugin-failure` applies.
     #[serde(default = "defaults::max_consecutive_traps")]
     pub max_consecutive_traps: u32,
@@ -443,6 +448,25 @@ impl Config {
                     format!("plugins.{name}.canary-margin"),
                     "must be between 0 and 1 (a share of records, e.g. 0.01)".into(),
                 );
+            }
+            for (guest, host) in &plugin.read_only_dirs {
+                if !self.resolve(host).is_dir() {
+                    problem(
+                        format!("plugins.{name}.read-only-dirs"),
+                        format!(
+                            "{guest:?} = {}: not a folder (relative paths start at the config's folder)",
+                            self.resolve(host).display()
+                        ),
+                    );
+                }
+                if !guest.starts_with('/') {
+                    problem(
+                        format!("plugins.{name}.read-only-dirs"),
+                        format!(
+                            "{guest:?}: the path the plugin sees must be absolute, e.g. \"/ref\""
+                        ),
+                    );
+                }
             }
             if plugin.max_consecutive_traps == 0 {
                 problem(

@@ -632,6 +632,7 @@ fn plugin_test(
         path: wasm.to_owned(),
         config_json: plugin_config(config)?,
         limits: PluginLimits::default(),
+        read_only_dirs: Vec::new(),
     };
     let mut plugin = engine.start(&spec)?;
     let text = std::fs::read_to_string(input)

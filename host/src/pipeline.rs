@@ -532,5 +532,10 @@ pub fn plugin_spec(config: &Config, name: &str) -> PluginSpec {
             max_batch_time: pc.max_batch_time,
             max_memory: pc.max_memory,
         },
+        read_only_dirs: pc
+            .read_only_dirs
+            .iter()
+            .map(|(guest, host)| (guest.clone(), config.resolve(host)))
+            .collect(),
     }
 }

@@ -68,6 +68,7 @@ pub fn start(engine: &PluginEngine, path: PathBuf, config: &str, limits: PluginL
         path,
         config_json: config.into(),
         limits,
+        read_only_dirs: Vec::new(),
     };
     engine
         .start(&spec)

@@ -49,6 +49,9 @@ pub struct PluginSpec {
     pub config_json: String,
     /// Limits of every instance.
     pub limits: PluginLimits,
+    /// Host folders the plugin may read, by the path it sees them at
+    /// (`read-only-dirs`); nothing else of the filesystem exists for it.
+    pub read_only_dirs: Vec<(String, PathBuf)>,
 }
 
 /// A compiled component, ready to instantiate any number of times.

@@ -112,7 +112,12 @@ impl Plugin {
         let stderr = super::sandbox::Stderr::default();
         let state = HostState {
             plugin: name.clone(),
-            wasi: super::sandbox::wasi_context(&name, &stderr),
+            wasi: super::sandbox::wasi_context(&name, &stderr, &spec.read_only_dirs).map_err(
+                |reason| Error::Link {
+                    path: spec.path.clone(),
+                    reason,
+                },
+            )?,
             stderr,
             table: ResourceTable::new(),
             memory: MemoryCap {

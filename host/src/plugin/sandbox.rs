@@ -1,4 +1,5 @@
-//! The WASI context every plugin gets: nothing.
+//! The WASI context every plugin gets: nothing, unless its configuration
+//! grants folders to read (`read-only-dirs`).
 //!
 //! Components built for `wasm32-wasip2` import WASI interfaces through std.
 //! They are linked, but grant nothing: no preopened directories (so no file
@@ -47,10 +48,25 @@ impl Stderr {
     }
 }
 
-/// Builds the empty WASI context for the plugin `name`; its stderr lines
-/// are also kept in `stderr`.
-pub fn wasi_context(name: &Arc<str>, stderr: &Stderr) -> WasiCtx {
+/// Builds the WASI context for the plugin `name`: nothing but the folders
+/// of `read_only` (guest path, host path), read-only. Its stderr lines are
+/// also kept in `stderr`.
+pub fn wasi_context(
+    name: &Arc<str>,
+    stderr: &Stderr,
+    read_only: &[(String, std::path::PathBuf)],
+) -> Result<WasiCtx, String> {
     let mut builder = WasiCtx::builder();
+    for (guest, host) in read_only {
+        builder
+            .preopened_dir(host, guest, wasmtime_wasi::FsPerms::ReadOnly)
+            .map_err(|e| {
+                format!(
+                    "cannot grant {} as {guest} (read-only): {e:#}",
+                    host.display()
+                )
+            })?;
+    }
     builder
         .stdout(GuestLog {
             plugin: name.clone(),
@@ -67,7 +83,7 @@ pub fn wasi_context(name: &Arc<str>, stderr: &Stderr) -> WasiCtx {
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
-    builder.build()
+    Ok(builder.build())
 }
 
 /// A clock that always reads the Unix epoch: plugins get time from the host's
