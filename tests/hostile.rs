@@ -163,6 +163,44 @@ async fn a_looping_plugin_is_interrupted_at_its_deadline_and_the_host_goes_on() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn outputs_over_the_caps_are_traced_to_their_input_records_which_are_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = ["a", "big", "b", "many", "c"];
+    let summary = run(
+        dir.path(),
+        &values,
+        "{ mode = \"flood\" }\nmax-output-records = 1000\nmax-output-record-size = \"1MiB\"",
+        5,
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (summary.read, summary.written, summary.dead_lettered),
+        (5, 3, 2)
+    );
+    assert_eq!(lines(&dir.path().join("out.txt")), ["a", "b", "c"]);
+    let dead = ndjson_values(&dir.path().join("dead.ndjson"));
+    let reasons: Vec<(&str, &str)> = dead
+        .iter()
+        .map(|d| {
+            (
+                d["value"].as_str().unwrap(),
+                d["headers"]["weir.reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        reasons[0].0 == "big" && reasons[0].1.contains("max-output-record-size"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].0 == "many" && reasons[1].1.contains("max-output-records = 1000"),
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn on_error_skip_counts_and_drops_failed_records_and_stop_halts_at_the_first() {
     let values = ["a", "b", "c", "d", "e", "f"];
     // fail-half fails every even index of each batch.

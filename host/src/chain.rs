@@ -55,6 +55,45 @@ struct Stage {
     disabled: Option<String>,
     /// `max-consecutive-traps` and `on-plugin-failure`.
     failure: (u32, OnPluginFailure),
+    /// `max-output-records` and `max-output-record-size`.
+    caps: OutputCaps,
+}
+
+/// How much one call may output.
+#[derive(Debug, Clone, Copy)]
+struct OutputCaps {
+    records: usize,
+    record_bytes: u64,
+}
+
+impl OutputCaps {
+    /// The result, or why it is too large (treated like a trap: the batch
+    /// is split until the records that cause it are found).
+    fn check(self, plugin: &str, result: BatchResult) -> plugin::Result<BatchResult> {
+        let too_large = |reason: String| plugin::Error::Output {
+            plugin: plugin.to_owned(),
+            reason,
+        };
+        if result.outputs.len() > self.records {
+            return Err(too_large(format!(
+                "one call output {} records, more than max-output-records = {}",
+                result.outputs.len(),
+                self.records
+            )));
+        }
+        if let Some(big) = result
+            .outputs
+            .iter()
+            .find(|r| r.value.len() as u64 > self.record_bytes)
+        {
+            return Err(too_large(format!(
+                "an output record of {} bytes exceeds max-output-record-size = {} bytes",
+                big.value.len(),
+                self.record_bytes
+            )));
+        }
+        Ok(result)
+    }
 }
 
 /// What a rollback needs.
@@ -160,6 +199,10 @@ impl Stage {
                 config.plugins[name].max_consecutive_traps,
                 config.plugins[name].on_plugin_failure,
             ),
+            caps: OutputCaps {
+                records: config.plugins[name].max_output_records,
+                record_bytes: config.plugins[name].max_output_record_size,
+            },
         })
     }
 
@@ -232,7 +275,12 @@ impl Stage {
         if let Some(reason) = &self.disabled {
             return Ok((fail_all(0..records.len(), reason), false));
         }
-        match self.call_keeping_state(engine, stats, &mut |p| p.process(records, now))? {
+        let (name, caps) = (self.spec.name.clone(), self.caps);
+        let mut call = |p: &mut Plugin| {
+            p.process(records, now)
+                .and_then(|result| caps.check(&name, result))
+        };
+        match self.call_keeping_state(engine, stats, &mut call)? {
             Ok(result) => {
                 self.passed_batch();
                 if !records.is_empty() {
@@ -322,7 +370,11 @@ impl Stage {
                 result.failures.extend(rest.failures);
                 continue;
             }
-            match self.plugin.process(&records[lo..hi], now) {
+            let part = self
+                .plugin
+                .process(&records[lo..hi], now)
+                .and_then(|result| self.caps.check(&self.spec.name, result));
+            match part {
                 Ok(part) => {
                     result.outputs.extend(part.outputs);
                     result

@@ -153,6 +153,16 @@ pub struct PluginConfig {
     /// network, no environment, no clock.
     #[serde(default)]
     pub read_only_dirs: BTreeMap<String, PathBuf>,
+    /// Most records one call may output (a batch that exceeds it is split
+    /// until the records that do are found and dead-lettered).
+    #[serde(default = "defaults::max_output_records")]
+    pub max_output_records: usize,
+    /// Largest output record, e.g. `"16MiB"`.
+    #[serde(
+        default = "defaults::max_output_record_size",
+        deserialize_with = "byte_size"
+    )]
+    pub max_output_record_size: u64,
     /// Records that trap in a row before `on-plugin-failure` applies.
     #[serde(default = "defaults::max_consecutive_traps")]
     pub max_consecutive_traps: u32,
@@ -291,6 +301,12 @@ mod defaults {
     }
     pub fn canary_batches() -> u32 {
         20
+    }
+    pub fn max_output_records() -> usize {
+        1_000_000
+    }
+    pub fn max_output_record_size() -> u64 {
+        16 << 20
     }
     pub fn max_consecutive_traps() -> u32 {
         10

@@ -88,6 +88,14 @@ pub enum Error {
         /// Whether the trap was the CPU deadline or the memory cap.
         kind: TrapKind,
     },
+    /// A call returned more than the host accepts from one call.
+    #[error("plugin {plugin}: {reason}")]
+    Output {
+        /// Plugin name from the host configuration.
+        plugin: String,
+        /// Which cap, and by how much.
+        reason: String,
+    },
     /// A call on an instance that trapped before.
     #[error(
         "plugin {plugin}: instance is unusable after an earlier trap ({reason}); create a new instance"
