@@ -372,3 +372,70 @@ fn context(text: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_tombstones_are_dead_lettered_with_their_key_and_the_rest_flows() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let topic = services::unique("tombstones");
+    let connection = weir::kafka::Connection {
+        brokers: services::kafka(),
+        options: Default::default(),
+    };
+    weir::kafka::ensure_topic(&connection, &topic, 1)
+        .await
+        .unwrap();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", services::kafka())
+        .create()
+        .unwrap();
+    for i in 0..30 {
+        let key = format!("k{i}");
+        let value = format!("v{i}");
+        let mut record = FutureRecord::<String, String>::to(&topic).key(&key);
+        if i % 3 != 0 {
+            record = record.payload(&value);
+        }
+        producer
+            .send(record, std::time::Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[plugins.echo]
+path = "{hostile}"
+
+[pipelines.p]
+plugins = ["echo"]
+source = {{ type = "kafka", brokers = "${{WEIR_KAFKA}}", topics = ["{topic}"], group = "{topic}" }}
+sink = {{ type = "ndjson", path = "out.ndjson" }}
+dead-letter = {{ type = "ndjson", path = "dead.ndjson", envelope = true }}
+"#,
+            hostile = hostile().display(),
+        ),
+    )
+    .unwrap();
+    let mut run = services::Running::start(&config, &services::weir_env(), dir.path());
+    run.wait_for_records("p", 30);
+    assert_eq!(run.metric("weir_records_out_total", "p"), 20);
+    assert_eq!(run.metric("weir_records_failed_total", "p"), 10);
+    run.stop();
+    assert_eq!(lines(&dir.path().join("out.ndjson")).len(), 20);
+    let dead = ndjson_values(&dir.path().join("dead.ndjson"));
+    assert_eq!(dead.len(), 10);
+    for d in &dead {
+        assert!(d["key"].as_str().unwrap().starts_with('k'), "{d}");
+        assert_eq!(d["headers"]["weir.stage"], "source");
+        assert!(
+            d["headers"]["weir.reason"]
+                .as_str()
+                .unwrap()
+                .contains("tombstone"),
+            "{d}"
+        );
+    }
+}

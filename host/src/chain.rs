@@ -864,7 +864,7 @@ impl Chain {
     }
 
     /// Applies the pipeline's `on-error` to the records that failed.
-    fn on_error(&self, dead: &mut Vec<Record>) -> Result<()> {
+    pub(crate) fn on_error(&self, dead: &mut Vec<Record>) -> Result<()> {
         use crate::pipeline::headers::{REASON, SOURCE, STAGE};
         match self.on_error {
             OnError::DeadLetter => Ok(()),

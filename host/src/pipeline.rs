@@ -420,11 +420,19 @@ impl Pipeline {
             };
             let Some(batch) = batch else { break true };
             let pulled = Instant::now();
-            let count = batch.records.len() as u64;
+            let count = (batch.records.len() + batch.refused.len()) as u64;
             stats.read.fetch_add(count, Ordering::Relaxed);
             epoch_read += count;
             let span = batch_span(source, &batch.positions);
-            let (outputs, dead) = tokio::task::block_in_place(|| {
+            let mut refused: Vec<Record> = batch
+                .refused
+                .into_iter()
+                .map(|(position, record, reason)| {
+                    tag_dead_letter(record, &reason, "source", &source.locate(position))
+                })
+                .collect();
+            self.chain.on_error(&mut refused)?;
+            let (outputs, mut dead) = tokio::task::block_in_place(|| {
                 self.chain.apply(
                     0,
                     batch.records,
@@ -433,6 +441,7 @@ impl Pipeline {
                     now_ms(),
                 )
             })?;
+            dead.extend(refused);
             writer.write(outputs, dead, span).await?;
             let now = Instant::now();
             stats.batch_seconds.observe((now - pulled).as_secs_f64());

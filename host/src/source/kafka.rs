@@ -223,24 +223,40 @@ impl Source for KafkaSource {
                         .collect()
                 })
                 .unwrap_or_default();
-            batch.records.push(Record {
-                key: message.key().map(<[u8]>::to_vec),
-                value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                timestamp_ms: message
-                    .timestamp()
-                    .to_millis()
-                    .unwrap_or_else(crate::pipeline::now_ms),
-                headers,
-            });
-            batch.positions.push(Position::Kafka {
+            let position = Position::Kafka {
                 topic: self.topic_index(message.topic()),
                 partition: message.partition(),
                 offset: message.offset(),
+            };
+            let timestamp_ms = message
+                .timestamp()
+                .to_millis()
+                .unwrap_or_else(crate::pipeline::now_ms);
+            let Some(payload) = message.payload() else {
+                batch.refused.push((
+                    position,
+                    Record {
+                        key: message.key().map(<[u8]>::to_vec),
+                        value: Vec::new(),
+                        timestamp_ms,
+                        headers,
+                    },
+                    "Kafka tombstone (null value): there is no payload to transform; weir does not forward deletes, the key is kept here".into(),
+                ));
+                continue;
+            };
+            batch.records.push(Record {
+                key: message.key().map(<[u8]>::to_vec),
+                value: payload.to_vec(),
+                timestamp_ms,
+                headers,
             });
+            batch.positions.push(position);
         }
         // The mark moves once per partition and batch, not per record.
         let mut last: Vec<(u16, i32, i64)> = Vec::new();
-        for position in &batch.positions {
+        let refused = batch.refused.iter().map(|(p, _, _)| p);
+        for position in batch.positions.iter().chain(refused) {
             if let Position::Kafka {
                 topic,
                 partition,

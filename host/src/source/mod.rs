@@ -58,6 +58,10 @@ pub struct SourceBatch {
     pub records: Vec<Record>,
     /// Where each record came from; same length as `records`.
     pub positions: Vec<Position>,
+    /// Records the source read but cannot hand to plugins (a Kafka
+    /// tombstone), with where they came from and why: they go to the dead
+    /// letters. Their positions count as read.
+    pub refused: Vec<(Position, Record, String)>,
 }
 
 /// Reading failed.
