@@ -9,6 +9,8 @@
 //! fuzz --release`. A failing input is shrunk and saved by proptest under
 //! `host/proptest-regressions/`; keep it there as a regression test.
 
+mod common;
+
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -131,34 +133,8 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// A small valid Parquet file of taxi rows, made once with weir's own sink.
+/// A small valid Parquet file of taxi rows, made once.
 fn parquet_sample() -> &'static Vec<u8> {
     static SAMPLE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    SAMPLE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out");
-        runtime().block_on(async {
-            use weir::sink::Sink;
-            let config: weir::sink::parquet::ParquetConfig =
-                toml::from_str(&format!("path = {:?}", out.display().to_string())).unwrap();
-            let mut sink = weir::sink::parquet::ParquetSink::open(&config, dir.path()).unwrap();
-            let records = weir::sample::taxi(50, 1, 0.0)
-                .into_iter()
-                .map(|l| weir::Record {
-                    key: None,
-                    value: l.text.into_bytes(),
-                    timestamp_ms: 0,
-                    headers: vec![],
-                })
-                .collect();
-            assert!(sink.write(records).await.unwrap().is_empty());
-            sink.close().await.unwrap();
-        });
-        let file = std::fs::read_dir(&out)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "parquet"))
-            .unwrap();
-        std::fs::read(file).unwrap()
-    })
+    SAMPLE.get_or_init(|| runtime().block_on(common::taxi_parquet(50)))
 }

@@ -201,6 +201,54 @@ async fn outputs_over_the_caps_are_traced_to_their_input_records_which_are_dead_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn objects_that_cannot_be_decoded_are_dead_lettered_whole_and_the_others_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let parquet = common::taxi_parquet(20).await;
+    std::fs::write(
+        data.join("a-good.ndjson"),
+        "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n",
+    )
+    .unwrap();
+    std::fs::write(data.join("b-garbage.parquet"), b"PAR1 this is not parquet").unwrap();
+    std::fs::write(
+        data.join("c-truncated.parquet"),
+        &parquet[..parquet.len() / 2],
+    )
+    .unwrap();
+    std::fs::write(data.join("d-ragged.csv"), "a,b\n1,2\n3\n4,5,6\n").unwrap();
+    std::fs::write(data.join("e-good.parquet"), &parquet).unwrap();
+    let text = pipeline_toml(
+        &hostile(),
+        r#"{ mode = "echo" }"#,
+        100,
+        r#"{ type = "object-store", url = "data" }"#,
+        r#"{ type = "ndjson", path = "out.txt" }"#,
+    );
+    let summary = try_run_pipeline(&text, dir.path()).await.unwrap();
+    assert_eq!(
+        (summary.read, summary.written, summary.dead_lettered),
+        (3 + 3 + 20, 3 + 20, 3)
+    );
+    let dead = ndjson_values(&dir.path().join("dead.ndjson"));
+    let objects: Vec<&str> = dead.iter().map(|d| d["value"].as_str().unwrap()).collect();
+    assert_eq!(
+        objects,
+        ["b-garbage.parquet", "c-truncated.parquet", "d-ragged.csv"],
+        "each object's path, once"
+    );
+    for d in &dead {
+        let reason = d["headers"]["weir.reason"].as_str().unwrap();
+        assert!(
+            reason.contains("the rest of the object is skipped"),
+            "{reason}"
+        );
+        assert_eq!(d["headers"]["weir.stage"], "source");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn on_error_skip_counts_and_drops_failed_records_and_stop_halts_at_the_first() {
     let values = ["a", "b", "c", "d", "e", "f"];
     // fail-half fails every even index of each batch.

@@ -194,3 +194,31 @@ pub fn log_rows(rows: &[serde_json::Value]) -> Vec<(String, String)> {
     got.sort();
     got
 }
+
+/// A valid Parquet file of `count` generated taxi rows, written by weir's
+/// own Parquet sink.
+pub async fn taxi_parquet(count: usize) -> Vec<u8> {
+    use weir::sink::Sink;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let config: weir::sink::parquet::ParquetConfig =
+        toml::from_str(&format!("path = {:?}", out.display().to_string())).unwrap();
+    let mut sink = weir::sink::parquet::ParquetSink::open(&config, dir.path()).unwrap();
+    let records = weir::sample::taxi(count, 1, 0.0)
+        .into_iter()
+        .map(|l| weir::Record {
+            key: None,
+            value: l.text.into_bytes(),
+            timestamp_ms: 0,
+            headers: vec![],
+        })
+        .collect();
+    assert!(sink.write(records).await.unwrap().is_empty());
+    sink.close().await.unwrap();
+    let file = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .unwrap();
+    std::fs::read(file).unwrap()
+}

@@ -106,6 +106,9 @@ pub struct ObjectSource {
     resume_at: Option<(String, u64)>,
     /// How far reading got when no object is open.
     done: Mark,
+    /// Objects that could not be decoded since the last batch: each becomes
+    /// one dead letter (its path, and why).
+    refused: Vec<(Position, Record, String)>,
 }
 
 impl ObjectSource {
@@ -131,6 +134,7 @@ impl ObjectSource {
             batch_rows: 1024,
             resume_at: None,
             done: Mark::new(),
+            refused: Vec::new(),
         };
         source.list().await?;
         if source.queue.is_empty() && source.watch.is_none() {
@@ -187,74 +191,73 @@ impl ObjectSource {
         Ok(())
     }
 
-    /// Starts reading the next queued object.
+    /// Starts reading the next queued object that can be decoded; one
+    /// that cannot is refused (a dead letter) and skipped.
     async fn open_next(&mut self) -> Result<bool> {
-        // Objects before the checkpoint's were read in an earlier run.
-        let meta = loop {
-            let Some(meta) = self.queue.pop_front() else {
-                return Ok(false);
+        loop {
+            // Objects before the checkpoint's were read in an earlier run.
+            let meta = loop {
+                let Some(meta) = self.queue.pop_front() else {
+                    return Ok(false);
+                };
+                let before = |(at, _): &(String, u64)| meta.location.as_ref() < at.as_str();
+                if !self.resume_at.as_ref().is_some_and(before) {
+                    break meta;
+                }
             };
-            let before = |(at, _): &(String, u64)| meta.location.as_ref() < at.as_str();
-            if !self.resume_at.as_ref().is_some_and(before) {
-                break meta;
-            }
-        };
-        let path = meta.location.to_string();
-        let format = self
-            .format
-            .or_else(|| Format::of(&path))
-            .unwrap_or(Format::Ndjson);
-        let data = match self.location.store.get(&meta.location).await {
-            Ok(object) => object.bytes().await,
-            Err(e) => Err(e),
-        };
-        let data = data.map_err(|e| {
-            self.client_error(format!("read {path}"), e, "check the object is readable")
-        })?;
-        let bad = |e: &dyn std::fmt::Display| {
-            self.client_error(
-                format!("decode {path} as {format:?}"),
-                e,
-                "check the object's format (source.format)",
-            )
-        };
-        let rows = match format {
-            Format::Ndjson => Rows::Lines { data, at: 0 },
-            Format::Parquet => {
-                let reader =
-                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(data)
-                        .and_then(|b| b.with_batch_size(self.batch_rows).build())
-                        .map_err(|e| bad(&e))?;
-                Rows::Arrow {
-                    batches: Box::new(reader),
-                    pending: VecDeque::new(),
+            let path = meta.location.to_string();
+            let format = self
+                .format
+                .or_else(|| Format::of(&path))
+                .unwrap_or(Format::Ndjson);
+            let data = match self.location.store.get(&meta.location).await {
+                Ok(object) => object.bytes().await,
+                Err(e) => Err(e),
+            };
+            let data = data.map_err(|e| {
+                self.client_error(format!("read {path}"), e, "check the object is readable")
+            })?;
+            self.files.push(path.clone());
+            let file = (self.files.len() - 1) as u32;
+            match decode(format, data, self.batch_rows) {
+                Ok(rows) => {
+                    tracing::debug!(source = %self.describe(), object = %path, ?format, "Reading object.");
+                    self.current = Some(Current {
+                        file,
+                        path,
+                        rows,
+                        row: 0,
+                    });
+                    return Ok(true);
                 }
+                Err(reason) => self.refuse(
+                    file,
+                    0,
+                    format!("cannot be decoded as {format:?}: {reason}"),
+                ),
             }
-            Format::Csv => {
-                let format = arrow_csv::reader::Format::default().with_header(true);
-                let (schema, _) = format
-                    .infer_schema(std::io::Cursor::new(&data), Some(1000))
-                    .map_err(|e| bad(&e))?;
-                let reader = arrow_csv::ReaderBuilder::new(std::sync::Arc::new(schema))
-                    .with_format(format)
-                    .with_batch_size(self.batch_rows)
-                    .build(std::io::Cursor::new(data))
-                    .map_err(|e| bad(&e))?;
-                Rows::Arrow {
-                    batches: Box::new(reader),
-                    pending: VecDeque::new(),
-                }
-            }
-        };
-        self.files.push(path.clone());
-        tracing::debug!(source = %self.describe(), object = %path, ?format, "Reading object.");
-        self.current = Some(Current {
-            file: (self.files.len() - 1) as u32,
-            path,
-            rows,
-            row: 0,
-        });
-        Ok(true)
+        }
+    }
+
+    /// Refuses the rest of object `file` from `row` on: one dead letter
+    /// whose value is the object's path.
+    fn refuse(&mut self, file: u32, row: u64, why: String) {
+        let path = &self.files[file as usize];
+        let reason = format!(
+            "object {path}, after row {row}: {why}; the rest of the object is skipped (check source.format and that the object is complete)"
+        );
+        tracing::warn!(source = %self.describe(), "{reason}");
+        self.done = Mark::from([(path.clone(), row as i64 + 1)]);
+        self.refused.push((
+            Position::Row { file, row: row + 1 },
+            Record {
+                key: None,
+                value: path.clone().into_bytes(),
+                timestamp_ms: crate::pipeline::now_ms(),
+                headers: Vec::new(),
+            },
+            reason,
+        ));
     }
 
     /// The next row of the current object, or `None` when it is done.
@@ -287,21 +290,22 @@ impl ObjectSource {
                     let Some(batch) = batches.next() else {
                         return Ok(None);
                     };
-                    let batch = batch.map_err(|e| Error::Client {
-                        source_name: format!("object-store {}", self.location.display),
-                        action: format!("decode {} after row {}", current.path, current.row),
-                        reason: e.to_string(),
-                        hint: "check the object is complete and of the expected format",
-                        retryable: false,
-                    })?;
+                    let batch = match batch {
+                        Ok(batch) => batch,
+                        Err(e) => {
+                            let (file, row) = (current.file, current.row);
+                            self.current = None;
+                            self.refuse(file, row, format!("cannot be decoded: {e}"));
+                            return Ok(None);
+                        }
+                    };
                     let mut writer = arrow_json::LineDelimitedWriter::new(Vec::new());
-                    writer.write(&batch).map_err(|e| Error::Client {
-                        source_name: format!("object-store {}", self.location.display),
-                        action: format!("convert {} to JSON", current.path),
-                        reason: e.to_string(),
-                        hint: "report this with the object's schema",
-                        retryable: false,
-                    })?;
+                    if let Err(e) = writer.write(&batch) {
+                        let (file, row) = (current.file, current.row);
+                        self.current = None;
+                        self.refuse(file, row, format!("cannot be converted to JSON: {e}"));
+                        return Ok(None);
+                    }
                     writer.finish().ok();
                     let text = writer.into_inner();
                     pending.extend(
@@ -313,6 +317,42 @@ impl ObjectSource {
             }
         }
     }
+}
+
+/// Rows of an object's bytes, or why they cannot be read as `format`.
+fn decode(
+    format: Format,
+    data: bytes::Bytes,
+    batch_rows: usize,
+) -> std::result::Result<Rows, String> {
+    Ok(match format {
+        Format::Ndjson => Rows::Lines { data, at: 0 },
+        Format::Parquet => {
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(data)
+                    .and_then(|b| b.with_batch_size(batch_rows).build())
+                    .map_err(|e| e.to_string())?;
+            Rows::Arrow {
+                batches: Box::new(reader),
+                pending: VecDeque::new(),
+            }
+        }
+        Format::Csv => {
+            let format = arrow_csv::reader::Format::default().with_header(true);
+            let (schema, _) = format
+                .infer_schema(std::io::Cursor::new(&data), Some(1000))
+                .map_err(|e| e.to_string())?;
+            let reader = arrow_csv::ReaderBuilder::new(std::sync::Arc::new(schema))
+                .with_format(format)
+                .with_batch_size(batch_rows)
+                .build(std::io::Cursor::new(data))
+                .map_err(|e| e.to_string())?;
+            Rows::Arrow {
+                batches: Box::new(reader),
+                pending: VecDeque::new(),
+            }
+        }
+    })
 }
 
 fn memchr_newline(bytes: &[u8]) -> Option<usize> {
@@ -377,7 +417,8 @@ impl Source for ObjectSource {
                 }
             }
         }
-        if batch.records.is_empty() && self.watch.is_none() {
+        batch.refused = std::mem::take(&mut self.refused);
+        if batch.records.is_empty() && batch.refused.is_empty() && self.watch.is_none() {
             Ok(None)
         } else {
             Ok(Some(batch))
