@@ -487,3 +487,94 @@ dead-letter = {{ type = "ndjson", path = "dead.ndjson", envelope = true }}
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_records_each_get_a_reason_and_the_valid_ones_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let valid = weir::sample::taxi(50, 3, 0.0);
+    let mut lines: Vec<Vec<u8>> = vec![
+        valid[0].text.clone().into_bytes(),
+        b"not json at all".to_vec(),
+        vec![0xff, 0xfe, b'{', 0x80],
+        br#"{"tpep_pickup_datetime": 17, "trip_distance": "far"}"#.to_vec(),
+        br#"{"VendorID": 1}"#.to_vec(),
+        format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
+        format!(r#"{{"pad":"{}"}}"#, "x".repeat(10 << 20)).into_bytes(),
+        valid[1].text.clone().into_bytes(),
+    ];
+    let count = lines.len() as u64;
+    let mut input = Vec::new();
+    for line in lines.drain(..) {
+        input.extend_from_slice(&line);
+        input.push(b'\n');
+    }
+    std::fs::write(dir.path().join("in.txt"), input).unwrap();
+    let text = pipeline_toml(
+        &common::reference("taxi-enrich"),
+        "{}",
+        4,
+        r#"{ type = "file", path = "in.txt" }"#,
+        r#"{ type = "ndjson", path = "out.txt" }"#,
+    );
+    let summary = try_run_pipeline(&text, dir.path()).await.unwrap();
+    assert_eq!(
+        (summary.read, summary.written, summary.dead_lettered),
+        (count, 2, count - 2),
+        "in = out + dead-lettered"
+    );
+    let dead = ndjson_values(&dir.path().join("dead.ndjson"));
+    for d in &dead {
+        let reason = d["headers"]["weir.reason"].as_str().unwrap();
+        assert!(
+            !reason.is_empty() && !reason.contains("trapped"),
+            "{reason}"
+        );
+    }
+}
+
+#[test]
+fn a_component_of_another_world_is_refused_by_validate_and_run_with_the_key_and_no_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("world.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plugins.x]\npath = \"{}\"\n\n[pipelines.p]\nplugins = [\"x\"]\nsource = {{ type = \"stdin\" }}\nsink = {{ type = \"ndjson\", path = \"-\" }}\n",
+            common::wasm("tests/fixtures/dist/other-world.wasm").display()
+        ),
+    )
+    .unwrap();
+    for command in ["validate", "run"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg(command)
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{command}: {text}");
+        assert!(
+            text.contains("does not fit the weir:transform")
+                && text.contains("regenerate its bindings"),
+            "{command}: {text}"
+        );
+        assert!(
+            !text.contains("panicked") && !text.contains("backtrace"),
+            "{command}: {text}"
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("validate")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("line 2: plugins.x.path"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
