@@ -6,7 +6,7 @@
 //! `max-batch-time` in ticks and traps when it passes. Memory is bounded per
 //! store by [`MemoryCap`]. Both are per plugin, from its configuration.
 
-use super::bindings::Transform;
+use super::bindings::{Transform, TransformPre};
 use super::cache::{ComponentCache, Origin};
 use super::instance::{HostState, Plugin};
 use super::{Error, Result};
@@ -59,6 +59,10 @@ pub struct PluginSpec {
 pub struct LoadedComponent {
     /// The compiled component.
     pub component: Component,
+    /// The component linked against the host's imports and checked against
+    /// the weir:transform world once: a new instance (after a trap, or a
+    /// swap) only allocates its store.
+    pub pre: TransformPre<HostState>,
     /// SHA-256 of the `.wasm` bytes.
     pub hash: String,
     /// Whether it came from the cache.
@@ -127,10 +131,17 @@ impl PluginEngine {
         let started = Instant::now();
         let hash = ComponentCache::content_hash(bytes);
         let (component, origin) = self.cache.load(&self.engine, path, bytes, &hash)?;
+        let link = |e: wasmtime::Error| Error::Link {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let pre = TransformPre::new(self.linker.instantiate_pre(&component).map_err(link)?)
+            .map_err(link)?;
         let load_time = started.elapsed();
         tracing::debug!(path = %path.display(), %hash, ?origin, ?load_time, "Loaded component.");
         Ok(LoadedComponent {
             component,
+            pre,
             hash,
             origin,
             load_time,
@@ -139,13 +150,7 @@ impl PluginEngine {
 
     /// Instantiates a loaded component and runs `describe` and `init`.
     pub fn instantiate(&self, spec: &PluginSpec, loaded: &LoadedComponent) -> Result<Plugin> {
-        Plugin::new(
-            &self.engine,
-            &self.linker,
-            spec,
-            loaded,
-            self._ticker.clone(),
-        )
+        Plugin::new(&self.engine, spec, loaded, self._ticker.clone())
     }
 
     /// `load` then `instantiate`.

@@ -9,7 +9,7 @@ use super::bindings::weir::transform::{host, types};
 use super::engine::{EPOCH_TICK, EpochTicker, LoadedComponent, PluginLimits, PluginSpec};
 use super::{BatchResult, Error, Info, Level, Record, Result, TrapKind};
 use std::sync::Arc;
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -103,7 +103,6 @@ impl std::fmt::Debug for Plugin {
 impl Plugin {
     pub(super) fn new(
         engine: &Engine,
-        linker: &Linker<HostState>,
         spec: &PluginSpec,
         loaded: &LoadedComponent,
         ticker: Arc<EpochTicker>,
@@ -130,7 +129,7 @@ impl Plugin {
         store.epoch_deadline_trap();
         store.set_epoch_deadline(deadline_ticks(spec.limits));
         let bindings =
-            Transform::instantiate(&mut store, &loaded.component, linker).map_err(|e| {
+            loaded.pre.instantiate(&mut store).map_err(|e| {
                 if e.downcast_ref::<Trap>().is_some() || store.data().memory.refused.is_some() {
                     trap_error(&name, "instantiate", spec.limits, &store, e)
                 } else {
