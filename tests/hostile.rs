@@ -578,3 +578,51 @@ fn a_component_of_another_world_is_refused_by_validate_and_run_with_the_key_and_
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn validate_connect_names_the_key_and_line_of_an_unreachable_broker_and_database() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("down.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pipelines.p]\nsource = {{ type = \"kafka\", brokers = \"127.0.0.1:{closed}\", topics = [\"t\"], group = \"g\" }}\nsink = {{ type = \"postgres\", url = \"postgres://u:hunter2@127.0.0.1:{closed}/db\", table = \"t\", columns = [{{ name = \"a\", type = \"bigint\" }}] }}\n"
+        ),
+    )
+    .unwrap();
+    let validate = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("validate")
+            .args(args)
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (offline, text) = validate(&[]);
+    assert_eq!(
+        offline,
+        Some(0),
+        "without --connect nothing is dialled: {text}"
+    );
+    let (online, text) = validate(&["--connect"]);
+    assert_eq!(online, Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "line 2: pipelines.p.source.brokers: cannot reach 127.0.0.1:{closed}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 3: pipelines.p.sink.url: cannot reach"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+}

@@ -30,6 +30,7 @@ pub mod crash;
 pub mod kafka;
 pub mod pipeline;
 pub mod plugin;
+pub mod reach;
 pub mod sample;
 pub mod server;
 pub mod sink;

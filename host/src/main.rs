@@ -53,6 +53,10 @@ enum Command {
     Validate {
         /// The TOML configuration.
         config: PathBuf,
+        /// Also check that every broker, database and S3 endpoint accepts a
+        /// connection (a TCP connect, 3 s time-out; nothing is sent).
+        #[arg(long)]
+        connect: bool,
     },
     /// Creates an S3 bucket (settings from the AWS_* environment variables).
     Bucket {
@@ -235,7 +239,9 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
             println!("{placed}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { config } => tokio::task::block_in_place(|| validate(&config)),
+        Command::Validate { config, connect } => {
+            tokio::task::block_in_place(|| validate(&config, connect))
+        }
         Command::Bucket {
             command: BucketCommand::Create { location },
         } => {
@@ -531,7 +537,7 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn validate(path: &Path) -> Result<std::process::ExitCode> {
+fn validate(path: &Path, connect: bool) -> Result<std::process::ExitCode> {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -575,6 +581,24 @@ fn validate(path: &Path) -> Result<std::process::ExitCode> {
         // Load refused an impossible delivery already.
         if let Ok((delivery, why)) = p.delivery() {
             println!("     delivery: {delivery} ({why})");
+        }
+    }
+    if connect {
+        for endpoint in weir::reach::endpoints(&config) {
+            match weir::reach::check(&endpoint.address, Duration::from_secs(3)) {
+                Ok(()) => println!("ok   {}: {} answers", endpoint.key, endpoint.address),
+                Err(why) => {
+                    problems += 1;
+                    println!(
+                        "FAIL {}: {}",
+                        path.display(),
+                        config.problem(
+                            &endpoint.key,
+                            format!("{why}; is the service running and the address right? (weir run would wait for it, retrying)")
+                        )
+                    );
+                }
+            }
         }
     }
     if problems > 0 {

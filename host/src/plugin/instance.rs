@@ -128,17 +128,16 @@ impl Plugin {
         store.limiter(|state| &mut state.memory);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(deadline_ticks(spec.limits));
-        let bindings =
-            loaded.pre.instantiate(&mut store).map_err(|e| {
-                if e.downcast_ref::<Trap>().is_some() || store.data().memory.refused.is_some() {
-                    trap_error(&name, "instantiate", spec.limits, &store, e)
-                } else {
-                    Error::Link {
-                        path: spec.path.clone(),
-                        reason: format!("{e:#}"),
-                    }
+        let bindings = loaded.pre.instantiate(&mut store).map_err(|e| {
+            if e.downcast_ref::<Trap>().is_some() || store.data().memory.refused.is_some() {
+                trap_error(&name, "instantiate", spec.limits, &store, e)
+            } else {
+                Error::Link {
+                    path: spec.path.clone(),
+                    reason: format!("{e:#}"),
                 }
-            })?;
+            }
+        })?;
         let mut plugin = Plugin {
             name,
             info: Info {
