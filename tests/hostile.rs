@@ -626,3 +626,24 @@ fn validate_connect_names_the_key_and_line_of_an_unreachable_broker_and_database
     );
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_input_and_blank_lines_make_empty_batches_and_no_records() {
+    for input in ["", "\n\n   \n\r\n"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("in.txt"), input).unwrap();
+        let text = pipeline_toml(
+            &common::reference("taxi-enrich"),
+            "{}",
+            4,
+            r#"{ type = "file", path = "in.txt" }"#,
+            r#"{ type = "ndjson", path = "out.txt" }"#,
+        );
+        let summary = try_run_pipeline(&text, dir.path()).await.unwrap();
+        assert_eq!(
+            (summary.read, summary.written, summary.dead_lettered),
+            (0, 0, 0),
+            "{input:?}"
+        );
+    }
+}
