@@ -225,8 +225,60 @@ pub async fn create_bucket(
     )))
 }
 
+/// Whether an object-store error may go away by itself (a connection or a
+/// server problem, after object_store's own retries), so the pipeline backs
+/// off and resumes; or is the request's fault (missing object, refused
+/// credentials, any other 4xx but 408/429), which no retry fixes.
+pub fn is_transient(e: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    match e {
+        E::NotFound { .. }
+        | E::AlreadyExists { .. }
+        | E::Precondition { .. }
+        | E::NotModified { .. }
+        | E::PermissionDenied { .. }
+        | E::Unauthenticated { .. }
+        | E::NotSupported { .. }
+        | E::NotImplemented { .. }
+        | E::InvalidPath { .. }
+        | E::UnknownConfigurationKey { .. } => false,
+        // S3 client errors arrive as `Generic`, their status only in the
+        // message ("… non-2xx status code: 403 Forbidden …").
+        e => {
+            let text = e.to_string();
+            !text.split("status code: ").skip(1).any(|rest| {
+                rest.starts_with('4') && !rest.starts_with("408") && !rest.starts_with("429")
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn client_errors_are_final_and_connection_errors_transient() {
+        let generic = |text: &str| object_store::Error::Generic {
+            store: "S3",
+            source: text.to_owned().into(),
+        };
+        assert!(!is_transient(&generic(
+            "Error performing GET http://h/b in 1ms - Server returned non-2xx status code: 403 Forbidden: <Error>…"
+        )));
+        assert!(is_transient(&generic(
+            "Server returned non-2xx status code: 503 Service Unavailable"
+        )));
+        assert!(is_transient(&generic(
+            "Server returned non-2xx status code: 429 Too Many Requests"
+        )));
+        assert!(is_transient(&generic(
+            "error sending request: connection refused"
+        )));
+        assert!(!is_transient(&object_store::Error::NotFound {
+            path: "x".into(),
+            source: "gone".into(),
+        }));
+    }
+
     use super::*;
 
     #[test]

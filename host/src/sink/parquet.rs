@@ -389,18 +389,15 @@ impl ParquetSink {
     }
 
     fn store_error(&self, action: String, e: object_store::Error) -> Error {
-        match e {
-            object_store::Error::NotFound { .. }
-            | object_store::Error::AlreadyExists { .. }
-            | object_store::Error::Precondition { .. }
-            | object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. } => self.format_error(&action, e),
+        if crate::store::is_transient(&e) {
             // Connection and server errors: object_store has retried already.
-            e => Error::Unavailable {
+            Error::Unavailable {
                 sink: self.describe(),
                 action,
                 reason: e.to_string(),
-            },
+            }
+        } else {
+            self.format_error(&action, e)
         }
     }
 

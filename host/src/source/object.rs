@@ -143,13 +143,14 @@ impl ObjectSource {
         Ok(source)
     }
 
-    fn client_error(&self, action: String, reason: impl ToString, hint: &'static str) -> Error {
+    /// An object-store error, retryable when it may go away by itself.
+    fn store_error(&self, action: String, e: object_store::Error, hint: &'static str) -> Error {
         Error::Client {
             source_name: self.describe(),
             action,
-            reason: reason.to_string(),
+            retryable: store::is_transient(&e),
+            reason: e.to_string(),
             hint,
-            retryable: false,
         }
     }
 
@@ -161,12 +162,12 @@ impl ObjectSource {
             .list(Some(&self.location.prefix))
             .try_collect()
             .await
-            .map_err(|e| Error::Client {
-                source_name: self.describe(),
-                action: "list".into(),
-                reason: e.to_string(),
-                hint: "check the bucket exists, the credentials and the endpoint",
-                retryable: true,
+            .map_err(|e| {
+                self.store_error(
+                    "list".into(),
+                    e,
+                    "check the bucket exists, the credentials and the endpoint",
+                )
             })?;
         let prefix_parts = self.location.prefix.parts().count();
         found.retain(|meta| {
@@ -215,7 +216,7 @@ impl ObjectSource {
                 Err(e) => Err(e),
             };
             let data = data.map_err(|e| {
-                self.client_error(format!("read {path}"), e, "check the object is readable")
+                self.store_error(format!("read {path}"), e, "check the object is readable")
             })?;
             self.files.push(path.clone());
             let file = (self.files.len() - 1) as u32;
