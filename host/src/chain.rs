@@ -422,7 +422,7 @@ impl Stage {
                 format!(
                     "{} reports state version {new} but the live {} wrote version {old}; deploy a version that reads it, or set [plugins.{}] state = \"reset\" to start it empty",
                     version_label(&plugin),
-                    version_label(&self.plugin),
+                    self.version,
                     spec.name
                 ),
             ));
@@ -447,9 +447,7 @@ impl Stage {
         self.before = Some((old, state));
         self.disabled = None;
         self.consecutive_traps = 0;
-        self.label = format!("{}@{}", plugin.info().name, plugin.info().version);
-        self.version = version_label(&plugin);
-        self.plugin = plugin;
+        self.set_plugin(plugin);
         self.probation = (previous.remaining > 0).then_some(previous);
         // A canary compared itself with the version that just left.
         if let Some(canary) = self.canary.take() {
@@ -478,7 +476,7 @@ impl Stage {
         let Some(previous) = self.probation.take() else {
             return Ok(());
         };
-        let failed = version_label(&self.plugin);
+        let failed = self.version.clone();
         let mut plugin = engine.instantiate(&previous.spec, &previous.loaded)?;
         match &self.before {
             Some((version, bytes)) if *version == plugin.info().state_version => {
@@ -488,21 +486,28 @@ impl Stage {
                 tracing::warn!(plugin = %previous.spec.name, "The previous version cannot read the new version's state; it starts empty.")
             }
         }
-        self.label = format!("{}@{}", plugin.info().name, plugin.info().version);
-        self.version = version_label(&plugin);
-        (self.spec, self.policy, self.loaded, self.plugin) =
-            (previous.spec, previous.policy, previous.loaded, plugin);
+        (self.spec, self.policy, self.loaded) = (previous.spec, previous.policy, previous.loaded);
+        self.set_plugin(plugin);
         let reason = format!(
             "{failed} trapped on probation ({error}); {} is live again and reprocesses the batch",
             self.version
         );
         tracing::error!(plugin = %self.spec.name, "Rolled back: {reason}");
-        let mut board = stats.swaps.lock().expect("swap board lock");
-        board.record(&self.spec.name, Outcome::RolledBack, reason);
-        board
+        record(stats, &self.spec.name, Outcome::RolledBack, reason);
+        stats
+            .swaps
+            .lock()
+            .expect("swap board lock")
             .live
             .insert(self.spec.name.clone(), self.version.clone());
         Ok(())
+    }
+
+    /// Makes `plugin` the live instance, with the labels derived from it.
+    fn set_plugin(&mut self, plugin: Plugin) {
+        self.label = format!("{}@{}", plugin.info().name, plugin.info().version);
+        self.version = version_label(&plugin);
+        self.plugin = plugin;
     }
 }
 
@@ -536,7 +541,7 @@ impl Chain {
         let mut stages = Vec::new();
         for name in &pc.plugins {
             let stage = Stage::start(engine, config, name)?;
-            tracing::info!(pipeline, plugin = %version_label(&stage.plugin), origin = ?stage.loaded.origin, load_ms = stage.loaded.load_time.as_millis() as u64, "Plugin ready.");
+            tracing::info!(pipeline, plugin = %stage.version, origin = ?stage.loaded.origin, load_ms = stage.loaded.load_time.as_millis() as u64, "Plugin ready.");
             stages.push(stage);
         }
         let mut chain = Chain {
@@ -641,10 +646,7 @@ impl Chain {
                 outcome,
                 reason,
             } => {
-                let live = self
-                    .stages
-                    .get(stage)
-                    .map_or_else(String::new, |s| version_label(&s.plugin));
+                let live = self.stages.get(stage).map_or("", |s| s.version.as_str());
                 let detail = format!(
                     "new file {} refused, {live} keeps running: {reason}",
                     &hash[..12.min(hash.len())]
@@ -665,7 +667,7 @@ impl Chain {
             return self.start_canary(pipeline, stage, candidate);
         }
         let started = Instant::now();
-        let old = version_label(&live.plugin);
+        let old = live.version.clone();
         match live.switch(candidate) {
             Ok(()) => {
                 let pause = started.elapsed();
@@ -784,7 +786,7 @@ impl Chain {
             record(&self.stats, &name, Outcome::CanaryRejected, reason);
             return false;
         }
-        let old = version_label(&s.plugin);
+        let old = s.version.clone();
         match s.switch(canary.candidate) {
             Ok(()) => {
                 tracing::info!(plugin = %name, from = %old, to = %new, "Canary promoted: {comparison}");

@@ -292,8 +292,9 @@ pub fn watch(
             (path, text)
         }),
         watched: Vec::new(),
+        files: Vec::new(),
     };
-    for dir in state.folders() {
+    for dir in state.refresh() {
         state.add(&mut watcher, dir)?;
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -316,7 +317,7 @@ pub fn watch(
                     && received.recv_timeout(DEBOUNCE).is_ok()
                 {}
                 state.scan(noticed);
-                for dir in state.folders() {
+                for dir in state.refresh() {
                     if let Err(e) = state.add(&mut watcher, dir) {
                         tracing::warn!(error = %e, "A plugin's new folder cannot be watched.");
                     }
@@ -336,41 +337,18 @@ struct WatchState {
     /// The watched configuration file and its last text.
     config: Option<(PathBuf, String)>,
     watched: Vec<PathBuf>,
+    /// The files whose events start a scan (see `refresh`).
+    files: Vec<PathBuf>,
 }
 
 impl WatchState {
-    /// The folders holding the plugin files, the files symlinks point at,
-    /// and the configuration. Folders, not files: a file renamed over or
-    /// re-created is a new inode a file watch would miss.
-    fn folders(&self) -> Vec<PathBuf> {
-        let mut dirs = Vec::new();
-        for target in &self.targets {
-            let path = &target.spec.path;
-            let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-            for p in [path.as_path(), real.as_path()] {
-                dirs.extend(folder_of(p));
-            }
-        }
-        if let Some((path, _)) = &self.config {
-            dirs.extend(folder_of(path));
-        }
-        dirs.sort();
-        dirs.dedup();
-        dirs
-    }
-
-    /// Whether a file event touches a plugin file, a file a plugin symlink
-    /// points at, or the configuration (folders also hold logs, outputs
-    /// and build files, whose events must not keep a scan waiting).
-    fn concerns(&self, event: &notify::Result<notify::Event>) -> bool {
-        let Ok(event) = event else {
-            // The watcher lost events (queue overflow): look at everything.
-            return true;
-        };
-        // Reads (ours included: every scan opens the files) change nothing.
-        if matches!(event.kind, notify::EventKind::Access(_)) {
-            return false;
-        }
+    /// Recomputes the files whose events matter — each plugin path with
+    /// its folder resolved, the file a plugin symlink points at, the
+    /// configuration — and returns their folders, which are what is
+    /// watched: a file renamed over or re-created is a new inode a file
+    /// watch would miss. Done at start and after each scan (a swap may
+    /// have moved a symlink), not per event.
+    fn refresh(&mut self) -> Vec<PathBuf> {
         let mut files = Vec::new();
         for target in &self.targets {
             let path = &target.spec.path;
@@ -380,7 +358,31 @@ impl WatchState {
         if let Some((path, _)) = &self.config {
             files.extend(in_real_folder(path));
         }
-        event.paths.iter().any(|p| files.contains(p))
+        files.sort();
+        files.dedup();
+        let mut dirs: Vec<PathBuf> = files
+            .iter()
+            .filter_map(|f| f.parent().map(Path::to_owned))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        self.files = files;
+        dirs
+    }
+
+    /// Whether a file event touches one of the files `refresh` found
+    /// (folders also hold logs, outputs and build files, whose events must
+    /// not keep a scan waiting).
+    fn concerns(&self, event: &notify::Result<notify::Event>) -> bool {
+        let Ok(event) = event else {
+            // The watcher lost events (queue overflow): look at everything.
+            return true;
+        };
+        // Reads (ours included: every scan opens the files) change nothing.
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return false;
+        }
+        event.paths.iter().any(|p| self.files.contains(p))
     }
 
     fn add(
