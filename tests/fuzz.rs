@@ -13,14 +13,11 @@ mod common;
 
 use proptest::prelude::*;
 use std::path::Path;
+use weir_plugin_kit::fuzz;
 
 fn cases() -> ProptestConfig {
-    let cases = std::env::var("WEIR_FUZZ_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(256);
     ProptestConfig {
-        cases,
+        cases: fuzz::cases(),
         ..ProptestConfig::default()
     }
 }
@@ -45,24 +42,9 @@ source = { type = "kafka", brokers = "localhost:9092", topics = ["t"], group = "
 sink = { type = "postgres", url = "postgres://u:${PW}@h/db", table = "t", columns = [{ name = "a", type = "bigint" }] }
 "#;
 
-/// Byte-level mutations of `base`: replace, insert and delete at random
-/// places.
+/// Text mutations of `base` (bytes replaced, inserted, deleted).
 fn mutated(base: &'static str) -> impl Strategy<Value = String> {
-    proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..12).prop_map(move |edits| {
-        let mut bytes = base.as_bytes().to_vec();
-        for (at, byte, kind) in edits {
-            let at = at % (bytes.len() + 1);
-            match kind {
-                0 if at < bytes.len() => bytes[at] = byte,
-                1 => bytes.insert(at, byte),
-                _ if at < bytes.len() => {
-                    bytes.remove(at);
-                }
-                _ => {}
-            }
-        }
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
+    fuzz::mutated(base).prop_map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn env(name: &str) -> Option<String> {

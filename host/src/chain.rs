@@ -183,8 +183,9 @@ impl Stage {
         let spec = crate::pipeline::plugin_spec(config, name);
         let loaded = engine.load(&spec.path)?;
         let plugin = engine.instantiate(&spec, &loaded)?;
+        let pc = &config.plugins[name];
         Ok(Stage {
-            policy: SwapPolicy::of(&config.plugins[name]),
+            policy: SwapPolicy::of(pc),
             label: format!("{}@{}", plugin.info().name, plugin.info().version),
             version: version_label(&plugin),
             spec,
@@ -195,13 +196,10 @@ impl Stage {
             before: None,
             consecutive_traps: 0,
             disabled: None,
-            failure: (
-                config.plugins[name].max_consecutive_traps,
-                config.plugins[name].on_plugin_failure,
-            ),
+            failure: (pc.max_consecutive_traps, pc.on_plugin_failure),
             caps: OutputCaps {
-                records: config.plugins[name].max_output_records,
-                record_bytes: config.plugins[name].max_output_record_size,
+                records: pc.max_output_records,
+                record_bytes: pc.max_output_record_size,
             },
         })
     }
@@ -807,7 +805,8 @@ impl Chain {
         }
     }
 
-    /// Runs `records` through stages `from..`; returns outputs and dead letters.
+    /// Runs `records` through stages `from..`; returns outputs, tagged with
+    /// the versions that made them, and dead letters.
     pub(crate) fn apply(
         &mut self,
         from: usize,
@@ -858,7 +857,7 @@ impl Chain {
             positions = None;
         }
         self.on_error(&mut dead)?;
-        if from < self.stages.len() {
+        if !self.stages.is_empty() {
             let versions = made_by.unwrap_or_else(|| self.versions());
             self.tag_with(&mut records, &versions);
         }
@@ -921,13 +920,9 @@ impl Chain {
             let (engine, stats) = (self.engine.clone(), self.stats.clone());
             let stage = &mut self.stages[i];
             let emitted = tokio::task::block_in_place(|| stage.tick(&engine, &stats, now))?;
-            let (mut outputs, dead) = tokio::task::block_in_place(|| {
+            let (outputs, dead) = tokio::task::block_in_place(|| {
                 self.apply(i + 1, emitted, None, &|_| origin.to_owned(), now)
             })?;
-            if i + 1 == self.stages.len() {
-                // apply(from = len) touches no stage and does not tag.
-                self.tag_with(&mut outputs, &self.versions());
-            }
             writer.write(outputs, dead, None).await?;
         }
         Ok(())
