@@ -7,7 +7,7 @@ mod common;
 mod flows;
 mod services;
 
-use flows::{checkpoint_at_end, kafka_pipeline, pg_pool, produce, taxi_env, until};
+use flows::{kafka_pipeline, pg_pool, produce, taxi_env, until};
 use serde_json::Value;
 use services::{Dice, Running, pg_checkpoint, unique, weir, weir_env};
 use std::collections::BTreeMap;
@@ -50,18 +50,16 @@ fn taxi_config(
         topic,
         ("taxi-enrich", ""),
         &format!("batch-size = 2048\ncheckpoint-interval = \"300ms\"\n{extra}"),
-        &format!(
-            r#"type = "postgres"
-url = "${{WEIR_PG_SINK}}"
-table = "{table}"
-create-table = true
-columns = [
-  {{ name = "pickup_at", type = "timestamptz" }},
-  {{ name = "pu_location_id", type = "integer", path = "PULocationID" }},
-  {{ name = "do_location_id", type = "integer", path = "DOLocationID" }},
-  {{ name = "total_amount", type = "double precision" }},
-  {{ name = "trip_duration_min", type = "double precision" }},
-]"#
+        &flows::postgres_sink(
+            "WEIR_PG_SINK",
+            table,
+            &[
+                r#"{ name = "pickup_at", type = "timestamptz" }"#,
+                r#"{ name = "pu_location_id", type = "integer", path = "PULocationID" }"#,
+                r#"{ name = "do_location_id", type = "integer", path = "DOLocationID" }"#,
+                r#"{ name = "total_amount", type = "double precision" }"#,
+                r#"{ name = "trip_duration_min", type = "double precision" }"#,
+            ],
         ),
     )
 }
@@ -114,10 +112,7 @@ async fn kafka_to_postgres_killed_ten_times_holds_every_expected_row_exactly_onc
 
     let pool = pg_pool().await;
     let mut run = Running::start(&config, &env, dir.path());
-    until(&mut run, "the checkpoint to reach the end offsets", || {
-        checkpoint_at_end(&pool, &pipeline, &topic)
-    })
-    .await;
+    flows::until_checkpointed(&mut run, &pool, &pipeline, &topic).await;
     run.stop();
 
     let expected = expected_trips(count, seed);
@@ -169,10 +164,7 @@ async fn forced_crashes_around_the_postgres_commit_lose_and_duplicate_nothing() 
         let rows_at_crash = table_trips(&pool, &table).await.len();
 
         let mut run = Running::start(&config, &taxi_env(), dir.path());
-        until(&mut run, "the end offsets", || {
-            checkpoint_at_end(&pool, &pipeline, &topic)
-        })
-        .await;
+        flows::until_checkpointed(&mut run, &pool, &pipeline, &topic).await;
         run.stop();
         let expected = expected_trips(count, seed);
         let got = table_trips(&pool, &table).await;
@@ -298,10 +290,7 @@ async fn a_postgres_outage_of_twenty_seconds_is_ridden_out_with_exact_totals() {
     }
     proxy.set(true);
     let pool = pg_pool().await;
-    until(&mut run, "the end offsets after the outage", || {
-        checkpoint_at_end(&pool, &pipeline, &topic)
-    })
-    .await;
+    flows::until_checkpointed(&mut run, &pool, &pipeline, &topic).await;
     let log = run.stop();
     assert!(
         saw_not_ready,
@@ -330,10 +319,7 @@ async fn killed_with_open_windows_every_window_is_emitted_once_with_the_referenc
 
     let pool = pg_pool().await;
     let mut run = Running::start(&config, &env, dir.path());
-    until(&mut run, "the end offsets", || {
-        checkpoint_at_end(&pool, &pipeline, &topic)
-    })
-    .await;
+    flows::until_checkpointed(&mut run, &pool, &pipeline, &topic).await;
     run.stop();
 
     flows::assert_windows(&pool, &table, &flows::weather_reference(count, seed)).await;

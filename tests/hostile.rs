@@ -18,10 +18,25 @@ async fn run(
     batch: usize,
     pipeline: &str,
 ) -> Result<weir::pipeline::Summary, weir::pipeline::Error> {
-    std::fs::write(dir.join("in.txt"), values.join("\n")).unwrap();
+    let input = values.join("\n");
+    run_file(dir, &hostile(), input.as_bytes(), plugin, batch, pipeline).await
+}
+
+/// `input` as the file `in.txt` through the component `wasm` (its config
+/// and more `[plugins.t]` lines in `plugin`) in batches of `batch`, to
+/// `out.txt`; `pipeline` adds lines to `[pipelines.p]`.
+async fn run_file(
+    dir: &Path,
+    wasm: &Path,
+    input: &[u8],
+    plugin: &str,
+    batch: usize,
+    pipeline: &str,
+) -> Result<weir::pipeline::Summary, weir::pipeline::Error> {
+    std::fs::write(dir.join("in.txt"), input).unwrap();
     let sink = format!("{{ type = \"ndjson\", path = \"out.txt\" }}\n{pipeline}");
     let text = pipeline_toml(
-        &hostile(),
+        wasm,
         plugin,
         batch,
         r#"{ type = "file", path = "in.txt" }"#,
@@ -357,17 +372,7 @@ sink = {{ type = "ndjson", path = "out.ndjson" }}
     env.push(("SECRET".into(), CANARY.into()));
     env.push(("WEIR_LOG".into(), "debug".into()));
 
-    let validate = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["validate"])
-        .arg(&config)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    let mut seen = format!(
-        "{}{}",
-        String::from_utf8_lossy(&validate.stdout),
-        String::from_utf8_lossy(&validate.stderr)
-    );
+    let (_, mut seen) = services::weir_output(&["validate", &config.display().to_string()], &env);
     let mut run = services::Running::start(&config, &env, dir.path());
     run.wait_until(
         "the Postgres pipeline to write its input and the S3 one to be refused",
@@ -508,15 +513,10 @@ async fn malformed_records_each_get_a_reason_and_the_valid_ones_flow() {
         input.extend_from_slice(&line);
         input.push(b'\n');
     }
-    std::fs::write(dir.path().join("in.txt"), input).unwrap();
-    let text = pipeline_toml(
-        &common::reference("taxi-enrich"),
-        "{}",
-        4,
-        r#"{ type = "file", path = "in.txt" }"#,
-        r#"{ type = "ndjson", path = "out.txt" }"#,
-    );
-    let summary = try_run_pipeline(&text, dir.path()).await.unwrap();
+    let taxi = common::reference("taxi-enrich");
+    let summary = run_file(dir.path(), &taxi, &input, "{}", 4, "")
+        .await
+        .unwrap();
     assert_eq!(
         (summary.read, summary.written, summary.dead_lettered),
         (count, 2, count - 2),
@@ -545,18 +545,8 @@ fn a_component_of_another_world_is_refused_by_validate_and_run_with_the_key_and_
     )
     .unwrap();
     for command in ["validate", "run"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg(command)
-            .arg(&config)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(!out.status.success(), "{command}: {text}");
+        let (status, text) = services::weir_output(&[command, &config.display().to_string()], &[]);
+        assert!(!status.success(), "{command}: {text}");
         assert!(
             text.contains("does not fit the weir:transform")
                 && text.contains("regenerate its bindings"),
@@ -566,17 +556,10 @@ fn a_component_of_another_world_is_refused_by_validate_and_run_with_the_key_and_
             !text.contains("panicked") && !text.contains("backtrace"),
             "{command}: {text}"
         );
+        if command == "validate" {
+            assert!(text.contains("line 2: plugins.x.path"), "{text}");
+        }
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-        .arg("validate")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("line 2: plugins.x.path"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
 }
 
 #[test]
@@ -594,17 +577,16 @@ fn validate_connect_names_the_key_and_line_of_an_unreachable_broker_and_database
         ),
     )
     .unwrap();
-    let validate = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("validate")
-            .args(args)
-            .arg(&config)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+    let config = config.display().to_string();
+    let validate = |flags: &[&str]| {
+        let args: Vec<&str> = ["validate"]
+            .iter()
+            .chain(flags)
+            .chain([&config.as_str()])
+            .copied()
+            .collect();
+        let (status, text) = services::weir_output(&args, &[]);
+        (status.code(), text)
     };
     let (offline, text) = validate(&[]);
     assert_eq!(
@@ -631,15 +613,10 @@ fn validate_connect_names_the_key_and_line_of_an_unreachable_broker_and_database
 async fn empty_input_and_blank_lines_make_empty_batches_and_no_records() {
     for input in ["", "\n\n   \n\r\n"] {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("in.txt"), input).unwrap();
-        let text = pipeline_toml(
-            &common::reference("taxi-enrich"),
-            "{}",
-            4,
-            r#"{ type = "file", path = "in.txt" }"#,
-            r#"{ type = "ndjson", path = "out.txt" }"#,
-        );
-        let summary = try_run_pipeline(&text, dir.path()).await.unwrap();
+        let taxi = common::reference("taxi-enrich");
+        let summary = run_file(dir.path(), &taxi, input.as_bytes(), "{}", 4, "")
+            .await
+            .unwrap();
         assert_eq!(
             (summary.read, summary.written, summary.dead_lettered),
             (0, 0, 0),

@@ -7,7 +7,7 @@ mod common;
 mod flows;
 mod services;
 
-use flows::{checkpoint_at_end, kafka_pipeline, pg_pool, taxi_env, until};
+use flows::{kafka_pipeline, pg_pool, taxi_env};
 use services::{Running, unique, weir};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -148,42 +148,52 @@ fn produce_continuously(
     })
 }
 
-/// A Kafka → taxi-enrich → PostgreSQL pipeline whose plugin file lives in
-/// `dir/plugins`; every row carries `seq`, the version that made it and
-/// v2's extra field.
-fn taxi_swap_config(
-    dir: &Path,
-    pipeline: &str,
-    topic: &str,
-    table: &str,
-    plugin_settings: &str,
-) -> PathBuf {
-    let plugins = dir.join("plugins");
+/// One hot-swap case: a Kafka → taxi-enrich → PostgreSQL pipeline (names
+/// from `prefix`) whose plugin file is a copy in `dir/plugins`; every row
+/// carries `seq`, the version that made it and v2's extra field.
+struct TaxiSwap {
+    pipeline: String,
+    topic: String,
+    table: String,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    /// The configured plugin file, the one a swap replaces.
+    plugin: PathBuf,
+}
+
+fn taxi_swap(prefix: &str, plugin_settings: &str) -> TaxiSwap {
+    let (pipeline, topic) = (unique(prefix), unique(prefix));
+    let table = pipeline.replace('-', "_");
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(
-        common::reference("taxi-enrich"),
-        plugins.join("taxi-enrich.wasm"),
-    )
-    .unwrap();
-    kafka_pipeline(
-        dir,
-        pipeline,
-        topic,
+    let plugin = plugins.join("taxi-enrich.wasm");
+    std::fs::copy(common::reference("taxi-enrich"), &plugin).unwrap();
+    let config = kafka_pipeline(
+        dir.path(),
+        &pipeline,
+        &topic,
         ("taxi-enrich", plugin_settings),
         "batch-size = 500\ncheckpoint-interval = \"300ms\"\nplugin-version = \"field\"",
-        &format!(
-            r#"type = "postgres"
-url = "${{WEIR_PG_SINK}}"
-table = "{table}"
-create-table = true
-columns = [
-  {{ name = "seq", type = "bigint" }},
-  {{ name = "weir_version", type = "text" }},
-  {{ name = "fare_per_minute", type = "double precision" }},
-  {{ name = "trip_category", type = "text" }},
-]"#
+        &flows::postgres_sink(
+            "WEIR_PG_SINK",
+            &table,
+            &[
+                r#"{ name = "seq", type = "bigint" }"#,
+                r#"{ name = "weir_version", type = "text" }"#,
+                r#"{ name = "fare_per_minute", type = "double precision" }"#,
+                r#"{ name = "trip_category", type = "text" }"#,
+            ],
         ),
-    )
+    );
+    TaxiSwap {
+        pipeline,
+        topic,
+        table,
+        dir,
+        config,
+        plugin,
+    }
 }
 
 fn swap_env(dir: &Path) -> Vec<(String, String)> {
@@ -244,11 +254,14 @@ fn changes(rows: &[(i64, Option<String>, bool, Option<String>)]) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_swaps_under_load_leave_every_record_once_tagged_with_one_version_changing_at_batch_boundaries()
  {
-    let pipeline = unique("swap-load");
-    let topic = unique("swap-load");
-    let table = pipeline.replace('-', "_");
-    let dir = tempfile::tempdir().unwrap();
-    let config = taxi_swap_config(dir.path(), &pipeline, &topic, &table, "");
+    let TaxiSwap {
+        pipeline,
+        topic,
+        table,
+        dir,
+        config,
+        plugin,
+    } = taxi_swap("swap-load", "");
     let (lines, invalid) = numbered_taxi(200_000, 61);
     let v1 = dir.path().join("v1.wasm");
     let v2 = dir.path().join("v2.wasm");
@@ -264,7 +277,6 @@ async fn ten_swaps_under_load_leave_every_record_once_tagged_with_one_version_ch
     let producer = produce_continuously(topic.clone(), Arc::new(lines), stop.clone());
     run.wait_for_input(&pipeline, 1000);
     let styles = [Style::InPlace, Style::RenameOver, Style::Recreate];
-    let plugin = dir.path().join("plugins/taxi-enrich.wasm");
     for n in 1..=10u64 {
         let to = if n % 2 == 1 { &v2 } else { &v1 };
         let before = run.metric("weir_records_in_total", &pipeline);
@@ -276,10 +288,7 @@ async fn ten_swaps_under_load_leave_every_record_once_tagged_with_one_version_ch
     stop.store(true, Ordering::Relaxed);
     let produced = producer.await.unwrap();
     let pool = pg_pool().await;
-    until(&mut run, "the checkpoint to reach the end", || {
-        checkpoint_at_end(&pool, &pipeline, &topic)
-    })
-    .await;
+    flows::until_checkpointed(&mut run, &pool, &pipeline, &topic).await;
     let readyz = run.get("/readyz").unwrap().1;
     let log = run.stop();
 
@@ -346,10 +355,7 @@ async fn a_swap_in_the_middle_of_open_windows_closes_them_with_the_reference_val
     wait_swaps(&mut run, &pipeline, "swapped", 1);
     produce_lines(&topic, &lines[half..]).await;
     let pool = pg_pool().await;
-    until(&mut run, "the end offsets", || {
-        checkpoint_at_end(&pool, &pipeline, &topic)
-    })
-    .await;
+    flows::until_checkpointed(&mut run, &pool, &pipeline, &topic).await;
     run.stop();
 
     flows::assert_windows(&pool, &table, &flows::weather_reference(count, seed)).await;
@@ -369,17 +375,14 @@ async fn a_swap_in_the_middle_of_open_windows_closes_them_with_the_reference_val
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_versions_dropped_in_are_refused_or_rolled_back_and_the_old_one_loses_nothing() {
-    let pipeline = unique("swap-bad");
-    let topic = unique("swap-bad");
-    let table = pipeline.replace('-', "_");
-    let dir = tempfile::tempdir().unwrap();
-    let config = taxi_swap_config(
-        dir.path(),
-        &pipeline,
-        &topic,
-        &table,
-        "max-batch-time = \"500ms\"",
-    );
+    let TaxiSwap {
+        pipeline,
+        topic,
+        table,
+        dir,
+        config,
+        plugin,
+    } = taxi_swap("swap-bad", "max-batch-time = \"500ms\"");
     let garbage = dir.path().join("garbage.wasm");
     let mut dice = services::Dice::new();
     std::fs::write(
@@ -417,7 +420,6 @@ async fn bad_versions_dropped_in_are_refused_or_rolled_back_and_the_old_one_lose
         ),
     ];
     let (lines, invalid) = numbered_taxi(2_001 * (cases.len() + 1), 65);
-    let plugin = dir.path().join("plugins/taxi-enrich.wasm");
     let live = label("taxi-enrich@0.1.0", &plugin);
     let original = dir.path().join("v1.wasm");
     std::fs::copy(&plugin, &original).unwrap();
@@ -454,10 +456,7 @@ async fn bad_versions_dropped_in_are_refused_or_rolled_back_and_the_old_one_lose
     produce_lines(&topic, &lines[produced..produced + 2000]).await;
     produced += 2000;
     let pool = pg_pool().await;
-    until(&mut run, "the end offsets", || {
-        checkpoint_at_end(&pool, &pipeline, &topic)
-    })
-    .await;
+    flows::until_checkpointed(&mut run, &pool, &pipeline, &topic).await;
     assert_eq!(swaps(&run, &pipeline, "restore_failed"), 0);
     run.stop();
 
@@ -471,18 +470,14 @@ async fn bad_versions_dropped_in_are_refused_or_rolled_back_and_the_old_one_lose
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_canary_failing_half_its_records_is_rejected_and_one_failing_none_is_promoted() {
-    let pipeline = unique("swap-canary");
-    let topic = unique("swap-canary");
-    let table = pipeline.replace('-', "_");
-    let dir = tempfile::tempdir().unwrap();
-    let config = taxi_swap_config(
-        dir.path(),
-        &pipeline,
-        &topic,
-        &table,
-        "swap = \"canary\"\ncanary-batches = 5",
-    );
-    let plugin = dir.path().join("plugins/taxi-enrich.wasm");
+    let TaxiSwap {
+        pipeline,
+        topic,
+        table,
+        dir,
+        config,
+        plugin,
+    } = taxi_swap("swap-canary", "swap = \"canary\"\ncanary-batches = 5");
     let v1 = label("taxi-enrich@0.1.0", &plugin);
     let v2 = label("taxi-enrich@2.0.0", &fixture("taxi-enrich-v2.wasm"));
     let (lines, invalid) = numbered_taxi(200_000, 67);
@@ -512,10 +507,7 @@ async fn a_canary_failing_half_its_records_is_rejected_and_one_failing_none_is_p
     stop.store(true, Ordering::Relaxed);
     let produced = producer.await.unwrap();
     let pool = pg_pool().await;
-    until(&mut run, "the end offsets", || {
-        checkpoint_at_end(&pool, &pipeline, &topic)
-    })
-    .await;
+    flows::until_checkpointed(&mut run, &pool, &pipeline, &topic).await;
     assert_eq!(
         swaps(&run, &pipeline, "swapped"),
         0,
@@ -536,11 +528,14 @@ async fn a_canary_failing_half_its_records_is_rejected_and_one_failing_none_is_p
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changed_plugin_section_is_a_swap_with_watch_config_and_an_invalid_one_is_ignored() {
-    let pipeline = unique("swap-config");
-    let topic = unique("swap-config");
-    let table = pipeline.replace('-', "_");
-    let dir = tempfile::tempdir().unwrap();
-    let config = taxi_swap_config(dir.path(), &pipeline, &topic, &table, "");
+    let TaxiSwap {
+        pipeline,
+        topic,
+        table,
+        dir,
+        config,
+        ..
+    } = taxi_swap("swap-config", "");
     let (lines, invalid) = numbered_taxi(4_000, 69);
     produce_lines(&topic, &lines[..2000]).await;
     let mut run = Running::start_with(
@@ -580,10 +575,7 @@ async fn a_changed_plugin_section_is_a_swap_with_watch_config_and_an_invalid_one
     wait_swaps(&mut run, &pipeline, "swapped", 1);
     produce_lines(&topic, &lines[2000..]).await;
     let pool = pg_pool().await;
-    until(&mut run, "the end offsets", || {
-        checkpoint_at_end(&pool, &pipeline, &topic)
-    })
-    .await;
+    flows::until_checkpointed(&mut run, &pool, &pipeline, &topic).await;
     run.stop();
 
     let rows = rows_by_seq(&pool, &table).await;

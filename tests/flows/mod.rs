@@ -128,6 +128,20 @@ pub async fn checkpoint_at_end(pool: &sqlx::PgPool, pipeline: &str, topic: &str)
     )
 }
 
+/// Waits (with `until`'s hang guard) until `pipeline`'s committed
+/// checkpoint has reached the end of every partition of `topic`.
+pub async fn until_checkpointed(
+    run: &mut Running,
+    pool: &sqlx::PgPool,
+    pipeline: &str,
+    topic: &str,
+) {
+    until(run, "the checkpoint to reach the end offsets", || {
+        checkpoint_at_end(pool, pipeline, topic)
+    })
+    .await;
+}
+
 /// Kafka `topic` → weather-window (60 s event-time windows) → PostgreSQL
 /// `table`; `settings` and `columns` are added to the pipeline table and
 /// the column list.
@@ -148,19 +162,31 @@ pub fn weather_config(
             r#"config = { window = "60s", time = "event", watermark-delay = "5s" }"#,
         ),
         &format!("batch-size = 200\ncheckpoint-interval = \"200ms\"\n{settings}"),
-        &format!(
-            r#"type = "postgres"
-url = "${{WEIR_PG}}"
-table = "{table}"
-create-table = true
-columns = [
-  {{ name = "city", type = "text" }},
-  {{ name = "window_start", type = "timestamptz" }},
-  {{ name = "avg_temperature", type = "double precision" }},
-  {{ name = "count", type = "bigint" }},
-  {columns}
-]"#
+        &postgres_sink(
+            "WEIR_PG",
+            table,
+            &[
+                r#"{ name = "city", type = "text" }"#,
+                r#"{ name = "window_start", type = "timestamptz" }"#,
+                r#"{ name = "avg_temperature", type = "double precision" }"#,
+                r#"{ name = "count", type = "bigint" }"#,
+                columns,
+            ],
         ),
+    )
+}
+
+/// The body of a sink table: PostgreSQL at `${url_var}`, `table` created
+/// when missing, with `columns` (TOML inline tables; empty ones skipped).
+pub fn postgres_sink(url_var: &str, table: &str, columns: &[&str]) -> String {
+    let columns: Vec<&str> = columns
+        .iter()
+        .map(|c| c.trim().trim_end_matches(','))
+        .filter(|c| !c.is_empty())
+        .collect();
+    format!(
+        "type = \"postgres\"\nurl = \"${{{url_var}}}\"\ntable = \"{table}\"\ncreate-table = true\ncolumns = [\n  {},\n]",
+        columns.join(",\n  ")
     )
 }
 

@@ -124,11 +124,13 @@ pub fn weir_env() -> Vec<(String, String)> {
     ]
 }
 
-/// Runs the weir binary to completion; panics with its output on failure.
-pub fn weir(args: &[&str], env: &[(String, String)]) -> String {
+/// Runs the weir binary to completion (no standard input); returns its exit
+/// status and its stdout followed by its stderr.
+pub fn weir_output(args: &[&str], env: &[(String, String)]) -> (std::process::ExitStatus, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
         .output()
         .unwrap();
     let text = format!(
@@ -136,7 +138,13 @@ pub fn weir(args: &[&str], env: &[(String, String)]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "weir {args:?} failed:\n{text}");
+    (out.status, text)
+}
+
+/// Runs the weir binary to completion; panics with its output on failure.
+pub fn weir(args: &[&str], env: &[(String, String)]) -> String {
+    let (status, text) = weir_output(args, env);
+    assert!(status.success(), "weir {args:?} failed:\n{text}");
     text
 }
 
