@@ -900,8 +900,10 @@ impl Chain {
                 }
             }
             VersionTag::Field => {
+                // Encoded once per batch, inserted per record.
+                let member = json_member(&self.tag_field, versions);
                 for record in records {
-                    add_json_field(&mut record.value, &self.tag_field, versions);
+                    add_json_member(&mut record.value, &member);
                 }
             }
         }
@@ -953,9 +955,15 @@ fn header_text<'a>(record: &'a Record, name: &str) -> std::borrow::Cow<'a, str> 
         })
 }
 
-/// Adds `"field": "text"` to a JSON object written as text, without
+/// `"field":"text"`, JSON-encoded.
+fn json_member(field: &str, text: &str) -> Vec<u8> {
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    format!("{}:{}", quote(field), quote(text)).into_bytes()
+}
+
+/// Adds an encoded `member` to a JSON object written as text, without
 /// parsing it; values that are not an object are left as they are.
-fn add_json_field(value: &mut Vec<u8>, field: &str, text: &str) {
+fn add_json_member(value: &mut Vec<u8>, member: &[u8]) {
     let start = value.iter().position(|b| !b.is_ascii_whitespace());
     let end = value.iter().rposition(|b| !b.is_ascii_whitespace());
     let (Some(start), Some(end)) = (start, end) else {
@@ -965,14 +973,8 @@ fn add_json_field(value: &mut Vec<u8>, field: &str, text: &str) {
         return;
     }
     let empty = value[start + 1..end].iter().all(u8::is_ascii_whitespace);
-    let mut member = Vec::with_capacity(field.len() + text.len() + 8);
-    if !empty {
-        member.push(b',');
-    }
-    member.extend_from_slice(serde_json::to_string(field).unwrap_or_default().as_bytes());
-    member.push(b':');
-    member.extend_from_slice(serde_json::to_string(text).unwrap_or_default().as_bytes());
-    value.splice(end..end, member);
+    let comma: &[u8] = if empty { b"" } else { b"," };
+    value.splice(end..end, comma.iter().chain(member).copied());
 }
 
 #[cfg(test)]
@@ -981,7 +983,7 @@ mod tests {
 
     fn with_field(text: &str) -> String {
         let mut value = text.as_bytes().to_vec();
-        add_json_field(&mut value, "weir_version", "taxi@1+abc");
+        add_json_member(&mut value, &json_member("weir_version", "taxi@1+abc"));
         String::from_utf8(value).unwrap()
     }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 /// Granularity of CPU deadlines.
@@ -57,9 +57,7 @@ pub struct PluginSpec {
 /// A compiled component, ready to instantiate any number of times.
 #[derive(Clone)]
 pub struct LoadedComponent {
-    /// The compiled component.
-    pub component: Component,
-    /// The component linked against the host's imports and checked against
+    /// The compiled component, linked against the host's imports and checked against
     /// the weir:transform world once: a new instance (after a trap, or a
     /// swap) only allocates its store.
     pub pre: TransformPre<HostState>,
@@ -140,7 +138,6 @@ impl PluginEngine {
         let load_time = started.elapsed();
         tracing::debug!(path = %path.display(), %hash, ?origin, ?load_time, "Loaded component.");
         Ok(LoadedComponent {
-            component,
             pre,
             hash,
             origin,
