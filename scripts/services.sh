@@ -4,14 +4,17 @@
 #   S3 API      s3s-fs, path-style, data in a folder  127.0.0.1:8014
 #   PostgreSQL  Debian's server, trust auth, db test  127.0.0.1:5432
 #
+#   scripts/services.sh install  build the broker and the S3 server if missing
 #   scripts/services.sh up       install what is missing, start what is down
 #   scripts/services.sh status   say what runs
 #   scripts/services.sh down     stop the broker and the S3 server
 #   scripts/services.sh env      print the WEIR_TEST_* variables (eval it)
 #
 # Idempotent: a second `up` finds the binaries in ~/.cargo/bin and the
-# services listening, and takes a second. The first install builds nisshi
-# with rustc 1.96 (its locked dependencies need it), about 12 minutes.
+# services listening, and takes a second. The first install builds s3s-fs
+# and nisshi with rustc 1.96 (their locked dependencies need it) in one
+# target folder, so the crates they share compile once: about 13 minutes on
+# 2 cores, which scripts/test.sh overlaps with the workspace build.
 set -euo pipefail
 
 STATE="${WEIR_SERVICES_DIR:-$HOME/.cache/weir/services}"
@@ -44,12 +47,18 @@ install_crate() { # binary crate [cargo install args...]
   rustup toolchain list | grep -q "^$TOOLCHAIN" ||
     rustup toolchain install "$TOOLCHAIN" --profile minimal
   echo "services: installing $bin (cached in ~/.cargo/bin afterwards)" >&2
-  cargo +"$TOOLCHAIN" install --locked "$@"
+  cargo +"$TOOLCHAIN" install --locked --target-dir "$STATE/build" "$@"
+}
+
+install_all() {
+  install_crate s3s-fs s3s-fs --version "$S3S_FS_VERSION" --features binary
+  install_crate nisshi nisshi --version "$NISSHI_VERSION"
+  # The build folder only speeds up the second of the two installs.
+  rm -rf "$STATE/build"
 }
 
 start_kafka() {
   if listening $KAFKA_PORT; then return 0; fi
-  install_crate nisshi nisshi --version "$NISSHI_VERSION"
   local log="$STATE/nisshi.log"
   setsid nohup "$(command -v nisshi || echo "$HOME/.cargo/bin/nisshi")" broker \
     --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
@@ -61,7 +70,6 @@ start_kafka() {
 
 start_s3() {
   if listening $S3_PORT; then return 0; fi
-  install_crate s3s-fs s3s-fs --version "$S3S_FS_VERSION" --features binary
   local log="$STATE/s3s-fs.log"
   mkdir -p "$STATE/s3"
   setsid nohup "$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")" \
@@ -108,7 +116,11 @@ status_one() { # port name
 }
 
 case "${1:-}" in
+  install)
+    install_all
+    ;;
   up)
+    install_all
     start_postgres
     start_s3
     start_kafka
@@ -133,7 +145,7 @@ case "${1:-}" in
     echo "export WEIR_TEST_PG=postgres://postgres@127.0.0.1:$PG_PORT/test"
     ;;
   *)
-    echo "usage: $0 up|down|status|env" >&2
+    echo "usage: $0 install|up|down|status|env" >&2
     exit 2
     ;;
 esac

@@ -3,21 +3,62 @@
 # targets, cargo-component, cargo-nextest, the test services), starts the
 # services (Kafka API, S3, PostgreSQL on 127.0.0.1), builds the plugins
 # both ways, then runs every unit and integration test of the workspace.
+#
+# On a fresh machine the test broker and S3 server (built with their own
+# toolchain) take the longest; they build in the background while the
+# plugins and the test binaries build. Each phase's time is printed at the
+# end; the background install's log is in ~/.cache/weir/services/install.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+started=$SECONDS
+phases=()
+phase() { # phase <name> <command...>: runs it, notes how long it took
+  local name=$1 t=$SECONDS rc=0
+  shift
+  "$@" || rc=$?
+  phases+=("$(printf '%-28s %5d s' "$name" $((SECONDS - t)))")
+  return $rc
+}
+
+# The plugins' targets first: rustup is then left to the services build.
+rustup target add wasm32-wasip2 wasm32-wasip1 >/dev/null 2>&1 ||
+  rustup target add wasm32-wasip2 wasm32-wasip1
+
 # Real services for the connector tests; they fail loudly without them.
-scripts/services.sh up
-eval "$(scripts/services.sh env)"
+logs="${WEIR_SERVICES_DIR:-$HOME/.cache/weir/services}"
+mkdir -p "$logs"
+scripts/services.sh install >"$logs/install.log" 2>&1 &
+install=$!
+# A failed build must not leave the services build running on its own.
+trap 'pkill -P "$install" 2>/dev/null; kill "$install" 2>/dev/null; true' EXIT
 
 # Plugins: wasm32-wasip2 into plugins/dist/, cargo-component into
 # plugins/dist/component/ (a test checks both builds behave the same).
-scripts/build-plugins.sh
-scripts/build-plugins.sh --component --out plugins/dist/component
+phase "plugins (wasm32-wasip2)" scripts/build-plugins.sh
+phase "plugins (cargo component)" scripts/build-plugins.sh --component --out plugins/dist/component
 
 if ! cargo nextest --version >/dev/null 2>&1; then
-  cargo install cargo-nextest --locked
+  phase "install cargo-nextest" cargo install cargo-nextest --locked
 fi
-cargo nextest run --workspace --no-fail-fast
+phase "build the tests" cargo nextest run --workspace --no-run
+
+t=$SECONDS
+if ! wait "$install"; then
+  echo "test.sh: installing the test services failed; its log:" >&2
+  tail -n 40 "$logs/install.log" >&2
+  exit 1
+fi
+phases+=("$(printf '%-28s %5d s' "wait for the services build" $((SECONDS - t)))")
+phase "start the services" scripts/services.sh up
+eval "$(scripts/services.sh env)"
+
+status=0
+phase "run the tests" cargo nextest run --workspace --no-fail-fast || status=$?
 # Doc tests (nextest does not run them).
-cargo test --workspace --doc --quiet
+phase "doc tests" cargo test --workspace --doc --quiet || status=$?
+
+echo "test.sh: where the time went (the services build ran beside the first four):"
+printf '  %s\n' "${phases[@]}"
+printf '  %-28s %5d s\n' "total" $((SECONDS - started))
+exit $status

@@ -592,3 +592,48 @@ fn compose_file_sets_every_variable_the_examples_read() {
     assert!(compose.contains("http://s3:9000"));
     assert!(compose.contains("examples/taxi.toml"));
 }
+
+/// Several weir processes of one pipeline starting together each open the
+/// sink with `create-table = true`; PostgreSQL's `CREATE TABLE IF NOT
+/// EXISTS` is not atomic, so unserialised they collide in its catalog.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_sinks_opened_at_the_same_moment_all_open_and_create_the_table_once() {
+    let table = unique("pg_race").replace('-', "_");
+    let config: weir::sink::postgres::PostgresConfig = toml::from_str(&format!(
+        r#"
+url = "{}"
+table = "{table}"
+create-table = true
+pool-size = 1
+columns = [{{ name = "id", type = "bigint" }}, {{ name = "city", type = "text" }}]
+"#,
+        services::pg()
+    ))
+    .unwrap();
+    let opens = 8;
+    let together = std::sync::Arc::new(tokio::sync::Barrier::new(opens));
+    let tasks: Vec<_> = (0..opens)
+        .map(|_| {
+            let (config, together) = (config.clone(), together.clone());
+            tokio::spawn(async move {
+                together.wait().await;
+                weir::sink::postgres::PostgresSink::open(&config)
+                    .await
+                    .map(drop)
+            })
+        })
+        .collect();
+    for task in tasks {
+        if let Err(e) = task.await.unwrap() {
+            panic!("a sink opened at the same moment as others failed: {e}");
+        }
+    }
+    let pool = pg_pool().await;
+    let (tables,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM information_schema.tables WHERE table_name = $1")
+            .bind(&table)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(tables, 1);
+}

@@ -82,6 +82,21 @@ fn wait_swaps(run: &mut Running, pipeline: &str, result: &str, count: u64) {
     );
 }
 
+/// Waits until `/readyz` names `version` as the live taxi-enrich: the
+/// watcher has compiled it (seconds on a busy machine with a cold cache)
+/// and the pipeline has switched to it.
+fn wait_live(run: &mut Running, version: &str) {
+    let line = format!("plugin taxi-enrich: {version}\n");
+    run.wait_until(
+        &format!("{version} to go live"),
+        Duration::from_secs(60),
+        |r| {
+            r.get("/readyz")
+                .is_some_and(|(_, body)| body.contains(&line))
+        },
+    );
+}
+
 /// Taxi lines with a `seq` field (their index) first, so the output can be
 /// put back in input order.
 fn numbered_taxi(count: usize, seed: u64) -> (Vec<String>, BTreeSet<i64>) {
@@ -433,8 +448,12 @@ async fn bad_versions_dropped_in_are_refused_or_rolled_back_and_the_old_one_lose
         run.wait_for_records(&pipeline, produced as u64);
         replace(Style::RenameOver, file, &plugin);
         if *result == "rolled_back" {
-            // It goes live, then traps on its first batch.
+            // It goes live, then traps on its first batch. The record that
+            // makes it trap is produced only once it is live: produced
+            // earlier, the old version may take it while the new one is
+            // still compiling, and the new one would then wait for input.
             rolled_back += 1;
+            wait_live(&mut run, &label("hostile@0.0.1", file));
             produce_lines(&topic, &lines[produced..produced + 1]).await;
             produced += 1;
             wait_swaps(&mut run, &pipeline, result, rolled_back);
@@ -462,6 +481,113 @@ async fn bad_versions_dropped_in_are_refused_or_rolled_back_and_the_old_one_lose
 
     let rows = rows_by_seq(&pool, &table).await;
     assert_exactly_once(&rows, produced, &invalid, dir.path());
+    assert!(
+        rows.iter().all(|r| r.1.as_deref() == Some(live.as_str())),
+        "every row made by the live version"
+    );
+}
+
+/// Batches the pipeline has handed on, records or not: an idle Kafka
+/// topic still gives one (empty) batch per `max-wait`.
+fn batches(run: &Running, pipeline: &str) -> u64 {
+    run.metric("weir_batch_seconds_count", pipeline)
+}
+
+/// Waits until the pipeline has polled `count` more batches after `since`
+/// (with nothing produced, each of them empty).
+fn wait_idle_polls(run: &mut Running, pipeline: &str, since: u64, count: u64) {
+    run.wait_until(
+        &format!("{count} idle polls"),
+        Duration::from_secs(60),
+        |r| batches(r, pipeline) >= since + count,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_trapping_on_its_first_records_is_rolled_back_even_after_idle_polls() {
+    let TaxiSwap {
+        pipeline,
+        topic,
+        table,
+        dir,
+        config,
+        plugin,
+    } = taxi_swap("swap-idle", "probation-batches = 2");
+    let (lines, invalid) = numbered_taxi(1_000, 71);
+    let live = label("taxi-enrich@0.1.0", &plugin);
+    let trap = fixture("hostile-trap.wasm");
+    produce_lines(&topic, &lines[..500]).await;
+    let mut run = Running::start(&config, &swap_env(dir.path()), dir.path());
+    run.wait_for_records(&pipeline, 500);
+
+    replace(Style::RenameOver, &trap, &plugin);
+    wait_live(&mut run, &label("hostile@0.0.1", &trap));
+    // Three times its probation in empty polls: none of them may count.
+    wait_idle_polls(&mut run, &pipeline, batches(&run, &pipeline), 6);
+    assert_eq!(
+        swaps(&run, &pipeline, "rolled_back"),
+        0,
+        "nothing to trap on yet"
+    );
+    produce_lines(&topic, &lines[500..]).await;
+    wait_swaps(&mut run, &pipeline, "rolled_back", 1);
+    let readyz = run.get("/readyz").unwrap().1;
+    assert!(
+        readyz.contains(&format!("plugin taxi-enrich: {live}\n"))
+            && readyz.contains("trapped on probation"),
+        "{readyz}"
+    );
+    let pool = pg_pool().await;
+    flows::until_checkpointed(&mut run, &pool, &pipeline, &topic).await;
+    run.stop();
+
+    let rows = rows_by_seq(&pool, &table).await;
+    assert_exactly_once(&rows, lines.len(), &invalid, dir.path());
+    assert!(
+        rows.iter().all(|r| r.1.as_deref() == Some(live.as_str())),
+        "every row made by the live version"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canary_is_judged_on_batches_that_carried_records_not_on_idle_polls() {
+    let TaxiSwap {
+        pipeline,
+        topic,
+        table,
+        dir,
+        config,
+        plugin,
+    } = taxi_swap("swap-canary-idle", "swap = \"canary\"\ncanary-batches = 3");
+    let (lines, invalid) = numbered_taxi(3_000, 73);
+    let bad = fixture("hostile-fail-half.wasm");
+    let live = label("taxi-enrich@0.1.0", &plugin);
+    produce_lines(&topic, &lines[..500]).await;
+    let mut run = Running::start(&config, &swap_env(dir.path()), dir.path());
+    run.wait_for_records(&pipeline, 500);
+
+    replace(Style::RenameOver, &bad, &plugin);
+    let started = format!("canary={}", label("hostile@0.0.1", &bad));
+    run.wait_until("the canary to start", Duration::from_secs(60), |r| {
+        r.log_text().contains(&started)
+    });
+    wait_idle_polls(&mut run, &pipeline, batches(&run, &pipeline), 9);
+    assert_eq!(
+        swaps(&run, &pipeline, "canary_rejected") + swaps(&run, &pipeline, "promoted"),
+        0,
+        "a canary that has seen no record is not judged"
+    );
+    // Batches hold at most 500 records: at least three carry records.
+    produce_lines(&topic, &lines[500..]).await;
+    wait_swaps(&mut run, &pipeline, "canary_rejected", 1);
+    let readyz = run.get("/readyz").unwrap().1;
+    assert!(readyz.contains("3 batches"), "{readyz}");
+    let pool = pg_pool().await;
+    flows::until_checkpointed(&mut run, &pool, &pipeline, &topic).await;
+    run.stop();
+
+    let rows = rows_by_seq(&pool, &table).await;
+    assert_exactly_once(&rows, lines.len(), &invalid, dir.path());
     assert!(
         rows.iter().all(|r| r.1.as_deref() == Some(live.as_str())),
         "every row made by the live version"

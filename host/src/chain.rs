@@ -14,6 +14,10 @@
 //!   `canary-batches` batches on the same input; its outputs are compared
 //!   and discarded. It is promoted (a switch) only if its failure rate is
 //!   not worse than the live one's by more than `canary-margin`.
+//!
+//! Probation and canary count only batches that carried records: an idle
+//! poll of an empty topic proves nothing about a version, so a version that
+//! traps on its first records is rolled back however long it sat idle.
 
 use crate::config::{Config, OnError, OnPluginFailure};
 use crate::pipeline::{Error, Result, Stats, tag_dead_letter};
@@ -280,8 +284,8 @@ impl Stage {
         };
         match self.call_keeping_state(engine, stats, &mut call)? {
             Ok(result) => {
-                self.passed_batch();
                 if !records.is_empty() {
+                    self.passed_batch();
                     self.consecutive_traps = 0;
                 }
                 Ok((result, true))
@@ -454,6 +458,8 @@ impl Stage {
         Ok(())
     }
 
+    /// A batch that carried records went through: one less to go on
+    /// probation.
     fn passed_batch(&mut self) {
         let Some(p) = &mut self.probation else { return };
         p.remaining -= 1;
@@ -753,7 +759,7 @@ impl Chain {
     /// promoted.
     fn shadow(&mut self, stage: usize, inputs: &[Record], live: &BatchResult, now: i64) -> bool {
         let s = &mut self.stages[stage];
-        let Some(canary) = &mut s.canary else {
+        let Some(canary) = s.canary.as_mut().filter(|_| !inputs.is_empty()) else {
             return false;
         };
         let name = s.spec.name.clone();

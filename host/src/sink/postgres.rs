@@ -164,6 +164,25 @@ const CHECKPOINT_DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS weir_plugin_state (pipeline text NOT NULL, plugin text NOT NULL, state_version integer NOT NULL, state bytea NOT NULL, epoch bigint NOT NULL, PRIMARY KEY (pipeline, plugin))",
 ];
 
+/// Runs `CREATE … IF NOT EXISTS` statements in one transaction under an
+/// advisory lock. Two processes creating the same table at the same moment
+/// would otherwise collide in the catalog ("duplicate key value violates
+/// unique constraint pg_type_typname_nsp_index"): `IF NOT EXISTS` checks
+/// before it inserts, not atomically.
+async fn create_serialised(
+    conn: &mut PgConnection,
+    statements: &[&str],
+) -> std::result::Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(7365746272)")
+        .execute(&mut *tx)
+        .await?;
+    for ddl in statements {
+        sqlx::query(ddl).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
 /// Whether an error is about reaching PostgreSQL (retry later) rather than
 /// about the data or the schema.
 fn is_connection_error(e: &sqlx::Error) -> bool {
@@ -298,7 +317,11 @@ impl PostgresSink {
                 defs.push(format!("PRIMARY KEY ({})", key.join(", ")));
             }
             let ddl = format!("CREATE TABLE IF NOT EXISTS {table} ({})", defs.join(", "));
-            sqlx::query(&ddl).execute(&pool).await.map_err(|e| {
+            let created = async {
+                let mut conn = pool.acquire().await?;
+                create_serialised(&mut conn, &[ddl.as_str()]).await
+            };
+            created.await.map_err(|e| {
                 fail(
                     "create table",
                     e.to_string(),
@@ -502,17 +525,7 @@ impl PostgresSink {
         pipeline: &str,
     ) -> std::result::Result<Option<Checkpoint>, sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
-        {
-            // Concurrent CREATE TABLE IF NOT EXISTS can collide; serialise.
-            let mut tx = conn.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock(7365746272)")
-                .execute(&mut *tx)
-                .await?;
-            for ddl in CHECKPOINT_DDL {
-                sqlx::query(ddl).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-        }
+        create_serialised(&mut conn, CHECKPOINT_DDL).await?;
         let epoch: Option<(i64, String)> =
             sqlx::query_as("SELECT epoch, source FROM weir_epochs WHERE pipeline = $1")
                 .bind(pipeline)
