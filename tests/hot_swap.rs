@@ -523,7 +523,8 @@ async fn a_version_trapping_on_its_first_records_is_rolled_back_even_after_idle_
     replace(Style::RenameOver, &trap, &plugin);
     wait_live(&mut run, &label("hostile@0.0.1", &trap));
     // Three times its probation in empty polls: none of them may count.
-    wait_idle_polls(&mut run, &pipeline, batches(&run, &pipeline), 6);
+    let since = batches(&run, &pipeline);
+    wait_idle_polls(&mut run, &pipeline, since, 6);
     assert_eq!(
         swaps(&run, &pipeline, "rolled_back"),
         0,
@@ -571,7 +572,8 @@ async fn a_canary_is_judged_on_batches_that_carried_records_not_on_idle_polls() 
     run.wait_until("the canary to start", Duration::from_secs(60), |r| {
         r.log_text().contains(&started)
     });
-    wait_idle_polls(&mut run, &pipeline, batches(&run, &pipeline), 9);
+    let since = batches(&run, &pipeline);
+    wait_idle_polls(&mut run, &pipeline, since, 9);
     assert_eq!(
         swaps(&run, &pipeline, "canary_rejected") + swaps(&run, &pipeline, "promoted"),
         0,
