@@ -493,9 +493,10 @@ fn batches(run: &Running, pipeline: &str) -> u64 {
     run.metric("weir_batch_seconds_count", pipeline)
 }
 
-/// Waits until the pipeline has polled `count` more batches after `since`
+/// Waits until the pipeline has polled `count` more batches from now
 /// (with nothing produced, each of them empty).
-fn wait_idle_polls(run: &mut Running, pipeline: &str, since: u64, count: u64) {
+fn wait_idle_polls(run: &mut Running, pipeline: &str, count: u64) {
+    let since = batches(run, pipeline);
     run.wait_until(
         &format!("{count} idle polls"),
         Duration::from_secs(60),
@@ -503,97 +504,91 @@ fn wait_idle_polls(run: &mut Running, pipeline: &str, since: u64, count: u64) {
     );
 }
 
+/// Produces `first` records, starts weir on `swap` and waits until they
+/// are through.
+async fn start_after(swap: &TaxiSwap, first: &[String]) -> Running {
+    produce_lines(&swap.topic, first).await;
+    let mut run = Running::start(&swap.config, &swap_env(swap.dir.path()), swap.dir.path());
+    run.wait_for_records(&swap.pipeline, first.len() as u64);
+    run
+}
+
+/// Waits for the checkpoint to reach the topic's end, stops weir, and
+/// checks every valid record of `produced` is in the table once, made by
+/// `live`.
+async fn assert_all_once_by(
+    mut run: Running,
+    swap: &TaxiSwap,
+    produced: usize,
+    invalid: &BTreeSet<i64>,
+    live: &str,
+) {
+    let pool = pg_pool().await;
+    flows::until_checkpointed(&mut run, &pool, &swap.pipeline, &swap.topic).await;
+    run.stop();
+    let rows = rows_by_seq(&pool, &swap.table).await;
+    assert_exactly_once(&rows, produced, invalid, swap.dir.path());
+    assert!(
+        rows.iter().all(|r| r.1.as_deref() == Some(live)),
+        "every row made by the live version"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_version_trapping_on_its_first_records_is_rolled_back_even_after_idle_polls() {
-    let TaxiSwap {
-        pipeline,
-        topic,
-        table,
-        dir,
-        config,
-        plugin,
-    } = taxi_swap("swap-idle", "probation-batches = 2");
+    let swap = taxi_swap("swap-idle", "probation-batches = 2");
+    let (pipeline, topic) = (&swap.pipeline, &swap.topic);
     let (lines, invalid) = numbered_taxi(1_000, 71);
-    let live = label("taxi-enrich@0.1.0", &plugin);
+    let live = label("taxi-enrich@0.1.0", &swap.plugin);
     let trap = fixture("hostile-trap.wasm");
-    produce_lines(&topic, &lines[..500]).await;
-    let mut run = Running::start(&config, &swap_env(dir.path()), dir.path());
-    run.wait_for_records(&pipeline, 500);
+    let mut run = start_after(&swap, &lines[..500]).await;
 
-    replace(Style::RenameOver, &trap, &plugin);
+    replace(Style::RenameOver, &trap, &swap.plugin);
     wait_live(&mut run, &label("hostile@0.0.1", &trap));
     // Three times its probation in empty polls: none of them may count.
-    let since = batches(&run, &pipeline);
-    wait_idle_polls(&mut run, &pipeline, since, 6);
+    wait_idle_polls(&mut run, pipeline, 6);
     assert_eq!(
-        swaps(&run, &pipeline, "rolled_back"),
+        swaps(&run, pipeline, "rolled_back"),
         0,
         "nothing to trap on yet"
     );
-    produce_lines(&topic, &lines[500..]).await;
-    wait_swaps(&mut run, &pipeline, "rolled_back", 1);
+    produce_lines(topic, &lines[500..]).await;
+    wait_swaps(&mut run, pipeline, "rolled_back", 1);
     let readyz = run.get("/readyz").unwrap().1;
     assert!(
         readyz.contains(&format!("plugin taxi-enrich: {live}\n"))
             && readyz.contains("trapped on probation"),
         "{readyz}"
     );
-    let pool = pg_pool().await;
-    flows::until_checkpointed(&mut run, &pool, &pipeline, &topic).await;
-    run.stop();
-
-    let rows = rows_by_seq(&pool, &table).await;
-    assert_exactly_once(&rows, lines.len(), &invalid, dir.path());
-    assert!(
-        rows.iter().all(|r| r.1.as_deref() == Some(live.as_str())),
-        "every row made by the live version"
-    );
+    assert_all_once_by(run, &swap, lines.len(), &invalid, &live).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_canary_is_judged_on_batches_that_carried_records_not_on_idle_polls() {
-    let TaxiSwap {
-        pipeline,
-        topic,
-        table,
-        dir,
-        config,
-        plugin,
-    } = taxi_swap("swap-canary-idle", "swap = \"canary\"\ncanary-batches = 3");
+    let swap = taxi_swap("swap-canary-idle", "swap = \"canary\"\ncanary-batches = 3");
+    let (pipeline, topic) = (&swap.pipeline, &swap.topic);
     let (lines, invalid) = numbered_taxi(3_000, 73);
     let bad = fixture("hostile-fail-half.wasm");
-    let live = label("taxi-enrich@0.1.0", &plugin);
-    produce_lines(&topic, &lines[..500]).await;
-    let mut run = Running::start(&config, &swap_env(dir.path()), dir.path());
-    run.wait_for_records(&pipeline, 500);
+    let live = label("taxi-enrich@0.1.0", &swap.plugin);
+    let mut run = start_after(&swap, &lines[..500]).await;
 
-    replace(Style::RenameOver, &bad, &plugin);
+    replace(Style::RenameOver, &bad, &swap.plugin);
     let started = format!("canary={}", label("hostile@0.0.1", &bad));
     run.wait_until("the canary to start", Duration::from_secs(60), |r| {
         r.log_text().contains(&started)
     });
-    let since = batches(&run, &pipeline);
-    wait_idle_polls(&mut run, &pipeline, since, 9);
+    wait_idle_polls(&mut run, pipeline, 9);
     assert_eq!(
-        swaps(&run, &pipeline, "canary_rejected") + swaps(&run, &pipeline, "promoted"),
+        swaps(&run, pipeline, "canary_rejected") + swaps(&run, pipeline, "promoted"),
         0,
         "a canary that has seen no record is not judged"
     );
     // Batches hold at most 500 records: at least three carry records.
-    produce_lines(&topic, &lines[500..]).await;
-    wait_swaps(&mut run, &pipeline, "canary_rejected", 1);
+    produce_lines(topic, &lines[500..]).await;
+    wait_swaps(&mut run, pipeline, "canary_rejected", 1);
     let readyz = run.get("/readyz").unwrap().1;
     assert!(readyz.contains("3 batches"), "{readyz}");
-    let pool = pg_pool().await;
-    flows::until_checkpointed(&mut run, &pool, &pipeline, &topic).await;
-    run.stop();
-
-    let rows = rows_by_seq(&pool, &table).await;
-    assert_exactly_once(&rows, lines.len(), &invalid, dir.path());
-    assert!(
-        rows.iter().all(|r| r.1.as_deref() == Some(live.as_str())),
-        "every row made by the live version"
-    );
+    assert_all_once_by(run, &swap, lines.len(), &invalid, &live).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
