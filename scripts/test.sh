@@ -59,7 +59,7 @@ phase "run the tests" cargo nextest run --workspace --no-fail-fast || status=$?
 # Doc tests (nextest does not run them).
 phase "doc tests" cargo test --workspace --doc --quiet || status=$?
 
-echo "test.sh: where the time went (the services build ran beside the first four):"
+echo "test.sh: where the time went (the services build ran beside the builds):"
 printf '  %s\n' "${phases[@]}"
 printf '  %-28s %5d s\n' "total" $((SECONDS - started))
 exit $status
