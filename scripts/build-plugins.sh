@@ -36,7 +36,7 @@ if [[ $mode == wasip2 ]]; then
   out="$target_dir/wasm32-wasip2/release"
 else
   rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
-  command -v cargo-component >/dev/null || cargo install cargo-component --locked --version 0.21.1
+  command -v cargo-component >/dev/null || scripts/services.sh install cargo-component
   for p in "${plugins[@]}"; do (cd "plugins/$p" && cargo component build --release); done
   out="$target_dir/wasm32-wasip1/release"
 fi

@@ -4,7 +4,8 @@
 #   S3 API      s3s-fs, path-style, data in a folder  127.0.0.1:8014
 #   PostgreSQL  Debian's server, trust auth, db test  127.0.0.1:5432
 #
-#   scripts/services.sh install  build the broker and the S3 server if missing
+#   scripts/services.sh install [BIN...]  build what is missing: the broker, the S3
+#                                server and cargo-component (or only the BINs named)
 #   scripts/services.sh up       install what is missing, start what is down
 #   scripts/services.sh status   say what runs
 #   scripts/services.sh down     stop the broker and the S3 server
@@ -12,9 +13,10 @@
 #
 # Idempotent: a second `up` finds the binaries in ~/.cargo/bin and the
 # services listening, and takes a second. The first install builds s3s-fs
-# and nisshi with rustc 1.96 (their locked dependencies need it) in one
-# target folder, so the crates they share compile once: about 13 minutes on
-# 2 cores, which scripts/test.sh overlaps with the workspace build.
+# and nisshi with rustc 1.96 (their locked dependencies need it) and, with
+# them, cargo-component (the one other tool the tests build from source), in
+# one target folder, so the crates they share compile once. scripts/test.sh
+# runs it in the background, beside the workspace build.
 set -euo pipefail
 
 STATE="${WEIR_SERVICES_DIR:-$HOME/.cache/weir/services}"
@@ -26,6 +28,7 @@ S3_SECRET=weir-test-secret
 TOOLCHAIN=1.96.0
 NISSHI_VERSION="${NISSHI_VERSION:-0.8.1}"   # the versions the tests were checked with
 S3S_FS_VERSION="${S3S_FS_VERSION:-0.17.0}"
+CARGO_COMPONENT_VERSION="${CARGO_COMPONENT_VERSION:-0.21.1}"
 mkdir -p "$STATE"
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -50,10 +53,18 @@ install_crate() { # binary crate [cargo install args...]
   cargo +"$TOOLCHAIN" install --locked --target-dir "$STATE/build" "$@"
 }
 
-install_all() {
-  install_crate s3s-fs s3s-fs --version "$S3S_FS_VERSION" --features binary
-  install_crate nisshi nisshi --version "$NISSHI_VERSION"
-  # The build folder only speeds up the second of the two installs.
+install_all() { # [BIN...]: all three when none is named
+  local bins=("$@")
+  [ ${#bins[@]} -gt 0 ] || bins=(s3s-fs nisshi cargo-component)
+  for bin in "${bins[@]}"; do
+    case "$bin" in
+      s3s-fs) install_crate s3s-fs s3s-fs --version "$S3S_FS_VERSION" --features binary ;;
+      nisshi) install_crate nisshi nisshi --version "$NISSHI_VERSION" ;;
+      cargo-component) install_crate cargo-component cargo-component --version "$CARGO_COMPONENT_VERSION" ;;
+      *) echo "services: cannot install $bin (s3s-fs, nisshi or cargo-component)" >&2; exit 2 ;;
+    esac
+  done
+  # The build folder only speeds up the installs after the first.
   rm -rf "$STATE/build"
 }
 
@@ -117,10 +128,11 @@ status_one() { # port name
 
 case "${1:-}" in
   install)
-    install_all
+    shift
+    install_all "$@"
     ;;
   up)
-    install_all
+    install_all s3s-fs nisshi
     start_postgres
     start_s3
     start_kafka
@@ -145,7 +157,7 @@ case "${1:-}" in
     echo "export WEIR_TEST_PG=postgres://postgres@127.0.0.1:$PG_PORT/test"
     ;;
   *)
-    echo "usage: $0 install|up|down|status|env" >&2
+    echo "usage: $0 install [BIN...]|up|down|status|env" >&2
     exit 2
     ;;
 esac

@@ -4,9 +4,10 @@
 # services (Kafka API, S3, PostgreSQL on 127.0.0.1), builds the plugins
 # both ways, then runs every unit and integration test of the workspace.
 #
-# On a fresh machine the test broker and S3 server (built with their own
-# toolchain) take the longest; they build in the background while the
-# plugins and the test binaries build. Each phase's time is printed at the
+# On a fresh machine the test broker, the S3 server and cargo-component
+# (built with their own toolchain, in one target folder) take the longest;
+# they build in the background while the plugins and the test binaries
+# build. Each phase's time is printed at the
 # end; the background install's log is in ~/.cache/weir/services/install.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,10 +35,10 @@ install=$!
 # (errexit off inside: pkill finding nothing must not become the exit code.)
 trap 'set +e; pkill -P "$install" 2>/dev/null; kill "$install" 2>/dev/null; :' EXIT
 
-# Plugins: wasm32-wasip2 into plugins/dist/, cargo-component into
-# plugins/dist/component/ (a test checks both builds behave the same).
+# Plugins: wasm32-wasip2 into plugins/dist/ now; cargo-component's build
+# into plugins/dist/component/ (a test checks both builds behave the same)
+# once the background install has made cargo-component.
 phase "plugins (wasm32-wasip2)" scripts/build-plugins.sh
-phase "plugins (cargo component)" scripts/build-plugins.sh --component --out plugins/dist/component
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   phase "install cargo-nextest" cargo install cargo-nextest --locked
@@ -51,6 +52,7 @@ if ! wait "$install"; then
   exit 1
 fi
 phases+=("$(printf '%-28s %5d s' "wait for the services build" $((SECONDS - t)))")
+phase "plugins (cargo component)" scripts/build-plugins.sh --component --out plugins/dist/component
 phase "start the services" scripts/services.sh up
 eval "$(scripts/services.sh env)"
 
@@ -59,7 +61,7 @@ phase "run the tests" cargo nextest run --workspace --no-fail-fast || status=$?
 # Doc tests (nextest does not run them).
 phase "doc tests" cargo test --workspace --doc --quiet || status=$?
 
-echo "test.sh: where the time went (the services build ran beside the builds):"
+echo "test.sh: where the time went (the services and cargo-component build ran beside the builds):"
 printf '  %s\n' "${phases[@]}"
 printf '  %-28s %5d s\n' "total" $((SECONDS - started))
 exit $status
