@@ -560,6 +560,11 @@ impl Chain {
         Ok(chain)
     }
 
+    /// The engine the stages run on.
+    pub(crate) fn engine(&self) -> &PluginEngine {
+        &self.engine
+    }
+
     /// The watcher's view of every stage: what to watch and the live hash.
     pub(crate) fn targets(&self) -> Vec<(usize, PluginSpec, SwapPolicy, String)> {
         self.stages

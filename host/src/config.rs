@@ -518,6 +518,19 @@ impl Config {
             if let Err(message) = pipeline.delivery() {
                 problem(format!("pipelines.{name}.delivery"), message);
             }
+            if let crate::source::SourceConfig::Kafka(kafka) = &pipeline.source
+                && kafka.assignment != crate::source::kafka::Assignment::All
+                && !(matches!(pipeline.sink, crate::sink::SinkConfig::Postgres(_))
+                    && matches!(
+                        pipeline.delivery(),
+                        Ok((crate::checkpoint::Delivery::ExactlyOnce, _))
+                    ))
+            {
+                problem(
+                    format!("pipelines.{name}.source.assignment"),
+                    "group mode needs an exactly-once postgres sink: each partition's checkpoint and owner epoch are stored there, where every process of the pipeline reads them (other sinks: keep assignment = \"all\" and run one process)".into(),
+                );
+            }
             if pipeline.checkpoint_interval.is_zero() || pipeline.checkpoint_records == Some(0) {
                 problem(
                     format!("pipelines.{name}.checkpoint-interval"),

@@ -27,6 +27,7 @@ mod chain;
 pub mod checkpoint;
 pub mod config;
 pub mod crash;
+mod group;
 pub mod kafka;
 pub mod pipeline;
 pub mod plugin;

@@ -307,16 +307,22 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
                 SampleKind::Logs => weir::sample::logs(count, seed, start_ms, invalid_pct),
                 SampleKind::Users => weir::sample::users(count, seed, invalid_pct),
             };
-            gen_write(lines, &to, format, brokers, topic, partitions).await?;
+            // Weather is keyed by city, so that every reading of a city is
+            // in one partition: a windowed average per city stays exact
+            // when partitions are spread over processes.
+            let key_field = matches!(kind, SampleKind::Weather).then_some("city");
+            gen_write(lines, key_field, &to, format, brokers, topic, partitions).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
 /// Writes generated lines to stdout, a file, Parquet on an object store,
-/// or a Kafka topic.
+/// or a Kafka topic; each record's key is its `key_field`, when named and
+/// present.
 async fn gen_write(
     lines: Vec<weir::sample::Line>,
+    key_field: Option<&str>,
     to: &str,
     format: GenFormat,
     brokers: Option<String>,
@@ -328,7 +334,10 @@ async fn gen_write(
     let records: Vec<weir::Record> = lines
         .into_iter()
         .map(|l| weir::Record {
-            key: None,
+            key: key_field.and_then(|field| {
+                let value: serde_json::Value = serde_json::from_str(&l.text).ok()?;
+                Some(value.get(field)?.as_str()?.as_bytes().to_vec())
+            }),
             value: l.text.into_bytes(),
             timestamp_ms: now,
             headers: vec![],

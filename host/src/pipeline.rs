@@ -112,6 +112,18 @@ impl Error {
 /// Result of this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Group-mode rebalances seen, by kind.
+#[derive(Debug, Default)]
+pub struct Rebalances {
+    /// Partitions given to this process.
+    pub assign: AtomicU64,
+    /// Partitions taken away after a commit.
+    pub revoke: AtomicU64,
+    /// Partitions lost (this process was out of the group): dropped
+    /// without a commit.
+    pub lost: AtomicU64,
+}
+
 /// Live counters, shared with progress reporting.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -133,6 +145,13 @@ pub struct Stats {
     pub batch_seconds: crate::server::Histogram,
     /// Records not yet read, per source partition (Kafka consumer lag).
     pub lag: std::sync::Mutex<Vec<(String, i64)>>,
+    /// Group mode: the partitions this process owns (`topic/partition`).
+    pub partitions_owned: std::sync::Mutex<Vec<String>>,
+    /// Group mode: rebalances by kind.
+    pub rebalances: Rebalances,
+    /// Group mode: commits refused because another process had claimed
+    /// the partition since.
+    pub fenced_commits: AtomicU64,
     /// Whether the pipeline is running (set once its parts are open).
     pub ready: std::sync::atomic::AtomicBool,
     /// Live plugin versions and swap attempts.
@@ -177,6 +196,9 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::fro
 /// A built pipeline, ready to run.
 pub struct Pipeline {
     name: String,
+    /// What its checkpoints are stored under: the name, or in group mode
+    /// one key per partition (`name@topic.partition`).
+    key: String,
     config: Arc<Config>,
     delivery: Delivery,
     chain: Chain,
@@ -185,11 +207,75 @@ pub struct Pipeline {
     offers: Option<tokio::sync::mpsc::UnboundedReceiver<Offer>>,
 }
 
+/// Opens `pipeline`'s dead-letter sink.
+async fn open_dead_letter(config: &Config, pipeline: &str) -> Result<Box<dyn crate::sink::Sink>> {
+    let pc = &config.pipelines[pipeline];
+    Ok(pc
+        .dead_letter
+        .clone()
+        .unwrap_or_else(|| SinkConfig::default_dead_letter(pipeline))
+        .build(config)
+        .await?)
+}
+
+/// What a group-mode pipeline makes its partitions' pipelines from: all of
+/// it but the plugin instances (each partition has its own).
+pub(crate) struct Blueprint {
+    name: String,
+    config: Arc<Config>,
+    delivery: Delivery,
+    engine: PluginEngine,
+    stats: Arc<Stats>,
+}
+
+impl Blueprint {
+    /// The pipeline's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The pipeline's counters, shared by its partitions.
+    pub(crate) fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// The engine the plugins run on.
+    pub(crate) fn engine(&self) -> &PluginEngine {
+        &self.engine
+    }
+
+    /// The pipeline's dead-letter sink.
+    pub(crate) async fn dead_letter(&self) -> Result<Box<dyn crate::sink::Sink>> {
+        open_dead_letter(&self.config, &self.name).await
+    }
+
+    /// The pipeline for one partition, stored under `key`, with its own
+    /// plugin instances and new versions from `offers`.
+    pub(crate) fn replica(
+        &self,
+        key: String,
+        offers: tokio::sync::mpsc::UnboundedReceiver<Offer>,
+    ) -> Result<Pipeline> {
+        let chain = tokio::task::block_in_place(|| {
+            Chain::build(&self.engine, &self.config, &self.name, self.stats.clone())
+        })?;
+        Ok(Pipeline {
+            name: self.name.clone(),
+            key,
+            config: self.config.clone(),
+            delivery: self.delivery,
+            chain,
+            stats: self.stats.clone(),
+            offers: Some(offers),
+        })
+    }
+}
+
 /// The parts a run opens, and opens again after an outage.
-struct Parts {
+pub(crate) struct Parts {
     source: Box<dyn Source>,
     writer: SinkWriter,
-    recovered: Option<Checkpoint>,
+    pub(crate) recovered: Option<Checkpoint>,
 }
 
 impl Pipeline {
@@ -204,6 +290,7 @@ impl Pipeline {
         tracing::info!(pipeline = name, %delivery, why, "Delivery.");
         Ok(Pipeline {
             name: name.to_owned(),
+            key: name.to_owned(),
             config: Arc::new(config.clone()),
             delivery,
             chain,
@@ -251,6 +338,32 @@ impl Pipeline {
         swapped
     }
 
+    /// What group mode makes the partitions' pipelines from.
+    pub(crate) fn blueprint(&self) -> Blueprint {
+        Blueprint {
+            name: self.name.clone(),
+            config: self.config.clone(),
+            delivery: self.delivery,
+            engine: self.chain.engine().clone(),
+            stats: self.stats.clone(),
+        }
+    }
+
+    /// Group mode: the channel of new versions, handed to the partitions.
+    pub(crate) fn take_offer_receiver(
+        &mut self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<Offer>> {
+        self.offers.take()
+    }
+
+    /// Gives back what [`Pipeline::take_offer_receiver`] took.
+    pub(crate) fn put_offer_receiver(
+        &mut self,
+        offers: Option<tokio::sync::mpsc::UnboundedReceiver<Offer>>,
+    ) {
+        self.offers = offers;
+    }
+
     /// Live counters.
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
@@ -271,7 +384,10 @@ impl Pipeline {
         let mut pause = BACKOFF.0;
         loop {
             let committed_before = self.stats.checkpoints.load(Ordering::Relaxed);
-            let result = self.attempt(&mut stop).await;
+            let result = match self.group() {
+                Some(kafka) => crate::group::attempt(&mut self, &kafka, &mut stop).await,
+                None => self.attempt(&mut stop).await,
+            };
             self.stats.ready.store(false, Ordering::Relaxed);
             match result {
                 Ok(()) => break,
@@ -304,22 +420,45 @@ impl Pipeline {
         Ok(summary)
     }
 
+    /// The source's settings when it is a Kafka source in group mode.
+    fn group(&self) -> Option<crate::source::kafka::KafkaConfig> {
+        match &self.config.pipelines[&self.name].source {
+            crate::source::SourceConfig::Kafka(kafka)
+                if kafka.assignment != crate::source::kafka::Assignment::All =>
+            {
+                Some(kafka.clone())
+            }
+            _ => None,
+        }
+    }
+
     /// Opens the source and sinks and reads the last checkpoint.
     async fn open(&mut self) -> Result<Parts> {
         let config = &*self.config;
         let pc = &config.pipelines[&self.name];
         let source = pc.source.build(config).await?;
+        let dead_letter = open_dead_letter(config, &self.name).await?;
+        self.open_with(source, dead_letter, None).await
+    }
+
+    /// Opens the sink over `source`; reads the last checkpoint, after
+    /// claiming it for `owner` in group mode.
+    pub(crate) async fn open_with(
+        &mut self,
+        source: Box<dyn Source>,
+        dead_letter: Box<dyn crate::sink::Sink>,
+        owner: Option<&str>,
+    ) -> Result<Parts> {
+        let config = &*self.config;
+        let pc = &config.pipelines[&self.name];
         let mut sink = pc.sink.build(config).await?;
-        let dead_letter = pc
-            .dead_letter
-            .clone()
-            .unwrap_or_else(|| SinkConfig::default_dead_letter(&self.name))
-            .build(config)
-            .await?;
-        let (recovered, committer) = match self.delivery {
-            Delivery::ExactlyOnce => (sink.recover(&self.name).await?, Committer::Sink),
-            Delivery::AtLeastOnce => {
-                let mut store = FileStore::new(&config.resolve(&pc.checkpoint_dir), &self.name);
+        let (recovered, committer) = match (self.delivery, owner) {
+            (Delivery::ExactlyOnce, Some(owner)) => {
+                (sink.claim(&self.key, owner).await?, Committer::Sink)
+            }
+            (Delivery::ExactlyOnce, None) => (sink.recover(&self.key).await?, Committer::Sink),
+            (Delivery::AtLeastOnce, _) => {
+                let mut store = FileStore::new(&config.resolve(&pc.checkpoint_dir), &self.key);
                 (store.load().await?, Committer::Store(Box::new(store)))
             }
         };
@@ -339,11 +478,22 @@ impl Pipeline {
 
     /// One run from the last checkpoint until the end, a stop or an error.
     async fn attempt(&mut self, stop: &mut watch::Receiver<bool>) -> Result<()> {
+        let parts = self.open().await?;
+        self.drive(parts, stop).await
+    }
+
+    /// Runs opened parts until the end, a stop or an error; commits the
+    /// final checkpoint unless it failed.
+    pub(crate) async fn drive(
+        &mut self,
+        parts: Parts,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
         let Parts {
             mut source,
             mut writer,
             recovered,
-        } = self.open().await?;
+        } = parts;
         let result = self
             .stream(&mut *source, &mut writer, recovered, stop)
             .await;
@@ -386,15 +536,15 @@ impl Pipeline {
             if checkpoint.source == origin {
                 return Some(checkpoint);
             }
-            tracing::warn!(pipeline = %self.name, stored = %checkpoint.source, now = %origin, "The last checkpoint belongs to another source; starting this one from its configured start.");
+            tracing::warn!(pipeline = %self.key, stored = %checkpoint.source, now = %origin, "The last checkpoint belongs to another source; starting this one from its configured start.");
             None
         });
         if let Some(checkpoint) = recovered {
             source.resume(&checkpoint.positions).await?;
             self.chain.restore(&self.name, &checkpoint.state)?;
-            tracing::info!(pipeline = %self.name, epoch, positions = ?checkpoint.positions, "Resuming from the last checkpoint.");
+            tracing::info!(pipeline = %self.key, epoch, positions = ?checkpoint.positions, "Resuming from the last checkpoint.");
         }
-        tracing::info!(pipeline = %self.name, source = %origin, delivery = %self.delivery, "Pipeline started.");
+        tracing::info!(pipeline = %self.key, source = %origin, delivery = %self.delivery, "Pipeline started.");
         stats.ready.store(true, Ordering::Relaxed);
         let (mut last_tick, mut epoch_started, mut epoch_read) =
             (Instant::now(), Instant::now(), 0);
@@ -404,7 +554,7 @@ impl Pipeline {
         let ended = loop {
             swapped |= self.take_offers();
             if *stop.borrow() {
-                tracing::info!(pipeline = %self.name, "Stopping on request.");
+                tracing::info!(pipeline = %self.key, "Stopping on request.");
                 break false;
             }
             // Only a stop request may cancel a read; a dropped sender
@@ -479,7 +629,7 @@ impl Pipeline {
     /// hold.
     fn checkpoint(&mut self, epoch: u64, source: &dyn Source) -> Result<Checkpoint> {
         Ok(Checkpoint {
-            pipeline: self.name.clone(),
+            pipeline: self.key.clone(),
             source: source.describe(),
             epoch,
             positions: source.mark(),

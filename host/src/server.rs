@@ -70,7 +70,7 @@ pub fn render_metrics(pipelines: &[(String, Arc<Stats>)]) -> String {
     let mut out = String::new();
     // One value per pipeline: name, Prometheus type, help, value.
     type Scalar = (&'static str, &'static str, &'static str, fn(&Stats) -> u64);
-    let scalars: [Scalar; 8] = [
+    let scalars: [Scalar; 10] = [
         (
             "weir_records_in_total",
             "counter",
@@ -114,6 +114,18 @@ pub fn render_metrics(pipelines: &[(String, Arc<Stats>)]) -> String {
             |s| s.recoveries.load(Ordering::Relaxed),
         ),
         (
+            "weir_partitions_owned",
+            "gauge",
+            "Group mode: source partitions this process owns.",
+            |s| s.partitions_owned.lock().expect("partitions lock").len() as u64,
+        ),
+        (
+            "weir_fenced_commits_total",
+            "counter",
+            "Group mode: commits refused because another process had claimed the partition since (its uncommitted work dropped).",
+            |s| s.fenced_commits.load(Ordering::Relaxed),
+        ),
+        (
             "weir_pipeline_ready",
             "gauge",
             "1 while the pipeline runs.",
@@ -128,6 +140,27 @@ pub fn render_metrics(pipelines: &[(String, Arc<Stats>)]) -> String {
                 "{name}{{pipeline=\"{}\"}} {}",
                 label(pipeline),
                 value(stats)
+            );
+        }
+    }
+    header(
+        &mut out,
+        "weir_rebalances_total",
+        "counter",
+        "Group mode: consumer-group rebalances by kind (assign, revoke after a commit, lost without one).",
+    );
+    for (pipeline, stats) in pipelines {
+        let r = &stats.rebalances;
+        for (kind, count) in [
+            ("assign", &r.assign),
+            ("revoke", &r.revoke),
+            ("lost", &r.lost),
+        ] {
+            let _ = writeln!(
+                out,
+                "weir_rebalances_total{{pipeline=\"{}\",kind=\"{kind}\"}} {}",
+                label(pipeline),
+                count.load(Ordering::Relaxed)
             );
         }
     }
@@ -221,6 +254,11 @@ fn respond(path: &str, pipelines: &[(String, Arc<Stats>)]) -> (u16, &'static str
                 let up = stats.ready.load(Ordering::Relaxed);
                 ready &= up;
                 let _ = writeln!(body, "{name}: {}", if up { "ready" } else { "not ready" });
+                let owned = stats.partitions_owned.lock().expect("partitions lock");
+                if !owned.is_empty() {
+                    let _ = writeln!(body, "  partitions owned: {}", owned.join(", "));
+                }
+                drop(owned);
                 let board = stats.swaps.lock().expect("swap board lock");
                 for (plugin, live) in &board.live {
                     let _ = writeln!(body, "  plugin {plugin}: {live}");

@@ -250,3 +250,66 @@ pub async fn assert_windows(
         );
     }
 }
+
+/// Kafka `topic` → taxi-enrich → the PostgreSQL `table`, checkpointing
+/// every 300 ms; `extra` adds pipeline settings.
+pub fn taxi_config(
+    dir: &Path,
+    pipeline: &str,
+    topic: &str,
+    table: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    kafka_pipeline(
+        dir,
+        pipeline,
+        topic,
+        ("taxi-enrich", ""),
+        &format!("batch-size = 2048\ncheckpoint-interval = \"300ms\"\n{extra}"),
+        &postgres_sink(
+            "WEIR_PG_SINK",
+            table,
+            &[
+                r#"{ name = "pickup_at", type = "timestamptz" }"#,
+                r#"{ name = "pu_location_id", type = "integer", path = "PULocationID" }"#,
+                r#"{ name = "do_location_id", type = "integer", path = "DOLocationID" }"#,
+                r#"{ name = "total_amount", type = "double precision" }"#,
+                r#"{ name = "trip_duration_min", type = "double precision" }"#,
+            ],
+        ),
+    )
+}
+
+/// The identity of a trip: pickup second, zones, total in cents.
+pub type Trip = (i64, i64, i64, i64);
+
+pub fn expected_trips(count: usize, seed: u64) -> Vec<Trip> {
+    let mut trips: Vec<Trip> = common::valid_json(&weir::sample::taxi(count, seed, 2.0))
+        .iter()
+        .map(|v| {
+            let pickup = weir_plugin_kit::time::parse(v["tpep_pickup_datetime"].as_str().unwrap())
+                .unwrap()
+                .epoch_ms;
+            (
+                pickup / 1000,
+                v["PULocationID"].as_i64().unwrap(),
+                v["DOLocationID"].as_i64().unwrap(),
+                (v["total_amount"].as_f64().unwrap() * 100.0).round() as i64,
+            )
+        })
+        .collect();
+    trips.sort_unstable();
+    trips
+}
+
+pub async fn table_trips(pool: &sqlx::PgPool, table: &str) -> Vec<Trip> {
+    let mut trips: Vec<Trip> = sqlx::query_as(&format!(
+        "SELECT extract(epoch FROM pickup_at)::bigint, pu_location_id::bigint, do_location_id::bigint,
+                round(total_amount * 100)::bigint FROM {table}"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    trips.sort_unstable();
+    trips
+}

@@ -300,6 +300,14 @@ impl Running {
         }
     }
 
+    /// Sends `signal` (e.g. `libc::SIGSTOP`, `libc::SIGCONT`) to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
     /// `kill -9`: no drain, no flush, no final checkpoint.
     pub fn kill9(mut self) -> String {
         let _ = self.child.kill();
@@ -485,6 +493,20 @@ pub async fn pg_checkpoint(pool: &sqlx::PgPool, pipeline: &str) -> BTreeMap<Stri
         "SELECT partition, next_position FROM weir_checkpoints WHERE pipeline = $1",
     )
     .bind(pipeline)
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default()
+    .into_iter()
+    .collect()
+}
+
+/// Group mode: the positions of every partition checkpoint of `pipeline`
+/// (stored as `pipeline@topic.partition`), merged.
+pub async fn pg_group_checkpoint(pool: &sqlx::PgPool, pipeline: &str) -> BTreeMap<String, i64> {
+    sqlx::query_as::<_, (String, i64)>(
+        "SELECT partition, next_position FROM weir_checkpoints WHERE starts_with(pipeline, $1)",
+    )
+    .bind(format!("{pipeline}@"))
     .fetch_all(pool)
     .await
     .unwrap_or_default()

@@ -31,7 +31,7 @@ pub struct PluginState {
     /// The `state-version` the plugin reported when it wrote `bytes`.
     pub version: u32,
     /// The snapshot, hex-encoded in JSON.
-    #[serde(with = "hex")]
+    #[serde(with = "hex_text")]
     pub bytes: Vec<u8>,
 }
 
@@ -112,44 +112,16 @@ pub trait CheckpointStore: Send {
     async fn save(&mut self, checkpoint: &Checkpoint) -> Result<()>;
 }
 
-/// Hex text for bytes in JSON checkpoints (readable, no extra dependency).
-pub mod hex {
+/// Plugin state as hex text in JSON checkpoints (readable, diffable).
+mod hex_text {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    /// Lower-case hex of `bytes`.
-    pub fn encode(bytes: &[u8]) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut text = String::with_capacity(bytes.len() * 2);
-        for b in bytes {
-            text.push(DIGITS[(b >> 4) as usize] as char);
-            text.push(DIGITS[(b & 15) as usize] as char);
-        }
-        text
-    }
-
-    /// Bytes of hex `text`, or why it is not hex.
-    pub fn decode(text: &str) -> Result<Vec<u8>, String> {
-        if !text.len().is_multiple_of(2) {
-            return Err("odd number of hex digits".into());
-        }
-        let digit = |c: u8| match c {
-            b'0'..=b'9' => Ok(c - b'0'),
-            b'a'..=b'f' => Ok(c - b'a' + 10),
-            b'A'..=b'F' => Ok(c - b'A' + 10),
-            _ => Err(format!("{:?} is not a hex digit", c as char)),
-        };
-        text.as_bytes()
-            .chunks(2)
-            .map(|pair| Ok(digit(pair[0])? << 4 | digit(pair[1])?))
-            .collect()
-    }
-
     pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&encode(bytes))
+        s.serialize_str(&hex::encode(bytes))
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        decode(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -178,7 +150,9 @@ mod tests {
             serde_json::from_str::<Checkpoint>(&text).unwrap(),
             checkpoint
         );
-        assert!(hex::decode("0g").is_err());
-        assert!(hex::decode("abc").is_err());
+        for bad in ["\"0g\"", "\"abc\""] {
+            let text = text.replace("\"0001abff\"", bad);
+            assert!(serde_json::from_str::<Checkpoint>(&text).is_err(), "{bad}");
+        }
     }
 }

@@ -91,7 +91,7 @@ pub fn record_id(record: &Record) -> String {
         None => hash.update(u64::MAX.to_be_bytes()),
     }
     hash.update(&record.value);
-    crate::checkpoint::hex::encode(&hash.finalize()[..16])
+    hex::encode(&hash.finalize()[..16])
 }
 
 /// Errors that belong to one record, not to the connection.

@@ -73,6 +73,19 @@ pub enum Error {
         /// The library's message.
         reason: String,
     },
+    /// Group mode: another process claimed the partition since this one
+    /// did, so this commit was refused and rolled back.
+    #[error(
+        "sink {sink}: {partition} now belongs to another weir process (this process's claim, owner epoch {owner_epoch}, was superseded): its uncommitted work for that partition is dropped, the new owner resumes from the last commit"
+    )]
+    Fenced {
+        /// The sink.
+        sink: String,
+        /// The checkpoint key of the partition, `pipeline@topic.partition`.
+        partition: String,
+        /// This process's owner epoch, now stale.
+        owner_epoch: i64,
+    },
     /// Saving a checkpoint failed.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::Error),
@@ -132,6 +145,20 @@ pub trait Sink: Send {
     async fn recover(&mut self, pipeline: &str) -> Result<Option<Checkpoint>> {
         let _ = pipeline;
         Err(no_exactly_once(&self.describe()))
+    }
+
+    /// Group mode: like [`Sink::recover`] for the partition checkpoint
+    /// `key`, and first takes ownership of it for `owner` (a new owner
+    /// epoch). From then on every [`Sink::commit`] checks, atomically with
+    /// the write, that no other process claimed `key` since, and fails with
+    /// [`Error::Fenced`] if one did.
+    async fn claim(&mut self, key: &str, owner: &str) -> Result<Option<Checkpoint>> {
+        let _ = (key, owner);
+        Err(Error::Format {
+            sink: self.describe(),
+            action: "claim a partition".into(),
+            reason: "this sink cannot fence partition owners; a group-mode Kafka pipeline (source.assignment other than \"all\") needs a postgres sink".into(),
+        })
     }
 
     /// Exactly-once: commits everything written since the last commit

@@ -154,6 +154,9 @@ pub struct PostgresSink {
     key_columns: Vec<usize>,
     /// Exactly-once: the open transaction of the current epoch.
     epoch: Option<sqlx::Transaction<'static, Postgres>>,
+    /// Group mode: the partition checkpoint this sink claimed, and the
+    /// owner epoch every commit must still find in `weir_owners`.
+    owner: Option<(String, i64)>,
     exactly_once: bool,
 }
 
@@ -162,6 +165,7 @@ const CHECKPOINT_DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS weir_epochs (pipeline text PRIMARY KEY, epoch bigint NOT NULL, source text NOT NULL, committed_at timestamptz NOT NULL DEFAULT now())",
     "CREATE TABLE IF NOT EXISTS weir_checkpoints (pipeline text NOT NULL, partition text NOT NULL, next_position bigint NOT NULL, epoch bigint NOT NULL, PRIMARY KEY (pipeline, partition))",
     "CREATE TABLE IF NOT EXISTS weir_plugin_state (pipeline text NOT NULL, plugin text NOT NULL, state_version integer NOT NULL, state bytea NOT NULL, epoch bigint NOT NULL, PRIMARY KEY (pipeline, plugin))",
+    "CREATE TABLE IF NOT EXISTS weir_owners (pipeline text PRIMARY KEY, owner_epoch bigint NOT NULL, owner text NOT NULL, claimed_at timestamptz NOT NULL DEFAULT now())",
 ];
 
 /// Runs `CREATE … IF NOT EXISTS` statements in one transaction under an
@@ -383,6 +387,7 @@ impl PostgresSink {
             upsert,
             key_columns,
             epoch: None,
+            owner: None,
             exactly_once: false,
         })
     }
@@ -726,6 +731,28 @@ impl Sink for PostgresSink {
         })
     }
 
+    async fn claim(&mut self, key: &str, owner: &str) -> Result<Option<Checkpoint>> {
+        let hint = "the user needs CREATE on the schema for weir_owners and the checkpoint tables";
+        let claimed: std::result::Result<i64, sqlx::Error> = async {
+            let mut conn = self.pool.acquire().await?;
+            create_serialised(&mut conn, CHECKPOINT_DDL).await?;
+            sqlx::query_scalar(
+                "INSERT INTO weir_owners (pipeline, owner_epoch, owner) VALUES ($1, 1, $2) \
+                 ON CONFLICT (pipeline) DO UPDATE SET owner_epoch = weir_owners.owner_epoch + 1, owner = EXCLUDED.owner, claimed_at = now() \
+                 RETURNING owner_epoch",
+            )
+            .bind(key)
+            .bind(owner)
+            .fetch_one(&mut *conn)
+            .await
+        }
+        .await;
+        let owner_epoch = claimed.map_err(|e| self.error(format!("claim {key}"), &e, hint))?;
+        tracing::debug!(sink = %self.name, partition = key, owner_epoch, "Partition claimed.");
+        self.owner = Some((key.to_owned(), owner_epoch));
+        self.recover(key).await
+    }
+
     async fn commit(&mut self, checkpoint: &Checkpoint, _force: bool) -> Result<bool> {
         let action = format!("commit epoch {}", checkpoint.epoch);
         let hint = "check the checkpoint tables are unchanged";
@@ -737,6 +764,26 @@ impl Sink for PostgresSink {
                 .await
                 .map_err(|e| self.error(action.clone(), &e, hint))?,
         };
+        if let Some((key, owner_epoch)) = &self.owner {
+            // The row lock orders this commit and a new owner's claim: if
+            // the claim came first, the epoch no longer matches.
+            let still_mine = sqlx::query(
+                "SELECT 1 FROM weir_owners WHERE pipeline = $1 AND owner_epoch = $2 FOR UPDATE",
+            )
+            .bind(key)
+            .bind(owner_epoch)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.error(action.clone(), &e, hint))?
+            .is_some();
+            if !still_mine {
+                return Err(Error::Fenced {
+                    sink: self.name.clone(),
+                    partition: key.clone(),
+                    owner_epoch: *owner_epoch,
+                });
+            }
+        }
         let written = Self::write_checkpoint(&mut tx, checkpoint)
             .await
             .map_err(|e| self.error(action.clone(), &e, hint))?;

@@ -41,6 +41,21 @@ pub struct KafkaConfig {
         deserialize_with = "crate::config::duration"
     )]
     pub max_wait: Duration,
+    /// How partitions are divided: `"all"` (this process reads every
+    /// partition; a second process of the pipeline is refused), or one of
+    /// librdkafka's group assignors — `"cooperative-sticky"`, `"range"`,
+    /// `"roundrobin"` — to share the topic with every process that runs the
+    /// same configuration (see [`crate::group`]).
+    #[serde(default)]
+    pub assignment: Assignment,
+    /// Group mode: how long the broker waits for a silent member before
+    /// giving its partitions to the others. Short, so that a dead process is
+    /// replaced quickly; heartbeats go every sixth of it.
+    #[serde(
+        default = "default_session_timeout",
+        deserialize_with = "crate::config::duration"
+    )]
+    pub session_timeout: Duration,
     /// librdkafka properties (TLS, SASL, …), passed through.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
@@ -48,6 +63,39 @@ pub struct KafkaConfig {
 
 fn default_max_wait() -> Duration {
     Duration::from_millis(200)
+}
+
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(6)
+}
+
+/// `assignment = "…"`: who reads which partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Assignment {
+    /// One process reads every partition.
+    #[default]
+    All,
+    /// Group mode, KIP-429 incremental rebalancing: only moved partitions
+    /// stop.
+    CooperativeSticky,
+    /// Group mode, librdkafka's range assignor (eager).
+    Range,
+    /// Group mode, librdkafka's round-robin assignor (eager).
+    #[serde(rename = "roundrobin")]
+    RoundRobin,
+}
+
+impl Assignment {
+    /// librdkafka's `partition.assignment.strategy`, in group mode.
+    pub fn strategy(self) -> Option<&'static str> {
+        match self {
+            Assignment::All => None,
+            Assignment::CooperativeSticky => Some("cooperative-sticky"),
+            Assignment::Range => Some("range"),
+            Assignment::RoundRobin => Some("roundrobin"),
+        }
+    }
 }
 
 /// Start position of a group that has no committed offset yet.
@@ -61,8 +109,18 @@ pub enum Start {
     Latest,
 }
 
+impl Start {
+    /// librdkafka's `auto.offset.reset`.
+    pub(crate) fn reset(self) -> &'static str {
+        match self {
+            Start::Earliest => "earliest",
+            Start::Latest => "latest",
+        }
+    }
+}
+
 impl KafkaConfig {
-    fn connection(&self) -> Connection {
+    pub(crate) fn connection(&self) -> Connection {
         Connection {
             brokers: self.brokers.clone(),
             options: self.options.clone(),
@@ -77,6 +135,12 @@ impl KafkaConfig {
         }
         if self.group.trim().is_empty() {
             problems.push(("group", "is empty: name the consumer group".into()));
+        }
+        if self.assignment != Assignment::All && self.session_timeout < Duration::from_secs(1) {
+            problems.push((
+                "session-timeout",
+                "must be at least 1s (heartbeats go every sixth of it)".into(),
+            ));
         }
         problems
     }
@@ -105,10 +169,7 @@ impl KafkaSource {
             hint: "check source.brokers, source.topics and source.options",
             retryable: false,
         };
-        let reset = match config.start {
-            Start::Earliest => "earliest",
-            Start::Latest => "latest",
-        };
+        let reset = config.start.reset();
         let context = Context::default();
         let consumer: StreamConsumer<Context> = config
             .connection()
@@ -184,6 +245,44 @@ impl KafkaSource {
     }
 }
 
+/// What a tombstone's dead letter says.
+const TOMBSTONE: &str = "Kafka tombstone (null value): there is no payload to transform; weir does not forward deletes, the key is kept here";
+
+/// Adds a consumed message to `batch` with its key, headers and timestamp;
+/// a tombstone (no value) goes to the batch's refused records.
+pub(crate) fn push<M: Message>(batch: &mut SourceBatch, position: Position, message: &M) {
+    let headers = message
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| Header {
+                    name: h.key.to_owned(),
+                    value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let timestamp_ms = message
+        .timestamp()
+        .to_millis()
+        .unwrap_or_else(crate::pipeline::now_ms);
+    let record = |value: Vec<u8>| Record {
+        key: message.key().map(<[u8]>::to_vec),
+        value,
+        timestamp_ms,
+        headers,
+    };
+    match message.payload() {
+        Some(payload) => {
+            batch.records.push(record(payload.to_vec()));
+            batch.positions.push(position);
+        }
+        None => batch
+            .refused
+            .push((position, record(Vec::new()), TOMBSTONE.into())),
+    }
+}
+
 #[async_trait]
 impl Source for KafkaSource {
     fn describe(&self) -> String {
@@ -212,46 +311,12 @@ impl Source for KafkaSource {
                     continue;
                 }
             };
-            let headers = message
-                .headers()
-                .map(|hs| {
-                    hs.iter()
-                        .map(|h| Header {
-                            name: h.key.to_owned(),
-                            value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
             let position = Position::Kafka {
                 topic: self.topic_index(message.topic()),
                 partition: message.partition(),
                 offset: message.offset(),
             };
-            let timestamp_ms = message
-                .timestamp()
-                .to_millis()
-                .unwrap_or_else(crate::pipeline::now_ms);
-            let Some(payload) = message.payload() else {
-                batch.refused.push((
-                    position,
-                    Record {
-                        key: message.key().map(<[u8]>::to_vec),
-                        value: Vec::new(),
-                        timestamp_ms,
-                        headers,
-                    },
-                    "Kafka tombstone (null value): there is no payload to transform; weir does not forward deletes, the key is kept here".into(),
-                ));
-                continue;
-            };
-            batch.records.push(Record {
-                key: message.key().map(<[u8]>::to_vec),
-                value: payload.to_vec(),
-                timestamp_ms,
-                headers,
-            });
-            batch.positions.push(position);
+            push(&mut batch, position, &message);
         }
         // The mark moves once per partition and batch, not per record.
         let mut last: Vec<(u16, i32, i64)> = Vec::new();
