@@ -593,23 +593,27 @@ fn compose_file_sets_every_variable_the_examples_read() {
     assert!(compose.contains("examples/taxi.toml"));
 }
 
+/// A PostgreSQL sink on the test database that creates `table`; `rest` is
+/// more TOML (the columns at least).
+fn pg_sink_config(table: &str, rest: &str) -> weir::sink::postgres::PostgresConfig {
+    let text = format!(
+        "url = \"{}\"\ntable = \"{table}\"\ncreate-table = true\n{rest}\n",
+        services::pg()
+    );
+    toml::from_str(&text).unwrap()
+}
+
 /// Several weir processes of one pipeline starting together each open the
 /// sink with `create-table = true`; PostgreSQL's `CREATE TABLE IF NOT
 /// EXISTS` is not atomic, so unserialised they collide in its catalog.
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_sinks_opened_at_the_same_moment_all_open_and_create_the_table_once() {
     let table = unique("pg_race").replace('-', "_");
-    let config: weir::sink::postgres::PostgresConfig = toml::from_str(&format!(
-        r#"
-url = "{}"
-table = "{table}"
-create-table = true
-pool-size = 1
-columns = [{{ name = "id", type = "bigint" }}, {{ name = "city", type = "text" }}]
-"#,
-        services::pg()
-    ))
-    .unwrap();
+    let config = pg_sink_config(
+        &table,
+        r#"pool-size = 1
+columns = [{ name = "id", type = "bigint" }, { name = "city", type = "text" }]"#,
+    );
     let opens = 8;
     let together = std::sync::Arc::new(tokio::sync::Barrier::new(opens));
     let tasks: Vec<_> = (0..opens)
@@ -636,4 +640,85 @@ columns = [{{ name = "id", type = "bigint" }}, {{ name = "city", type = "text" }
             .await
             .unwrap();
     assert_eq!(tables, 1);
+}
+
+/// Group mode's fence, on the real database: a process that claimed a
+/// partition and then lost it to another (which claimed it since) cannot
+/// commit for it — its rows and checkpoint roll back — while the new owner
+/// commits and a third claim resumes from the new owner's checkpoint.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_commit_by_an_owner_whose_partition_was_claimed_since_is_fenced_and_rolled_back()
+{
+    use weir::sink::Sink;
+    let table = unique("pg_fence").replace('-', "_");
+    let config = pg_sink_config(&table, r#"columns = [{ name = "id", type = "bigint" }]"#);
+    let key = format!("{table}@trips.3");
+    let record = |id: i64| weir::Record {
+        key: None,
+        value: format!("{{\"id\":{id}}}").into_bytes(),
+        timestamp_ms: 0,
+        headers: vec![],
+    };
+    let checkpoint = |epoch: u64, next: i64| weir::checkpoint::Checkpoint {
+        pipeline: key.clone(),
+        source: "kafka trips".into(),
+        epoch,
+        positions: BTreeMap::from([("trips/3".to_owned(), next)]),
+        state: BTreeMap::new(),
+    };
+    let mut zombie = weir::sink::postgres::PostgresSink::open(&config)
+        .await
+        .unwrap();
+    assert!(zombie.claim(&key, "zombie:1").await.unwrap().is_none());
+    assert!(
+        zombie
+            .write(vec![record(1), record(2)])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Another process takes the partition over while the zombie holds rows.
+    let mut owner = weir::sink::postgres::PostgresSink::open(&config)
+        .await
+        .unwrap();
+    assert!(owner.claim(&key, "owner:2").await.unwrap().is_none());
+    let refused = zombie.commit(&checkpoint(1, 2), true).await.unwrap_err();
+    assert!(
+        matches!(refused, weir::sink::Error::Fenced { .. }),
+        "{refused}"
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("belongs to another weir process"),
+        "{refused}"
+    );
+    assert!(
+        owner
+            .write(vec![record(1), record(2), record(3)])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(owner.commit(&checkpoint(1, 3), true).await.unwrap());
+
+    let pool = pg_pool().await;
+    let ids: Vec<(i64,)> = sqlx::query_as(&format!("SELECT id FROM {table} ORDER BY id"))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![(1,), (2,), (3,)], "only the owner's rows");
+    let mut next = weir::sink::postgres::PostgresSink::open(&config)
+        .await
+        .unwrap();
+    let resumed = next.claim(&key, "next:3").await.unwrap().unwrap();
+    assert_eq!(resumed.positions["trips/3"], 3);
+    let (epoch, holder): (i64, String) =
+        sqlx::query_as("SELECT owner_epoch, owner FROM weir_owners WHERE pipeline = $1")
+            .bind(&key)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((epoch, holder.as_str()), (3, "next:3"));
 }

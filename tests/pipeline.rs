@@ -348,6 +348,38 @@ fn cli_plugin_test_prints_outputs_and_failures_and_can_fail_on_them() {
     assert!(stderr.contains("w.ndjson:3: city is missing"), "{stderr}");
 }
 
+/// `weir plugin test` compiles a component once: the next call (same
+/// `--cache-dir`, as `weir run` with `[engine] cache-dir`) loads it from
+/// the cache, and says which on stderr.
+#[test]
+fn cli_plugin_test_compiles_once_then_loads_from_the_cache_dir_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("t.ndjson");
+    std::fs::write(&input, "{\"city\":\"Oslo\",\"temperature\":1}\n").unwrap();
+    let cache = dir.path().join("compiled");
+    let call = || {
+        let run = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["plugin", "test"])
+            .arg(reference("weather-window"))
+            .arg("--input")
+            .arg(&input)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{run:?}");
+        String::from_utf8_lossy(&run.stderr).into_owned()
+    };
+    let first = call();
+    assert!(first.contains("compiled "), "{first}");
+    assert!(cache.read_dir().unwrap().next().is_some(), "nothing cached");
+    let second = call();
+    assert!(
+        second.contains("loaded from the compiled-component cache"),
+        "{second}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn truncated_or_doubled_values_never_merge_into_parquet_rows() {
     let dir = tempfile::tempdir().unwrap();

@@ -74,13 +74,22 @@ fn wait_shared(runs: &mut [&mut Running], pipeline: &str) {
 
 /// Waits until every partition checkpoint of `pipeline` is at the end of
 /// `topic`, while `run` keeps running.
-async fn until_group_checkpointed(run: &mut Running, pool: &sqlx::PgPool, pipeline: &str, topic: &str) {
-    flows::until(run, "every partition checkpoint at the end offsets", || async {
-        services::at_end(
-            &pg_group_checkpoint(pool, pipeline).await,
-            &services::end_offsets(topic),
-        )
-    })
+async fn until_group_checkpointed(
+    run: &mut Running,
+    pool: &sqlx::PgPool,
+    pipeline: &str,
+    topic: &str,
+) {
+    flows::until(
+        run,
+        "every partition checkpoint at the end offsets",
+        || async {
+            services::at_end(
+                &pg_group_checkpoint(pool, pipeline).await,
+                &services::end_offsets(topic),
+            )
+        },
+    )
     .await;
 }
 
@@ -238,10 +247,8 @@ sink = { type = "ndjson", path = "out.ndjson" }
 "#,
     )
     .unwrap();
-    let (status, output) = services::weir_output(
-        &["validate", config.to_str().unwrap()],
-        &weir_env(),
-    );
+    let (status, output) =
+        services::weir_output(&["validate", config.to_str().unwrap()], &weir_env());
     assert!(!status.success(), "{output}");
     assert!(
         output.contains("pipelines.p.source.assignment") && output.contains("postgres"),

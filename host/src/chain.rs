@@ -20,10 +20,12 @@
 //! traps on its first records is rolled back however long it sat idle.
 
 use crate::config::{Config, OnError, OnPluginFailure};
-use crate::pipeline::{Error, Result, Stats, tag_dead_letter};
+use crate::pipeline::{Error, Result};
 use crate::plugin::{self, BatchResult, LoadedComponent, Plugin, PluginEngine, PluginSpec};
+use crate::record::tag_dead_letter;
 use crate::sink::writer::SinkWriter;
 use crate::source::Position;
+use crate::stats::Stats;
 use crate::swap::{
     Candidate, Offer, Outcome, StatePolicy, SwapPolicy, VERSION_HEADER, VersionTag, version_label,
 };
@@ -877,7 +879,7 @@ impl Chain {
 
     /// Applies the pipeline's `on-error` to the records that failed.
     pub(crate) fn on_error(&self, dead: &mut Vec<Record>) -> Result<()> {
-        use crate::pipeline::headers::{REASON, SOURCE, STAGE};
+        use crate::record::headers::{REASON, SOURCE, STAGE};
         match self.on_error {
             OnError::DeadLetter => Ok(()),
             OnError::Skip => {

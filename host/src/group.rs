@@ -257,6 +257,9 @@ impl Source for Feed {
     async fn next_batch(&mut self, max: usize) -> source::Result<Option<SourceBatch>> {
         let deadline = tokio::time::Instant::now() + self.max_wait;
         let mut batch = SourceBatch::default();
+        // The mark moves only when the batch is returned: a read cancelled
+        // by a stop drops what it took, and the mark does not cover it.
+        let mut next = self.next;
         while batch.records.len() + batch.refused.len() < max {
             let message = match tokio::time::timeout_at(deadline, self.records.recv()).await {
                 Err(_elapsed) => break,
@@ -274,8 +277,9 @@ impl Source for Feed {
                 offset,
             };
             crate::source::kafka::push(&mut batch, position, &message);
-            self.next = Some(offset + 1);
+            next = Some(offset + 1);
         }
+        self.next = next;
         Ok(Some(batch))
     }
 
@@ -399,6 +403,7 @@ pub(crate) async fn attempt(
         dead_letter: SharedSink::new(blueprint.dead_letter().await?),
         tasks: BTreeMap::new(),
         ended: mpsc::unbounded_channel(),
+        closing: false,
     };
     let mut offers = pipeline.take_offer_receiver();
     let template = &blueprint;
@@ -431,6 +436,7 @@ pub(crate) async fn attempt(
     // Commit what every task holds (unless an error ended the membership:
     // then each resumes from its last commit), then close the consumer
     // while still answering its callbacks, so it leaves the group.
+    group.closing = true;
     let partitions: Vec<Partition> = group.tasks.keys().cloned().collect();
     let closed = group
         .stop_tasks(template, &partitions, result.is_ok())
@@ -526,6 +532,9 @@ struct Group<'a> {
     dead_letter: SharedSink,
     tasks: BTreeMap<Partition, Task>,
     ended: (mpsc::UnboundedSender<Ended>, mpsc::UnboundedReceiver<Ended>),
+    /// Set once the membership ends: partitions assigned while the consumer
+    /// closes are not started.
+    closing: bool,
 }
 
 impl Group<'_> {
@@ -537,7 +546,7 @@ impl Group<'_> {
                 let mut offsets = Vec::new();
                 let mut failed = None;
                 for partition in partitions {
-                    if self.tasks.contains_key(&partition) {
+                    if self.closing || self.tasks.contains_key(&partition) {
                         continue;
                     }
                     match self.start(template, &partition).await {

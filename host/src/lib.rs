@@ -32,10 +32,12 @@ pub mod kafka;
 pub mod pipeline;
 pub mod plugin;
 pub mod reach;
+pub mod record;
 pub mod sample;
 pub mod server;
 pub mod sink;
 pub mod source;
+pub mod stats;
 pub mod store;
 pub mod swap;
 

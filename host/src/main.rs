@@ -39,6 +39,10 @@ enum Command {
         /// section swaps that plugin (other changes need a restart).
         #[arg(long)]
         watch_config: bool,
+        /// Run only this pipeline of the configuration (repeatable), e.g.
+        /// the Kafka leg in several replicas and the other legs once.
+        #[arg(long = "pipeline", value_name = "NAME")]
+        pipelines: Vec<String>,
     },
     /// Shows a running weir's pipelines, live plugin versions and last swaps
     /// (its /readyz).
@@ -163,6 +167,10 @@ enum PluginCommand {
         /// Exit with status 1 when any record failed.
         #[arg(long)]
         fail_on_failures: bool,
+        /// The compiled-component cache (default: the one `weir run` uses
+        /// without `[engine] cache-dir`; pass that folder when it is set).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
     },
 }
 
@@ -225,7 +233,8 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
             quiet,
             listen,
             watch_config,
-        } => run(&config, quiet, listen, watch_config).await,
+            pipelines,
+        } => run(&config, quiet, listen, watch_config, &pipelines).await,
         Command::Status { config, listen } => status(config.as_deref(), listen).await,
         Command::Plugin {
             command:
@@ -259,12 +268,23 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
                     tick,
                     batch_size,
                     fail_on_failures,
+                    cache_dir,
                 },
         } => {
             // Guest output goes through WASI's blocking bridge, which must
             // not run on a runtime worker's async context.
             let failed = tokio::task::block_in_place(|| {
-                plugin_test(&wasm, &input, config.as_deref(), now, tick, batch_size)
+                let cache = cache_dir.or_else(plugin::cache::ComponentCache::default_dir);
+                let engine = PluginEngine::new(cache)?;
+                plugin_test(
+                    &engine,
+                    &wasm,
+                    &input,
+                    config.as_deref(),
+                    now,
+                    tick,
+                    batch_size,
+                )
             })?;
             Ok(if fail_on_failures && failed > 0 {
                 ExitCode::from(1)
@@ -412,8 +432,24 @@ async fn run(
     quiet: bool,
     listen: Option<std::net::SocketAddr>,
     watch_config: bool,
+    only: &[String],
 ) -> Result<std::process::ExitCode> {
-    let config = Config::load(path)?;
+    let mut config = Config::load(path)?;
+    if !only.is_empty() {
+        if let Some(unknown) = only.iter().find(|n| !config.pipelines.contains_key(*n)) {
+            anyhow::bail!(
+                "--pipeline {unknown}: {} defines no such pipeline (it has: {})",
+                path.display(),
+                config
+                    .pipelines
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        config.pipelines.retain(|name, _| only.contains(name));
+    }
     let engine = engine_for(&config)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -646,6 +682,7 @@ fn plugin_config(arg: Option<&str>) -> Result<String> {
 }
 
 fn plugin_test(
+    engine: &PluginEngine,
     wasm: &Path,
     input: &Path,
     config: Option<&str>,
@@ -656,7 +693,6 @@ fn plugin_test(
     if batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let engine = PluginEngine::new(plugin::cache::ComponentCache::default_dir())?;
     let name = wasm
         .file_stem()
         .map_or("plugin".into(), |s| s.to_string_lossy().into_owned());
@@ -667,7 +703,18 @@ fn plugin_test(
         limits: PluginLimits::default(),
         read_only_dirs: Vec::new(),
     };
-    let mut plugin = engine.start(&spec)?;
+    let loaded = engine.load(&spec.path)?;
+    // On stderr, so that stdout stays the plugin's output.
+    eprintln!(
+        "{} {} in {} ms",
+        match loaded.origin {
+            plugin::cache::Origin::Compiled => "compiled",
+            plugin::cache::Origin::Cached => "loaded from the compiled-component cache",
+        },
+        wasm.display(),
+        loaded.load_time.as_millis()
+    );
+    let mut plugin = engine.instantiate(&spec, &loaded)?;
     let text = std::fs::read_to_string(input)
         .with_context(|| format!("cannot read --input {}", input.display()))?;
     let lines: Vec<(usize, &str)> = text

@@ -5,6 +5,7 @@
 //! plugin trapped, and a record the sink refused all go to the dead-letter
 //! sink with the reason, the plugin and where the record came from.
 
+use crate::Record;
 use crate::chain::Chain;
 use crate::checkpoint::file::FileStore;
 use crate::checkpoint::{Checkpoint, CheckpointStore, Delivery};
@@ -14,30 +15,15 @@ use crate::sink::SinkConfig;
 use crate::sink::writer::{Committer, SinkWriter};
 use crate::source::{Position, Source};
 use crate::swap::{Offer, Target};
-use crate::{Header, Record};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+use crate::record::tag_dead_letter;
+pub use crate::record::{headers, now_ms};
+pub use crate::stats::{Rebalances, Stats};
 pub use weir_plugin_kit::END_OF_INPUT_MS;
-
-/// Header names on dead letters.
-pub mod headers {
-    /// Why the record failed.
-    pub const REASON: &str = "weir.reason";
-    /// `name@version` of the plugin that refused it, or `sink`.
-    pub const STAGE: &str = "weir.stage";
-    /// Where the record came from, e.g. `file /srv/data/x.ndjson:17`.
-    pub const SOURCE: &str = "weir.source";
-}
-
-/// The host's wall clock in milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// A pipeline stopped.
 #[derive(Debug, thiserror::Error)]
@@ -111,58 +97,6 @@ impl Error {
 
 /// Result of this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Group-mode rebalances seen, by kind.
-#[derive(Debug, Default)]
-pub struct Rebalances {
-    /// Partitions given to this process.
-    pub assign: AtomicU64,
-    /// Partitions taken away after a commit.
-    pub revoke: AtomicU64,
-    /// Partitions lost (this process was out of the group): dropped
-    /// without a commit.
-    pub lost: AtomicU64,
-}
-
-/// Live counters, shared with progress reporting.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Records read from the source.
-    pub read: AtomicU64,
-    /// Records written to the sink.
-    pub written: AtomicU64,
-    /// Records sent to the dead-letter sink.
-    pub dead_lettered: AtomicU64,
-    /// Failed records dropped by `on-error = "skip"`.
-    pub skipped: AtomicU64,
-    /// Plugin instances replaced after a trap.
-    pub restarts: AtomicU64,
-    /// Checkpoints committed.
-    pub checkpoints: AtomicU64,
-    /// Times the pipeline resumed from its checkpoint after an outage.
-    pub recoveries: AtomicU64,
-    /// Time from pulling a batch to handing its output to the sink.
-    pub batch_seconds: crate::server::Histogram,
-    /// Records not yet read, per source partition (Kafka consumer lag).
-    pub lag: std::sync::Mutex<Vec<(String, i64)>>,
-    /// Group mode: the partitions this process owns (`topic/partition`).
-    pub partitions_owned: std::sync::Mutex<Vec<String>>,
-    /// Group mode: rebalances by kind.
-    pub rebalances: Rebalances,
-    /// Group mode: commits refused because another process had claimed
-    /// the partition since.
-    pub fenced_commits: AtomicU64,
-    /// Whether the pipeline is running (set once its parts are open).
-    pub ready: std::sync::atomic::AtomicBool,
-    /// Live plugin versions and swap attempts.
-    pub swaps: std::sync::Mutex<crate::swap::SwapBoard>,
-    /// Largest time between two consecutive batches handed to the sink
-    /// (nanoseconds), apart from those across a swap.
-    pub gap_max_ns: AtomicU64,
-    /// Largest time between two consecutive batches handed to the sink
-    /// across a plugin swap (nanoseconds).
-    pub swap_gap_max_ns: AtomicU64,
-}
 
 /// What a finished run did.
 #[derive(Debug, Clone)]
@@ -658,26 +592,6 @@ fn batch_span(source: &dyn Source, positions: &[Position]) -> Option<String> {
     } else {
         format!("{first} … {last}")
     })
-}
-
-/// Tags a record with why it failed, at which stage, and where it came from.
-pub(crate) fn tag_dead_letter(
-    mut record: Record,
-    reason: &str,
-    stage: &str,
-    origin: &str,
-) -> Record {
-    for (name, value) in [
-        (headers::REASON, reason),
-        (headers::STAGE, stage),
-        (headers::SOURCE, origin),
-    ] {
-        record.headers.push(Header {
-            name: name.into(),
-            value: value.as_bytes().to_vec(),
-        });
-    }
-    record
 }
 
 /// The engine-level description of `[plugins.<name>]`.

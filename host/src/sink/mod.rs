@@ -265,9 +265,9 @@ pub fn envelope(record: &Record) -> serde_json::Value {
     let text = |bytes: &[u8]| Value::from(String::from_utf8_lossy(bytes).into_owned());
     let mut obj = Map::new();
     for (field, header) in [
-        ("reason", crate::pipeline::headers::REASON),
-        ("stage", crate::pipeline::headers::STAGE),
-        ("source", crate::pipeline::headers::SOURCE),
+        ("reason", crate::record::headers::REASON),
+        ("stage", crate::record::headers::STAGE),
+        ("source", crate::record::headers::SOURCE),
     ] {
         if let Some(h) = record.headers.iter().rev().find(|h| h.name == header) {
             obj.insert(field.into(), text(&h.value));

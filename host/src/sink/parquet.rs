@@ -245,7 +245,7 @@ impl ParquetSink {
             config: config.clone(),
             schema,
             files: HashMap::new(),
-            run_id: crate::pipeline::now_ms() as u64,
+            run_id: crate::record::now_ms() as u64,
             seq: 0,
             epochs: None,
         })
@@ -322,7 +322,7 @@ impl ParquetSink {
         if by_field.is_none() && by_date.is_none() {
             return (vec![(String::new(), records)], Vec::new());
         }
-        let today = date_folder(crate::pipeline::now_ms());
+        let today = date_folder(crate::record::now_ms());
         let mut groups: BTreeMap<String, Vec<Record>> = BTreeMap::new();
         let mut rejected = Vec::new();
         for record in records {

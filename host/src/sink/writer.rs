@@ -19,7 +19,8 @@
 use super::{Error, Result, Sink, envelope};
 use crate::Record;
 use crate::checkpoint::{Checkpoint, CheckpointStore};
-use crate::pipeline::{Stats, tag_dead_letter};
+use crate::record::tag_dead_letter;
+use crate::stats::Stats;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, watch};

@@ -84,7 +84,7 @@ impl Source for LineSource {
         if self.done {
             return Ok(None);
         }
-        let now_ms = crate::pipeline::now_ms();
+        let now_ms = crate::record::now_ms();
         let mut batch = SourceBatch::default();
         while batch.records.len() < max {
             let mut value = Vec::with_capacity(512);

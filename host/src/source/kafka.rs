@@ -265,7 +265,7 @@ pub(crate) fn push<M: Message>(batch: &mut SourceBatch, position: Position, mess
     let timestamp_ms = message
         .timestamp()
         .to_millis()
-        .unwrap_or_else(crate::pipeline::now_ms);
+        .unwrap_or_else(crate::record::now_ms);
     let record = |value: Vec<u8>| Record {
         key: message.key().map(<[u8]>::to_vec),
         value,

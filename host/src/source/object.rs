@@ -254,7 +254,7 @@ impl ObjectSource {
             Record {
                 key: None,
                 value: path.clone().into_bytes(),
-                timestamp_ms: crate::pipeline::now_ms(),
+                timestamp_ms: crate::record::now_ms(),
                 headers: Vec::new(),
             },
             reason,
@@ -368,7 +368,7 @@ impl Source for ObjectSource {
 
     async fn next_batch(&mut self, max: usize) -> Result<Option<SourceBatch>> {
         self.batch_rows = max.max(1);
-        let now_ms = crate::pipeline::now_ms();
+        let now_ms = crate::record::now_ms();
         let mut batch = SourceBatch::default();
         while batch.records.len() < max {
             match self.next_row()? {
