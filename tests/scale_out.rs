@@ -218,7 +218,7 @@ async fn a_process_paused_past_the_session_timeout_is_fenced_or_loses_its_partit
         Duration::from_secs(60),
         |r| {
             let text = r.log_text();
-            text.contains("Commit fenced") || text.contains("Partition lost")
+            text.contains("Commit fenced") || text.contains("Partitions lost")
         },
     );
     wait_shared(&mut [&mut a, &mut b], &pipeline);
@@ -226,7 +226,7 @@ async fn a_process_paused_past_the_session_timeout_is_fenced_or_loses_its_partit
     eprintln!(
         "B after SIGCONT: fenced commits {}, lost: {}",
         b.metric("weir_fenced_commits_total", &pipeline),
-        log.contains("Partition lost")
+        log.contains("Partitions lost")
     );
     until_group_checkpointed(&mut a, &pool, &pipeline, &topic).await;
     b.stop();

@@ -572,6 +572,9 @@ impl Group<'_> {
                     &stats.rebalances.revoke
                 };
                 kind.fetch_add(1, Ordering::Relaxed);
+                if lost {
+                    tracing::warn!(pipeline = %template.name(), partitions = ?partitions, "Partitions lost: this process was out of the group (paused or cut off past the session timeout); it drops them without committing and rejoins.");
+                }
                 let result = self.stop_tasks(template, &partitions, !lost).await;
                 let _ = reply.send(());
                 self.owned_changed(template);
@@ -659,7 +662,7 @@ impl Group<'_> {
             } else if let Some(task) = self.tasks.remove(partition) {
                 task.handle.abort();
                 self.feeds.lock().expect("feeds lock").remove(partition);
-                tracing::warn!(pipeline = %template.name(), partition = %key(template.name(), partition), "Partition lost (this process was out of the group): its uncommitted work is dropped; the new owner resumes from the last commit.");
+                tracing::warn!(pipeline = %template.name(), partition = %key(template.name(), partition), "Partition dropped without a commit: its uncommitted work is discarded; its next owner resumes from the last commit.");
             }
         }
         let mut first = Ok(());
