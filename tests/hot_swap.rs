@@ -742,3 +742,59 @@ fn plugin_build_places_the_crate_s_component_in_the_plugins_folder() {
         .collect();
     assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
 }
+
+/// Group mode (`assignment = "cooperative-sticky"`): each of the 4
+/// partitions has its own plugin instance; a new version dropped in goes
+/// live in every one of them, and every record is in the table once, made
+/// by the version that was live in its partition.
+#[tokio::test(flavor = "multi_thread")]
+async fn in_group_mode_a_swap_reaches_every_partition_and_loses_nothing() {
+    let TaxiSwap {
+        pipeline,
+        topic,
+        table,
+        dir,
+        config,
+        plugin,
+    } = taxi_swap("swap-group", "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("group = \"{pipeline}\"\n"),
+        &format!("group = \"{pipeline}\"\nassignment = \"cooperative-sticky\"\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let connection = weir::kafka::Connection {
+        brokers: services::kafka(),
+        options: Default::default(),
+    };
+    weir::kafka::ensure_topic(&connection, &topic, 4)
+        .await
+        .unwrap();
+    let (lines, invalid) = numbered_taxi(4000, 67);
+    let v2 = dir.path().join("v2.wasm");
+    std::fs::copy(fixture("taxi-enrich-v2.wasm"), &v2).unwrap();
+    let (label1, label2) = (
+        label("taxi-enrich@0.1.0", &plugin),
+        label("taxi-enrich@2.0.0", &v2),
+    );
+
+    let mut run = Running::start(&config, &swap_env(dir.path()), dir.path());
+    run.wait_until("every partition owned", Duration::from_secs(60), |r| {
+        r.metric("weir_partitions_owned", &pipeline) == 4
+    });
+    produce_lines(&topic, &lines[..2000]).await;
+    run.wait_for_records(&pipeline, 2000);
+    replace(Style::RenameOver, &v2, &plugin);
+    // One swap per partition: each has its own instance.
+    wait_swaps(&mut run, &pipeline, "swapped", 4);
+    produce_lines(&topic, &lines[2000..]).await;
+    let pool = pg_pool().await;
+    flows::until_group_checkpointed(&mut run, &pool, &pipeline, &topic).await;
+    run.stop();
+
+    let rows = rows_by_seq(&pool, &table).await;
+    assert_exactly_once(&rows, lines.len(), &invalid, dir.path());
+    for (seq, version, _, _) in &rows {
+        let want = if *seq < 2000 { &label1 } else { &label2 };
+        assert_eq!(version.as_deref(), Some(want.as_str()), "seq {seq}");
+    }
+}

@@ -7,8 +7,10 @@ mod common;
 mod flows;
 mod services;
 
-use flows::{Trip, expected_trips, pg_pool, table_trips, taxi_config, taxi_env};
-use services::{Running, pg_group_checkpoint, unique, weir_env};
+use flows::{
+    Trip, expected_trips, pg_pool, table_trips, taxi_config, taxi_env, until_group_checkpointed,
+};
+use services::{Running, unique, weir_env};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -70,27 +72,6 @@ fn wait_shared(runs: &mut [&mut Running], pipeline: &str) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Waits until every partition checkpoint of `pipeline` is at the end of
-/// `topic`, while `run` keeps running.
-async fn until_group_checkpointed(
-    run: &mut Running,
-    pool: &sqlx::PgPool,
-    pipeline: &str,
-    topic: &str,
-) {
-    flows::until(
-        run,
-        "every partition checkpoint at the end offsets",
-        || async {
-            services::at_end(
-                &pg_group_checkpoint(pool, pipeline).await,
-                &services::end_offsets(topic),
-            )
-        },
-    )
-    .await;
 }
 
 async fn assert_exactly_once(pool: &sqlx::PgPool, table: &str, batches: &[(usize, u64)]) {

@@ -313,3 +313,24 @@ pub async fn table_trips(pool: &sqlx::PgPool, table: &str) -> Vec<Trip> {
     trips.sort_unstable();
     trips
 }
+
+/// Waits until every partition checkpoint of `pipeline` is at the end of
+/// `topic`, while `run` keeps running.
+pub async fn until_group_checkpointed(
+    run: &mut Running,
+    pool: &sqlx::PgPool,
+    pipeline: &str,
+    topic: &str,
+) {
+    until(
+        run,
+        "every partition checkpoint at the end offsets",
+        || async {
+            services::at_end(
+                &services::pg_group_checkpoint(pool, pipeline).await,
+                &services::end_offsets(topic),
+            )
+        },
+    )
+    .await;
+}
