@@ -98,6 +98,24 @@ async fn three_processes_share_twelve_partitions_and_survive_a_kill_9_and_a_sigt
     let mut b = Running::start(&config, &env, dir.path());
     let mut c = Running::start(&config, &env, dir.path());
     wait_shared(&mut [&mut a, &mut b, &mut c], &pipeline);
+    // Any process shows every partition's owner, from the checkpoint store.
+    a.wait_until(
+        "readyz to list the owner of every partition",
+        Duration::from_secs(60),
+        |r| {
+            r.get("/readyz").is_some_and(|(_, body)| {
+                body.lines()
+                    .find_map(|l| l.trim().strip_prefix("owners (checkpoint store): "))
+                    .is_some_and(|list| {
+                        let owners: std::collections::BTreeSet<&str> = list
+                            .split(", ")
+                            .filter_map(|entry| entry.split_once(' ').map(|(_, o)| o))
+                            .collect();
+                        list.split(", ").count() == PARTITIONS as usize && owners.len() == 3
+                    })
+            })
+        },
+    );
 
     // The producer keeps writing while B dies without a word.
     produce(&topic, batches[1].0, batches[1].1);

@@ -58,6 +58,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// A topic and partition.
 type Partition = (String, i32);
 
+/// How often `/readyz`'s list of every partition's owner is read again
+/// from the checkpoint store.
+const OWNERS_REFRESH: Duration = Duration::from_secs(2);
+
 /// Records polled for a partition that its task has not taken yet; the
 /// poller waits when a task is this far behind (back-pressure).
 const FEED: usize = 8192;
@@ -409,6 +413,11 @@ pub(crate) async fn attempt(
     let template = &blueprint;
     // Ready once in the group, even while it owns no partition (a standby).
     template.stats().ready.store(true, Ordering::Relaxed);
+    let board = match template.sink_config() {
+        crate::sink::SinkConfig::Postgres(c) => crate::sink::postgres::OwnerBoard::open(c),
+        _ => None,
+    };
+    let mut refresh = tokio::time::interval(OWNERS_REFRESH);
     tracing::info!(pipeline = %template.name(), group = %kafka.group, assignment = ?kafka.assignment, owner = %group.owner, "Joining the consumer group.");
     let result: Result<()> = loop {
         tokio::select! {
@@ -424,6 +433,13 @@ pub(crate) async fn attempt(
             }
             Some(offer) = async { match offers.as_mut() { Some(o) => o.recv().await, None => std::future::pending().await } } => {
                 group.fan_out(template, offer);
+            }
+            _ = refresh.tick(), if board.is_some() => {
+                let board = board.as_ref().expect("checked by the guard");
+                match board.owners(template.name()).await {
+                    Ok(owners) => *template.stats().partition_owners.lock().expect("owners lock") = owners,
+                    Err(e) => tracing::debug!(pipeline = %template.name(), error = %e, "Could not read the partition owners."),
+                }
             }
             changed = stop.changed() => {
                 if changed.is_err() || *stop.borrow() {

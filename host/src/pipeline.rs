@@ -178,6 +178,11 @@ impl Blueprint {
         &self.engine
     }
 
+    /// The pipeline's sink settings.
+    pub(crate) fn sink_config(&self) -> &SinkConfig {
+        &self.config.pipelines[&self.name].sink
+    }
+
     /// The pipeline's dead-letter sink.
     pub(crate) async fn dead_letter(&self) -> Result<Box<dyn crate::sink::Sink>> {
         open_dead_letter(&self.config, &self.name).await

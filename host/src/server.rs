@@ -221,6 +221,13 @@ fn respond(path: &str, pipelines: &[(String, Arc<Stats>)]) -> (u16, &'static str
                     let _ = writeln!(body, "  partitions owned: {}", owned.join(", "));
                 }
                 drop(owned);
+                let owners = stats.partition_owners.lock().expect("owners lock");
+                if !owners.is_empty() {
+                    let list: Vec<String> =
+                        owners.iter().map(|(p, o)| format!("{p} {o}")).collect();
+                    let _ = writeln!(body, "  owners (checkpoint store): {}", list.join(", "));
+                }
+                drop(owners);
                 let board = stats.swaps.lock().expect("swap board lock");
                 for (plugin, live) in &board.live {
                     let _ = writeln!(body, "  plugin {plugin}: {live}");

@@ -77,6 +77,9 @@ pub struct Stats {
     pub lag: std::sync::Mutex<Vec<(String, i64)>>,
     /// Group mode: the partitions this process owns (`topic/partition`).
     pub partitions_owned: std::sync::Mutex<Vec<String>>,
+    /// Group mode: every partition's owner as the checkpoint store says
+    /// (`topic.partition`, `host:pid`), refreshed every few seconds.
+    pub partition_owners: std::sync::Mutex<Vec<(String, String)>>,
     /// Group mode: rebalances by kind.
     pub rebalances: Rebalances,
     /// Group mode: commits refused because another process had claimed

@@ -806,6 +806,43 @@ impl Sink for PostgresSink {
     }
 }
 
+/// Group mode: who owns each partition of a pipeline, as `weir_owners`
+/// says, for `/readyz` and `weir status`.
+pub(crate) struct OwnerBoard {
+    pool: PgPool,
+}
+
+impl OwnerBoard {
+    /// A board on the sink's database; connects on first use.
+    pub(crate) fn open(config: &PostgresConfig) -> Option<OwnerBoard> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy(&config.url)
+            .ok()?;
+        Some(OwnerBoard { pool })
+    }
+
+    /// `(partition, owner)` for every partition checkpoint of `pipeline`,
+    /// the partition as `topic.partition`.
+    pub(crate) async fn owners(
+        &self,
+        pipeline: &str,
+    ) -> std::result::Result<Vec<(String, String)>, sqlx::Error> {
+        let prefix = format!("{pipeline}@");
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT pipeline, owner FROM weir_owners WHERE starts_with(pipeline, $1) ORDER BY pipeline",
+        )
+        .bind(&prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, owner)| (key[prefix.len()..].to_owned(), owner))
+            .collect())
+    }
+}
+
 /// Keeps the last row for each key (an upsert cannot touch a row twice in
 /// one statement); earlier rows for the key are superseded, not lost.
 fn last_per_key(rows: Vec<(Record, Vec<u8>)>, key: &[usize]) -> Vec<(Record, Vec<u8>)> {
