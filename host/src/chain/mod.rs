@@ -19,6 +19,10 @@
 //! poll of an empty topic proves nothing about a version, so a version that
 //! traps on its first records is rolled back however long it sat idle.
 
+mod canary;
+mod tag;
+
+use crate::Record;
 use crate::config::{Config, OnError, OnPluginFailure};
 use crate::pipeline::{Error, Result};
 use crate::plugin::{self, BatchResult, LoadedComponent, Plugin, PluginEngine, PluginSpec};
@@ -26,10 +30,8 @@ use crate::record::tag_dead_letter;
 use crate::sink::writer::SinkWriter;
 use crate::source::Position;
 use crate::stats::Stats;
-use crate::swap::{
-    Candidate, Offer, Outcome, StatePolicy, SwapPolicy, VERSION_HEADER, VersionTag, version_label,
-};
-use crate::{Header, Record};
+use crate::swap::{Candidate, Offer, Outcome, StatePolicy, SwapPolicy, VersionTag, version_label};
+use canary::Canary;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -109,79 +111,6 @@ struct Probation {
     loaded: LoadedComponent,
     /// Batches left on trial.
     remaining: u32,
-}
-
-/// A shadowing version and what it did so far.
-struct Canary {
-    candidate: Box<Candidate>,
-    remaining: u32,
-    inputs: u64,
-    live_failed: u64,
-    shadow_failed: u64,
-    live_out: u64,
-    shadow_out: u64,
-    /// The first output that differed, in words.
-    diff: Option<String>,
-}
-
-impl Canary {
-    fn observe(&mut self, inputs: &[Record], live: &BatchResult, shadow: &BatchResult) {
-        self.remaining = self.remaining.saturating_sub(1);
-        self.inputs += inputs.len() as u64;
-        self.live_failed += live.failures.len() as u64;
-        self.shadow_failed += shadow.failures.len() as u64;
-        self.live_out += live.outputs.len() as u64;
-        self.shadow_out += shadow.outputs.len() as u64;
-        if self.diff.is_none() {
-            let differing = live
-                .outputs
-                .iter()
-                .zip(&shadow.outputs)
-                .position(|(a, b)| a.value != b.value);
-            self.diff = differing.map(|i| {
-                format!(
-                    "first differing output: live {} | canary {}",
-                    abbreviate(&live.outputs[i].value),
-                    abbreviate(&shadow.outputs[i].value)
-                )
-            });
-        }
-    }
-
-    fn rate(failed: u64, inputs: u64) -> f64 {
-        failed as f64 / inputs.max(1) as f64
-    }
-
-    fn comparison(&self) -> String {
-        format!(
-            "{} batches, {} inputs: live failed {} ({:.1}%) and emitted {}; canary failed {} ({:.1}%) and emitted {}{}",
-            self.candidate.policy.canary_batches,
-            self.inputs,
-            self.live_failed,
-            100.0 * Canary::rate(self.live_failed, self.inputs),
-            self.live_out,
-            self.shadow_failed,
-            100.0 * Canary::rate(self.shadow_failed, self.inputs),
-            self.shadow_out,
-            self.diff
-                .as_ref()
-                .map_or(String::new(), |d| format!("; {d}"))
-        )
-    }
-
-    fn passes(&self) -> bool {
-        Canary::rate(self.shadow_failed, self.inputs)
-            <= Canary::rate(self.live_failed, self.inputs) + self.candidate.policy.canary_margin
-    }
-}
-
-fn abbreviate(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    if text.chars().count() <= 160 {
-        text.into_owned()
-    } else {
-        format!("{}…", text.chars().take(160).collect::<String>())
-    }
 }
 
 impl Stage {
@@ -748,16 +677,7 @@ impl Chain {
             tracing::warn!(pipeline, plugin = %name, superseded = %version_label(&old.candidate.plugin), "A newer file replaces the canary in progress.");
         }
         tracing::info!(pipeline, plugin = %name, canary = %new, batches = candidate.policy.canary_batches, "Canary started: it shadows the live version, its outputs are compared and discarded.");
-        live.canary = Some(Canary {
-            remaining: candidate.policy.canary_batches,
-            candidate,
-            inputs: 0,
-            live_failed: 0,
-            shadow_failed: 0,
-            live_out: 0,
-            shadow_out: 0,
-            diff: None,
-        });
+        live.canary = Some(Canary::new(candidate));
         false
     }
 
@@ -872,7 +792,7 @@ impl Chain {
         self.on_error(&mut dead)?;
         if !self.stages.is_empty() {
             let versions = made_by.unwrap_or_else(|| self.versions());
-            self.tag_with(&mut records, &versions);
+            tag::tag_with(self.tag, &self.tag_field, &mut records, &versions);
         }
         Ok((records, dead))
     }
@@ -897,28 +817,6 @@ impl Chain {
                     reason: header_text(record, REASON).into_owned(),
                 }),
             },
-        }
-    }
-
-    /// Names the live versions on every output, as configured.
-    fn tag_with(&self, records: &mut [Record], versions: &str) {
-        match self.tag {
-            VersionTag::None => {}
-            VersionTag::Header => {
-                for record in records {
-                    record.headers.push(Header {
-                        name: VERSION_HEADER.into(),
-                        value: versions.as_bytes().to_vec(),
-                    });
-                }
-            }
-            VersionTag::Field => {
-                // Encoded once per batch, inserted per record.
-                let member = json_member(&self.tag_field, versions);
-                for record in records {
-                    add_json_member(&mut record.value, &member);
-                }
-            }
         }
     }
 
@@ -966,52 +864,4 @@ fn header_text<'a>(record: &'a Record, name: &str) -> std::borrow::Cow<'a, str> 
         .map_or(std::borrow::Cow::Borrowed(""), |h| {
             String::from_utf8_lossy(&h.value)
         })
-}
-
-/// `"field":"text"`, JSON-encoded.
-fn json_member(field: &str, text: &str) -> Vec<u8> {
-    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    format!("{}:{}", quote(field), quote(text)).into_bytes()
-}
-
-/// Adds an encoded `member` to a JSON object written as text, without
-/// parsing it; values that are not an object are left as they are.
-fn add_json_member(value: &mut Vec<u8>, member: &[u8]) {
-    let start = value.iter().position(|b| !b.is_ascii_whitespace());
-    let end = value.iter().rposition(|b| !b.is_ascii_whitespace());
-    let (Some(start), Some(end)) = (start, end) else {
-        return;
-    };
-    if value[start] != b'{' || value[end] != b'}' {
-        return;
-    }
-    let empty = value[start + 1..end].iter().all(u8::is_ascii_whitespace);
-    let comma: &[u8] = if empty { b"" } else { b"," };
-    value.splice(end..end, comma.iter().chain(member).copied());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn with_field(text: &str) -> String {
-        let mut value = text.as_bytes().to_vec();
-        add_json_member(&mut value, &json_member("weir_version", "taxi@1+abc"));
-        String::from_utf8(value).unwrap()
-    }
-
-    #[test]
-    fn a_version_field_is_added_to_json_objects_and_nothing_else() {
-        assert_eq!(
-            with_field(r#"{"a":1}"#),
-            r#"{"a":1,"weir_version":"taxi@1+abc"}"#
-        );
-        assert_eq!(with_field("{ }\n"), "{ \"weir_version\":\"taxi@1+abc\"}\n");
-        assert_eq!(with_field("[1,2]"), "[1,2]");
-        assert_eq!(with_field("plain text"), "plain text");
-        assert_eq!(with_field(""), "");
-        let parsed: serde_json::Value =
-            serde_json::from_str(&with_field(r#" {"nested":{"b":[1]}} "#)).unwrap();
-        assert_eq!(parsed["weir_version"], "taxi@1+abc");
-    }
 }
