@@ -178,17 +178,12 @@ async fn a_process_paused_past_the_session_timeout_is_fenced_or_loses_its_partit
     produce(&topic, batches[0].0, batches[0].1);
     let dir = tempfile::tempdir().unwrap();
     // Long epochs: the paused process holds uncommitted rows.
-    let config = group_config(
-        dir.path(),
-        &pipeline,
-        &topic,
-        &table,
+    let config = group_config(dir.path(), &pipeline, &topic, &table, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "checkpoint-interval = \"300ms\"",
         "checkpoint-interval = \"4s\"",
     );
-    let config_text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("checkpoint-interval = \"300ms\"\n", "");
-    std::fs::write(&config, config_text).unwrap();
+    std::fs::write(&config, text).unwrap();
     let env = taxi_env();
     let pool = pg_pool().await;
 

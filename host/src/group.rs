@@ -66,8 +66,36 @@ const OWNERS_REFRESH: Duration = Duration::from_secs(2);
 /// poller waits when a task is this far behind (back-pressure).
 const FEED: usize = 8192;
 
-/// Where the poller hands each partition's records.
-type Feeds = Arc<Mutex<HashMap<Partition, mpsc::Sender<OwnedMessage>>>>;
+/// Where the poller hands each partition's records: topic → partition →
+/// the channel of the partition's task. Looked up per record by the
+/// message's borrowed topic, so the hot path allocates nothing.
+#[derive(Clone, Default)]
+struct Feeds(Arc<Mutex<HashMap<String, TopicFeeds>>>);
+
+/// One topic's partitions and their tasks' channels.
+type TopicFeeds = HashMap<i32, mpsc::Sender<OwnedMessage>>;
+
+impl Feeds {
+    fn get(&self, topic: &str, partition: i32) -> Option<mpsc::Sender<OwnedMessage>> {
+        let feeds = self.0.lock().expect("feeds lock");
+        feeds.get(topic)?.get(&partition).cloned()
+    }
+
+    fn insert(&self, (topic, partition): &Partition, feed: mpsc::Sender<OwnedMessage>) {
+        let mut feeds = self.0.lock().expect("feeds lock");
+        feeds
+            .entry(topic.clone())
+            .or_default()
+            .insert(*partition, feed);
+    }
+
+    fn remove(&self, (topic, partition): &Partition) {
+        let mut feeds = self.0.lock().expect("feeds lock");
+        if let Some(partitions) = feeds.get_mut(topic) {
+            partitions.remove(partition);
+        }
+    }
+}
 
 /// A rebalance, handed from librdkafka's callback to the pipeline.
 enum Event {
@@ -203,14 +231,12 @@ impl Poller {
                             tracing::warn!(source = %name, error = %e, "Kafka consumer error; retrying.");
                             continue;
                         }
-                        Some(Ok(message)) => message.detach(),
+                        Some(Ok(message)) => message,
                     };
-                    let key = (message.topic().to_owned(), message.partition());
-                    let feed = feeds.lock().expect("feeds lock").get(&key).cloned();
                     // No task: the partition was fenced or is closing; its
                     // owner's checkpoint decides where it is read again.
-                    if let Some(feed) = feed {
-                        let _ = feed.blocking_send(message);
+                    if let Some(feed) = feeds.get(message.topic(), message.partition()) {
+                        let _ = feed.blocking_send(message.detach());
                     }
                 }
                 // Closing revokes every partition (the callback runs here)
@@ -318,8 +344,7 @@ impl Source for Feed {
     }
 
     fn lag(&self) -> Vec<(String, i64)> {
-        let lag = self.lag.lock().expect("lag lock");
-        lag.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        crate::kafka::lag_of(&self.lag)
     }
 }
 
@@ -427,7 +452,7 @@ pub(crate) async fn attempt(
                 }
             }
             Some((partition, result)) = group.ended.1.recv() => {
-                if let Err(e) = group.ended(template, partition, result) {
+                if let Err(e) = group.task_ended(template, partition, result) {
                     break Err(e);
                 }
             }
@@ -636,10 +661,7 @@ impl Group<'_> {
             .and_then(|c| c.positions.get(&format!("{}/{}", partition.0, partition.1)))
             .map_or(Offset::Stored, |next| Offset::Offset(*next));
         tracing::info!(pipeline = %template.name(), partition = %key, start = ?offset, owner = %self.owner, "Partition assigned and claimed.");
-        self.feeds
-            .lock()
-            .expect("feeds lock")
-            .insert(partition.clone(), feed);
+        self.feeds.insert(partition, feed);
         let (stop, mut stopped) = watch::channel(false);
         let ended = self.ended.0.clone();
         let id = partition.clone();
@@ -675,9 +697,8 @@ impl Group<'_> {
             if commit {
                 let _ = task.stop.send(true);
                 waiting.push(partition.clone());
-            } else if let Some(task) = self.tasks.remove(partition) {
+            } else if let Some(task) = self.forget(partition) {
                 task.handle.abort();
-                self.feeds.lock().expect("feeds lock").remove(partition);
                 tracing::warn!(pipeline = %template.name(), partition = %key(template.name(), partition), "Partition dropped without a commit: its uncommitted work is discarded; its next owner resumes from the last commit.");
             }
         }
@@ -687,7 +708,7 @@ impl Group<'_> {
                 break;
             };
             waiting.retain(|p| *p != partition);
-            let outcome = self.ended(template, partition, result);
+            let outcome = self.task_ended(template, partition, result);
             if first.is_ok() {
                 first = outcome;
             }
@@ -695,16 +716,21 @@ impl Group<'_> {
         first
     }
 
+    /// Stops handing `partition` records; returns its task, if any.
+    fn forget(&mut self, partition: &Partition) -> Option<Task> {
+        self.feeds.remove(partition);
+        self.tasks.remove(partition)
+    }
+
     /// A task ended: a fenced partition is dropped (the others go on);
     /// any other error ends the membership.
-    fn ended(
+    fn task_ended(
         &mut self,
         template: &Blueprint,
         partition: Partition,
         result: Result<()>,
     ) -> Result<()> {
-        self.tasks.remove(&partition);
-        self.feeds.lock().expect("feeds lock").remove(&partition);
+        self.forget(&partition);
         self.owned_changed(template);
         match result {
             Ok(()) => {
@@ -726,53 +752,40 @@ impl Group<'_> {
     /// Hands a new plugin version to every partition's task: each gets its
     /// own instance of the prepared component.
     fn fan_out(&mut self, template: &Blueprint, offer: Offer) {
+        let Offer::Ready(candidate) = offer else {
+            for task in self.tasks.values() {
+                if let Some(copy) = offer.refusal_copy() {
+                    let _ = task.offers.send(copy);
+                }
+            }
+            return;
+        };
         let mut tasks = self.tasks.values();
-        match offer {
-            Offer::Refused {
-                stage,
-                plugin,
-                hash,
-                outcome,
-                reason,
-            } => {
-                for task in tasks {
-                    let _ = task.offers.send(Offer::Refused {
-                        stage,
-                        plugin: plugin.clone(),
-                        hash: hash.clone(),
-                        outcome,
-                        reason: reason.clone(),
-                    });
+        let first = tasks.next();
+        for task in tasks {
+            let plugin = tokio::task::block_in_place(|| {
+                template
+                    .engine()
+                    .instantiate(&candidate.spec, &candidate.loaded)
+            });
+            match plugin {
+                Ok(plugin) => {
+                    let _ = task.offers.send(Offer::Ready(Box::new(Candidate {
+                        stage: candidate.stage,
+                        spec: candidate.spec.clone(),
+                        policy: candidate.policy,
+                        loaded: candidate.loaded.clone(),
+                        plugin,
+                        noticed: candidate.noticed,
+                    })));
+                }
+                Err(e) => {
+                    tracing::error!(pipeline = %template.name(), plugin = %candidate.spec.name, error = %e, "A partition could not start the new version; it keeps the old one.");
                 }
             }
-            Offer::Ready(candidate) => {
-                let first = tasks.next();
-                for task in tasks {
-                    let plugin = tokio::task::block_in_place(|| {
-                        template
-                            .engine()
-                            .instantiate(&candidate.spec, &candidate.loaded)
-                    });
-                    match plugin {
-                        Ok(plugin) => {
-                            let _ = task.offers.send(Offer::Ready(Box::new(Candidate {
-                                stage: candidate.stage,
-                                spec: candidate.spec.clone(),
-                                policy: candidate.policy,
-                                loaded: candidate.loaded.clone(),
-                                plugin,
-                                noticed: candidate.noticed,
-                            })));
-                        }
-                        Err(e) => {
-                            tracing::error!(pipeline = %template.name(), plugin = %candidate.spec.name, error = %e, "A partition could not start the new version; it keeps the old one.");
-                        }
-                    }
-                }
-                if let Some(task) = first {
-                    let _ = task.offers.send(Offer::Ready(candidate));
-                }
-            }
+        }
+        if let Some(task) = first {
+            let _ = task.offers.send(Offer::Ready(candidate));
         }
     }
 

@@ -51,6 +51,12 @@ impl Connection {
 /// Consumer lag per `topic/partition`, as librdkafka last reported it.
 pub type Lag = Arc<Mutex<BTreeMap<String, i64>>>;
 
+/// The lag as [`crate::source::Source::lag`] reports it.
+pub(crate) fn lag_of(lag: &Lag) -> Vec<(String, i64)> {
+    let lag = lag.lock().expect("lag lock");
+    lag.iter().map(|(k, v)| (k.clone(), *v)).collect()
+}
+
 /// Client context that records consumer lag from statistics callbacks and
 /// routes librdkafka's log lines through `tracing`.
 #[derive(Default, Clone)]

@@ -199,6 +199,30 @@ pub enum Offer {
     },
 }
 
+impl Offer {
+    /// A copy of a refusal, to tell every partition of a group-mode
+    /// pipeline; `None` for a prepared version (it holds an instance, and
+    /// each partition needs its own).
+    pub fn refusal_copy(&self) -> Option<Offer> {
+        match self {
+            Offer::Ready(_) => None,
+            Offer::Refused {
+                stage,
+                plugin,
+                hash,
+                outcome,
+                reason,
+            } => Some(Offer::Refused {
+                stage: *stage,
+                plugin: plugin.clone(),
+                hash: hash.clone(),
+                outcome: *outcome,
+                reason: reason.clone(),
+            }),
+        }
+    }
+}
+
 /// Live versions and swap history of one pipeline's plugins, for
 /// `/metrics`, `/readyz` and `weir status`.
 #[derive(Debug, Default)]

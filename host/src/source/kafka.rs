@@ -406,7 +406,6 @@ impl Source for KafkaSource {
     }
 
     fn lag(&self) -> Vec<(String, i64)> {
-        let lag = self.context.lag.lock().expect("lag lock");
-        lag.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        crate::kafka::lag_of(&self.context.lag)
     }
 }

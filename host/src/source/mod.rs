@@ -123,6 +123,9 @@ pub trait Source: Send {
     /// Reads up to `max` records. `Ok(None)` means a bounded input has ended.
     /// An unbounded source returns (possibly empty) batches within a bounded
     /// time, so the pipeline can tick plugins and flush sinks while idle.
+    /// A stop may cancel the read: what it took is then dropped, so
+    /// [`Source::mark`] must move only when a batch is returned (a mark that
+    /// covered dropped records would let the next checkpoint skip them).
     async fn next_batch(&mut self, max: usize) -> Result<Option<SourceBatch>>;
 
     /// Describes a position for a dead letter, e.g. `file /srv/data/x.ndjson:17`.
