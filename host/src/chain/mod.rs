@@ -20,6 +20,8 @@
 //! traps on its first records is rolled back however long it sat idle.
 
 mod canary;
+mod isolate;
+mod probation;
 mod tag;
 
 use crate::Record;
@@ -32,6 +34,7 @@ use crate::source::Position;
 use crate::stats::Stats;
 use crate::swap::{Candidate, Offer, Outcome, StatePolicy, SwapPolicy, VersionTag, version_label};
 use canary::Canary;
+use probation::Probation;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -104,15 +107,6 @@ impl OutputCaps {
     }
 }
 
-/// What a rollback needs.
-struct Probation {
-    spec: PluginSpec,
-    policy: SwapPolicy,
-    loaded: LoadedComponent,
-    /// Batches left on trial.
-    remaining: u32,
-}
-
 impl Stage {
     fn start(engine: &PluginEngine, config: &Config, name: &str) -> Result<Stage> {
         let spec = crate::pipeline::plugin_spec(config, name);
@@ -137,59 +131,6 @@ impl Stage {
                 record_bytes: pc.max_output_record_size,
             },
         })
-    }
-
-    /// Replaces a trapped instance (never called again: its memory may be
-    /// half-updated) with a fresh one holding the state from before the
-    /// call that trapped.
-    fn reinstate(&mut self, engine: &PluginEngine, stats: &Stats) -> Result<()> {
-        self.plugin = engine.instantiate(&self.spec, &self.loaded)?;
-        if let Some((_, state)) = &self.before {
-            self.plugin.restore(state)?;
-        }
-        stats.restarts.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Record `index` traps on its own: a failure with the trap's reason.
-    fn trapped(
-        &mut self,
-        index: usize,
-        error: &plugin::Error,
-        result: &mut BatchResult,
-    ) -> Result<()> {
-        result.failures.push(plugin::Failure {
-            index: index as u32,
-            reason: error.to_string(),
-        });
-        self.count_trap(error)
-    }
-
-    /// Counts a trapping record (or tick); after `max-consecutive-traps` in
-    /// a row, applies `on-plugin-failure`.
-    fn count_trap(&mut self, error: &plugin::Error) -> Result<()> {
-        self.consecutive_traps += 1;
-        let (limit, policy) = self.failure;
-        if self.consecutive_traps < limit {
-            return Ok(());
-        }
-        match policy {
-            OnPluginFailure::Stop => Err(Error::PluginFailing {
-                plugin: self.spec.name.clone(),
-                version: self.version.clone(),
-                traps: self.consecutive_traps,
-                last: error.to_string(),
-            }),
-            OnPluginFailure::DeadLetterAll => {
-                let reason = format!(
-                    "plugin {} is disabled after {} trapping records in a row (the last: {error}); every record goes to the dead letters until a new version is swapped in",
-                    self.version, self.consecutive_traps
-                );
-                tracing::error!(plugin = %self.spec.name, "{reason}");
-                self.disabled = Some(reason);
-                Ok(())
-            }
-        }
     }
 
     /// Processes one batch. A trap on probation rolls back to the previous
@@ -240,202 +181,6 @@ impl Stage {
                 Ok(Vec::new())
             }
         }
-    }
-
-    /// Snapshots the state, then runs `call`. On probation, a trap brings
-    /// the previous version back with that state, and `call` runs again on
-    /// it.
-    fn call_keeping_state<T>(
-        &mut self,
-        engine: &PluginEngine,
-        stats: &Stats,
-        call: &mut dyn FnMut(&mut Plugin) -> plugin::Result<T>,
-    ) -> Result<plugin::Result<T>> {
-        match self.plugin.snapshot() {
-            Ok(bytes) => self.before = Some((self.plugin.info().state_version, bytes)),
-            Err(error) if self.probation.is_some() => {
-                self.roll_back(engine, stats, &error)?;
-                return self.call_keeping_state(engine, stats, call);
-            }
-            // A plugin that cannot snapshot cannot be checkpointed either.
-            Err(error) => return Err(error.into()),
-        }
-        match call(&mut self.plugin) {
-            Ok(value) => Ok(Ok(value)),
-            Err(error) if self.probation.is_some() => {
-                self.roll_back(engine, stats, &error)?;
-                self.call_keeping_state(engine, stats, call)
-            }
-            Err(error) => Ok(Err(error)),
-        }
-    }
-
-    /// After `records` trapped as a batch: splits it in halves, recursively,
-    /// each part processed by an instance restored to the state before it,
-    /// until the records that trap on their own are found. Those become
-    /// failures with the trap's reason; every other record is processed
-    /// exactly once, in order.
-    fn isolate(
-        &mut self,
-        engine: &PluginEngine,
-        stats: &Stats,
-        records: &[Record],
-        now: i64,
-        error: plugin::Error,
-    ) -> Result<BatchResult> {
-        tracing::warn!(plugin = %self.label, records = records.len(), %error, "The batch trapped; isolating the records that trap.");
-        self.reinstate(engine, stats)?;
-        let mut result = BatchResult {
-            outputs: Vec::new(),
-            failures: Vec::new(),
-        };
-        // Ranges still to process, the next one last.
-        let mut ranges = Vec::new();
-        if records.len() == 1 {
-            self.trapped(0, &error, &mut result)?;
-        } else {
-            let mid = records.len() / 2;
-            ranges.extend([(mid, records.len()), (0, mid)]);
-        }
-        while let Some((lo, hi)) = ranges.pop() {
-            if let Some(reason) = &self.disabled {
-                let rest = fail_all(lo..hi, reason);
-                result.failures.extend(rest.failures);
-                continue;
-            }
-            let part = self
-                .plugin
-                .process(&records[lo..hi], now)
-                .and_then(|result| self.caps.check(&self.spec.name, result));
-            match part {
-                Ok(part) => {
-                    result.outputs.extend(part.outputs);
-                    result
-                        .failures
-                        .extend(part.failures.into_iter().map(|mut f| {
-                            f.index += lo as u32;
-                            f
-                        }));
-                    self.consecutive_traps = 0;
-                    let state = self.plugin.snapshot()?;
-                    self.before = Some((self.plugin.info().state_version, state));
-                }
-                Err(error) => {
-                    self.reinstate(engine, stats)?;
-                    if hi - lo == 1 {
-                        self.trapped(lo, &error, &mut result)?;
-                    } else {
-                        let mid = lo + (hi - lo) / 2;
-                        ranges.extend([(mid, hi), (lo, mid)]);
-                    }
-                }
-            }
-        }
-        result.failures.sort_by_key(|f| f.index);
-        Ok(result)
-    }
-
-    /// Makes `candidate` live, handing it the live state. On refusal the
-    /// live version stays and the reason is returned.
-    fn switch(&mut self, candidate: Box<Candidate>) -> Result<(), (Outcome, String)> {
-        let Candidate {
-            spec,
-            policy,
-            loaded,
-            mut plugin,
-            ..
-        } = *candidate;
-        let (old, new) = (
-            self.plugin.info().state_version,
-            plugin.info().state_version,
-        );
-        if policy.state == StatePolicy::Keep && old != new {
-            return Err((
-                Outcome::StateVersion,
-                format!(
-                    "{} reports state version {new} but the live {} wrote version {old}; deploy a version that reads it, or set [plugins.{}] state = \"reset\" to start it empty",
-                    version_label(&plugin),
-                    self.version,
-                    spec.name
-                ),
-            ));
-        }
-        let state = self.plugin.snapshot().map_err(|e| {
-            (
-                Outcome::RestoreFailed,
-                format!("the live version's snapshot failed: {e}"),
-            )
-        })?;
-        if policy.state == StatePolicy::Keep {
-            plugin
-                .restore(&state)
-                .map_err(|e| (Outcome::RestoreFailed, e.to_string()))?;
-        }
-        let previous = Probation {
-            spec: std::mem::replace(&mut self.spec, spec),
-            policy: std::mem::replace(&mut self.policy, policy),
-            loaded: std::mem::replace(&mut self.loaded, loaded),
-            remaining: self.policy.probation_batches,
-        };
-        self.before = Some((old, state));
-        self.disabled = None;
-        self.consecutive_traps = 0;
-        self.set_plugin(plugin);
-        self.probation = (previous.remaining > 0).then_some(previous);
-        // A canary compared itself with the version that just left.
-        if let Some(canary) = self.canary.take() {
-            tracing::warn!(plugin = %self.spec.name, canary = %version_label(&canary.candidate.plugin), "A direct swap ends the canary in progress.");
-        }
-        Ok(())
-    }
-
-    /// A batch that carried records went through: one less to go on
-    /// probation.
-    fn passed_batch(&mut self) {
-        let Some(p) = &mut self.probation else { return };
-        p.remaining -= 1;
-        if p.remaining == 0 {
-            tracing::info!(plugin = %self.label, "The new version passed its probation; the previous one is released.");
-            self.probation = None;
-        }
-    }
-
-    /// The previous version comes back with the state from before the
-    /// failed call.
-    fn roll_back(
-        &mut self,
-        engine: &PluginEngine,
-        stats: &Stats,
-        error: &plugin::Error,
-    ) -> Result<()> {
-        let Some(previous) = self.probation.take() else {
-            return Ok(());
-        };
-        let failed = self.version.clone();
-        let mut plugin = engine.instantiate(&previous.spec, &previous.loaded)?;
-        match &self.before {
-            Some((version, bytes)) if *version == plugin.info().state_version => {
-                plugin.restore(bytes)?;
-            }
-            _ => {
-                tracing::warn!(plugin = %previous.spec.name, "The previous version cannot read the new version's state; it starts empty.")
-            }
-        }
-        (self.spec, self.policy, self.loaded) = (previous.spec, previous.policy, previous.loaded);
-        self.set_plugin(plugin);
-        let reason = format!(
-            "{failed} trapped on probation ({error}); {} is live again and reprocesses the batch",
-            self.version
-        );
-        tracing::error!(plugin = %self.spec.name, "Rolled back: {reason}");
-        record(stats, &self.spec.name, Outcome::RolledBack, reason);
-        stats
-            .swaps
-            .lock()
-            .expect("swap board lock")
-            .live
-            .insert(self.spec.name.clone(), self.version.clone());
-        Ok(())
     }
 
     /// Makes `plugin` the live instance, with the labels derived from it.
