@@ -58,15 +58,7 @@ async fn kafka_to_postgres_killed_ten_times_holds_every_expected_row_exactly_onc
 
     let expected = expected_trips(count, seed);
     let got = table_trips(&pool, &table).await;
-    assert_eq!(
-        got.len(),
-        expected.len(),
-        "row count (duplicates or losses)"
-    );
-    assert!(
-        got == expected,
-        "the rows differ from the valid input trips"
-    );
+    common::assert_rows_exactly(&got, &expected, "valid input trips");
     let end = services::end_offsets(&topic);
     let stored = pg_checkpoint(&pool, &pipeline).await;
     assert!(services::at_end(&stored, &end), "{stored:?} vs {end:?}");

@@ -1,7 +1,8 @@
 //! Several weir processes share a topic through the Kafka consumer group
-//! (`source.assignment = "cooperative-sticky"`), against the real broker and
-//! PostgreSQL: partitions move when a process dies, leaves or is paused,
-//! and every row is in the table exactly once.
+//! (`source.assignment = "cooperative-sticky"`), against the real broker,
+//! PostgreSQL and the S3 server: partitions move when a process dies,
+//! leaves or is paused, and every row is in the table (or the committed
+//! Parquet files) exactly once.
 
 mod common;
 mod flows;
@@ -19,15 +20,20 @@ const PARTITIONS: u32 = 12;
 /// The taxi pipeline in group mode: Kafka `topic` → taxi-enrich → `table`.
 fn group_config(dir: &Path, pipeline: &str, topic: &str, table: &str, extra: &str) -> PathBuf {
     let config = taxi_config(dir, pipeline, topic, table, extra);
-    let text = std::fs::read_to_string(&config).unwrap().replace(
+    join_group(&config, pipeline);
+    config
+}
+
+/// Turns the Kafka source of a `flows` config into group mode.
+fn join_group(config: &Path, pipeline: &str) {
+    let text = std::fs::read_to_string(config).unwrap().replace(
         &format!("group = \"{pipeline}\"\n"),
         &format!(
             "group = \"{pipeline}\"\nassignment = \"cooperative-sticky\"\nsession-timeout = \"6s\"\n"
         ),
     );
     assert!(text.contains("cooperative-sticky"), "{text}");
-    std::fs::write(&config, text).unwrap();
-    config
+    std::fs::write(config, text).unwrap();
 }
 
 /// Produces `count` trips made with `seed` into `topic`.
@@ -74,11 +80,32 @@ fn wait_shared(runs: &mut [&mut Running], pipeline: &str) {
     }
 }
 
+/// Waits until `run`'s /readyz lists, from the checkpoint store, an owner
+/// for every partition, `processes` different ones.
+fn wait_owners_listed(run: &mut Running, processes: usize) {
+    run.wait_until(
+        "readyz to list the owner of every partition",
+        Duration::from_secs(60),
+        |r| {
+            r.get("/readyz").is_some_and(|(_, body)| {
+                body.lines()
+                    .find_map(|l| l.trim().strip_prefix("owners (checkpoint store): "))
+                    .is_some_and(|list| {
+                        let owners: std::collections::BTreeSet<&str> = list
+                            .split(", ")
+                            .filter_map(|entry| entry.split_once(' ').map(|(_, o)| o))
+                            .collect();
+                        list.split(", ").count() == PARTITIONS as usize && owners.len() == processes
+                    })
+            })
+        },
+    );
+}
+
 async fn assert_exactly_once(pool: &sqlx::PgPool, table: &str, batches: &[(usize, u64)]) {
     let want = expected(batches);
     let got = table_trips(pool, table).await;
-    assert_eq!(got.len(), want.len(), "row count (duplicates or losses)");
-    assert!(got == want, "the rows differ from the valid input trips");
+    common::assert_rows_exactly(&got, &want, "valid input trips");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -98,24 +125,7 @@ async fn three_processes_share_twelve_partitions_and_survive_a_kill_9_and_a_sigt
     let mut b = Running::start(&config, &env, dir.path());
     let mut c = Running::start(&config, &env, dir.path());
     wait_shared(&mut [&mut a, &mut b, &mut c], &pipeline);
-    // Any process shows every partition's owner, from the checkpoint store.
-    a.wait_until(
-        "readyz to list the owner of every partition",
-        Duration::from_secs(60),
-        |r| {
-            r.get("/readyz").is_some_and(|(_, body)| {
-                body.lines()
-                    .find_map(|l| l.trim().strip_prefix("owners (checkpoint store): "))
-                    .is_some_and(|list| {
-                        let owners: std::collections::BTreeSet<&str> = list
-                            .split(", ")
-                            .filter_map(|entry| entry.split_once(' ').map(|(_, o)| o))
-                            .collect();
-                        list.split(", ").count() == PARTITIONS as usize && owners.len() == 3
-                    })
-            })
-        },
-    );
+    wait_owners_listed(&mut a, 3);
 
     // The producer keeps writing while B dies without a word.
     produce(&topic, batches[1].0, batches[1].1);
@@ -248,4 +258,280 @@ sink = { type = "ndjson", path = "out.ndjson" }
         output.contains("pipelines.p.source.assignment") && output.contains("postgres"),
         "{output}"
     );
+}
+
+/// A process stopped inside its commit holds the partition's owner row
+/// locked; the new owner's claim ends that session after 2 s instead of
+/// waiting for it forever, and the stopped process, continued, commits
+/// nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_stopped_inside_its_commit_cannot_hold_its_partition_from_the_next_owner() {
+    let pipeline = unique("group-stuck");
+    let topic = unique("group-stuck");
+    let table = pipeline.replace('-', "_");
+    let batches = [(5_000, 21), (5_000, 22)];
+    produce(&topic, batches[0].0, batches[0].1);
+    let dir = tempfile::tempdir().unwrap();
+    let config = group_config(dir.path(), &pipeline, &topic, &table, "");
+    let env = taxi_env();
+    let pool = pg_pool().await;
+
+    // A stops itself at its second commit, between its ownership check
+    // (which locks the owner row) and COMMIT.
+    let mut stuck_env = env.clone();
+    stuck_env.push(("WEIR_STOP_AT".into(), "before-commit@2".into()));
+    let mut a = Running::start(&config, &stuck_env, dir.path());
+    a.wait_until("A to stop inside a commit", Duration::from_secs(90), |r| {
+        r.log_text().contains("WEIR_STOP_AT: stopping here")
+    });
+    let mut b = Running::start(&config, &env, dir.path());
+    until_group_checkpointed(&mut b, &pool, &pipeline, &topic).await;
+    let log = b.log_text();
+    assert!(
+        log.contains("held by the previous owner's unfinished commit"),
+        "{log}"
+    );
+    assert_exactly_once(&pool, &table, &batches[..1]).await;
+
+    // A continues: its commit finds its session gone and its partitions
+    // taken; it commits nothing of theirs and rejoins.
+    a.signal(libc::SIGCONT);
+    wait_shared(&mut [&mut a, &mut b], &pipeline);
+    produce(&topic, batches[1].0, batches[1].1);
+    until_group_checkpointed(&mut b, &pool, &pipeline, &topic).await;
+    a.stop();
+    b.stop();
+    assert_exactly_once(&pool, &table, &batches).await;
+}
+
+/// Seed 003 in group mode: logs → log-extract → Parquet on S3, three
+/// processes, one killed, one stopped: every partition has its own manifest
+/// chain, and the files hold every valid log line once.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_processes_write_parquet_on_s3_through_a_kill_9_and_a_sigterm_with_every_row_once() {
+    let topic = unique("group-logs");
+    let bucket = unique("group-logs");
+    let group = unique("group-logs");
+    let env: Vec<(String, String)> = weir_env()
+        .into_iter()
+        .chain([
+            ("LOGS_TOPIC".to_owned(), topic.clone()),
+            ("LOGS_BUCKET".to_owned(), bucket.clone()),
+        ])
+        .collect();
+    services::weir(&["bucket", "create", &format!("s3://{bucket}")], &env);
+    let batches = [(4_000, 31), (4_000, 32), (4_000, 33), (4_000, 34)];
+    let produce_logs = |(count, seed): (usize, u64)| {
+        flows::produce("logs", count, seed, &topic, PARTITIONS);
+    };
+    produce_logs(batches[0]);
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/logs.toml"),
+    )
+    .unwrap();
+    let text = example
+        .replace(
+            "group = \"weir-logs\"\n",
+            &format!(
+                "group = \"{group}\"\nassignment = \"cooperative-sticky\"\nsession-timeout = \"6s\"\n"
+            ),
+        )
+        .replace("rollover-interval = \"10s\"", "rollover-interval = \"2s\"");
+    assert!(
+        text.contains("cooperative-sticky") && text.contains("\"2s\""),
+        "{text}"
+    );
+    let config = dir.path().join("logs.toml");
+    std::fs::write(&config, text).unwrap();
+    let url = format!("s3://{bucket}/extracted");
+
+    let mut a = Running::start(&config, &env, dir.path());
+    let mut b = Running::start(&config, &env, dir.path());
+    let mut c = Running::start(&config, &env, dir.path());
+    wait_shared(&mut [&mut a, &mut b, &mut c], "logs");
+    wait_owners_listed(&mut a, 3);
+
+    produce_logs(batches[1]);
+    b.wait_until("B to read records", Duration::from_secs(60), |r| {
+        r.metric("weir_records_in_total", "logs") > 0
+    });
+    b.kill9();
+    wait_shared(&mut [&mut a, &mut c], "logs");
+    produce_logs(batches[2]);
+    c.stop();
+    a.wait_until("A to own every partition", Duration::from_secs(60), |r| {
+        owned(r, "logs") == u64::from(PARTITIONS)
+    });
+    produce_logs(batches[3]);
+    flows::until(
+        &mut a,
+        "every partition's manifest at the end offsets",
+        || async {
+            services::at_end(
+                &services::parquet_group_checkpoint(&url, "logs").await,
+                &services::end_offsets(&topic),
+            )
+        },
+    )
+    .await;
+    a.stop();
+
+    let (rows, paths) = services::parquet_rows(&url).await;
+    assert!(paths.iter().all(|p| p.ends_with(".parquet")), "{paths:?}");
+    let lines: Vec<weir::sample::Line> = batches
+        .iter()
+        .flat_map(|&(count, seed)| weir::sample::logs(count, seed, 1_546_300_800_000, 2.0))
+        .collect();
+    let expected = common::expected_logs(&lines);
+    let got = common::log_rows(&rows);
+    common::assert_rows_exactly(&got, &expected, "valid input lines");
+}
+
+/// Weather keyed by city, three processes, one killed with windows open:
+/// each partition's windows move with it (its plugin state is in its own
+/// checkpoint), so every window is emitted once with the exact mean.
+#[tokio::test(flavor = "multi_thread")]
+async fn keyed_weather_windows_stay_exact_across_three_processes_and_a_kill_9() {
+    let pipeline = unique("group-weather");
+    let topic = unique("group-weather");
+    let table = pipeline.replace('-', "_");
+    let (count, seed) = (20_000, 41);
+    flows::produce("weather", count, seed, &topic, PARTITIONS);
+    let partition_of = services::partitions_by_key(&topic, count);
+    let reference = flows::weather_reference_per_partition(count, seed, &partition_of);
+    let dir = tempfile::tempdir().unwrap();
+    let config = flows::weather_config(dir.path(), &pipeline, &topic, &table, "", "");
+    join_group(&config, &pipeline);
+    let env = weir_env();
+    let pool = pg_pool().await;
+
+    let mut a = Running::start(&config, &env, dir.path());
+    let mut b = Running::start(&config, &env, dir.path());
+    let mut c = Running::start(&config, &env, dir.path());
+    wait_shared(&mut [&mut a, &mut b, &mut c], &pipeline);
+    b.wait_until("B to read readings", Duration::from_secs(60), |r| {
+        r.metric("weir_records_in_total", &pipeline) > 0
+    });
+    b.kill9();
+    wait_shared(&mut [&mut a, &mut c], &pipeline);
+    until_group_checkpointed(&mut a, &pool, &pipeline, &topic).await;
+    a.stop();
+    c.stop();
+    flows::assert_windows(&pool, &table, &reference).await;
+}
+
+/// A pipeline that cannot be split (an object-store source) runs in one
+/// process: a second one is refused before it writes, naming the holder; a
+/// standby waits, and when the holder is killed takes over from its last
+/// commit, every row once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_process_of_an_object_store_pipeline_is_refused_and_a_standby_takes_over_after_a_kill()
+ {
+    let bucket = unique("standby");
+    let pipeline = unique("standby");
+    let table = pipeline.replace('-', "_");
+    let env = taxi_env();
+    services::weir(&["bucket", "create", &format!("s3://{bucket}")], &env);
+    let objects = [(4_000, 51), (4_000, 52), (4_000, 53), (4_000, 54)];
+    let inbox = weir::store::open(
+        &format!("s3://{bucket}/in"),
+        &services::s3_options(),
+        Path::new("."),
+    )
+    .unwrap();
+    let put = |n: usize| {
+        let (count, seed) = objects[n];
+        let text: String = weir::sample::taxi(count, seed, 2.0)
+            .into_iter()
+            .map(|l| l.text + "\n")
+            .collect();
+        let path = inbox.child(&format!("trips-{n:03}.ndjson"));
+        let store = inbox.store.clone();
+        async move {
+            use object_store::ObjectStoreExt;
+            store.put(&path, text.into_bytes().into()).await.unwrap();
+        }
+    };
+    put(0).await;
+    put(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = |name: &str, standby: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[plugins.taxi-enrich]
+path = "${{WEIR_PLUGINS}}/taxi-enrich.wasm"
+
+[pipelines.{pipeline}]
+plugins = ["taxi-enrich"]
+batch-size = 500
+checkpoint-interval = "300ms"
+{standby}
+
+[pipelines.{pipeline}.source]
+type = "object-store"
+url = "s3://{bucket}/in"
+watch = "300ms"
+
+[pipelines.{pipeline}.sink]
+{}
+
+[pipelines.{pipeline}.dead-letter]
+type = "ndjson"
+path = "dead-letter.ndjson"
+"#,
+                flows::postgres_sink("WEIR_PG_SINK", &table, flows::TAXI_COLUMNS)
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let active = config("active.toml", "");
+    let standby = config("standby.toml", "standby = true");
+    let pool = pg_pool().await;
+
+    let mut a = Running::start(&active, &env, dir.path());
+    a.wait_until("A to read trips", Duration::from_secs(60), |r| {
+        r.metric("weir_records_in_total", &pipeline) > 0
+    });
+    // A second process is refused before it writes, naming A.
+    let second = Running::start(&active, &env, dir.path());
+    let (status, log) = second.wait_for_exit(Duration::from_secs(60));
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("is run by") && log.contains(&format!(":{} ", a.pid())),
+        "{log}"
+    );
+    assert!(!log.contains("Pipeline started"), "{log}");
+
+    // A standby waits while A runs, then takes over from A's last commit.
+    let mut b = Running::start(&standby, &env, dir.path());
+    b.wait_until("B to stand by", Duration::from_secs(60), |r| {
+        r.log_text().contains("Standing by")
+    });
+    put(2).await;
+    a.wait_until("A to read the third object", Duration::from_secs(60), |r| {
+        r.metric("weir_records_in_total", &pipeline) > 8_000
+    });
+    a.kill9();
+    put(3).await;
+    let want: Vec<Trip> = {
+        let mut all: Vec<Trip> = objects
+            .iter()
+            .flat_map(|&(count, seed)| expected_trips(count, seed))
+            .collect();
+        all.sort_unstable();
+        all
+    };
+    flows::until(&mut b, "the standby to write every trip", || async {
+        table_trips(&pool, &table).await.len() >= want.len()
+    })
+    .await;
+    let log = b.stop();
+    assert!(log.contains("taking over"), "{log}");
+    let got = table_trips(&pool, &table).await;
+    common::assert_rows_exactly(&got, &want, "valid input trips");
 }

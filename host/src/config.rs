@@ -246,9 +246,22 @@ pub struct PipelineConfig {
     /// `dead-letter`, `skip` or `stop`: what happens to a failed record.
     #[serde(default)]
     pub on_error: OnError,
+    /// One process runs an exactly-once pipeline (unless its Kafka source
+    /// is in group mode); a second one is refused before it writes. With
+    /// `standby = true` it waits instead, and takes over when the holder
+    /// stops or its claim lapses (see [`PipelineConfig::lease`]).
+    #[serde(default)]
+    pub standby: bool,
 }
 
 impl PipelineConfig {
+    /// How long the claim of a single-process pipeline lasts without
+    /// renewal: three checkpoint intervals (every commit renews it), at
+    /// least 10 s.
+    pub fn lease(&self) -> Duration {
+        (self.checkpoint_interval * 3).max(Duration::from_secs(10))
+    }
+
     /// The delivery the pipeline gets and why, or why the one asked for is
     /// impossible.
     pub fn delivery(
@@ -520,15 +533,35 @@ impl Config {
             }
             if let crate::source::SourceConfig::Kafka(kafka) = &pipeline.source
                 && kafka.assignment != crate::source::kafka::Assignment::All
-                && !(matches!(pipeline.sink, crate::sink::SinkConfig::Postgres(_))
-                    && matches!(
-                        pipeline.delivery(),
-                        Ok((crate::checkpoint::Delivery::ExactlyOnce, _))
-                    ))
+                && !(matches!(
+                    pipeline.sink,
+                    crate::sink::SinkConfig::Postgres(_) | crate::sink::SinkConfig::Parquet(_)
+                ) && matches!(
+                    pipeline.delivery(),
+                    Ok((crate::checkpoint::Delivery::ExactlyOnce, _))
+                ))
             {
                 problem(
                     format!("pipelines.{name}.source.assignment"),
-                    "group mode needs an exactly-once postgres sink: each partition's checkpoint and owner epoch are stored there, where every process of the pipeline reads them (other sinks: keep assignment = \"all\" and run one process)".into(),
+                    "group mode needs an exactly-once postgres or parquet sink: each partition's checkpoint and owner are stored there, where every process of the pipeline reads them (other sinks: keep assignment = \"all\" and run one process)".into(),
+                );
+            }
+            let group_mode = matches!(&pipeline.source, crate::source::SourceConfig::Kafka(kafka)
+                if kafka.assignment != crate::source::kafka::Assignment::All);
+            if pipeline.standby && group_mode {
+                problem(
+                    format!("pipelines.{name}.standby"),
+                    "in group mode every process is active and takes partitions over by itself; remove standby".into(),
+                );
+            } else if pipeline.standby
+                && !matches!(
+                    pipeline.delivery(),
+                    Ok((crate::checkpoint::Delivery::ExactlyOnce, _))
+                )
+            {
+                problem(
+                    format!("pipelines.{name}.standby"),
+                    "a standby needs an exactly-once sink (postgres or parquet): the holder's claim is kept there".into(),
                 );
             }
             if pipeline.checkpoint_interval.is_zero() || pipeline.checkpoint_records == Some(0) {

@@ -30,7 +30,12 @@
 //! the owner row's lock, that the owner epoch this process claimed is still
 //! the newest ([`crate::sink::Sink::claim`]). A process that was paused past
 //! the session timeout finds a newer epoch, rolls back, logs it, drops that
-//! partition's uncommitted work and keeps its other partitions.
+//! partition's uncommitted work and keeps its other partitions. A claim
+//! that waits for the owner row more than 2 s ends the session holding it
+//! (a previous owner paused inside its commit), so a stuck process cannot
+//! hold a partition. Parquet sinks fence with the manifest chain instead:
+//! a claim and every commit are conditional puts of the chain's next slot
+//! (see [`crate::sink::parquet`]).
 //!
 //! A stop (SIGTERM) commits every partition, then closes the consumer,
 //! which leaves the group at once: the others take over without waiting
@@ -425,7 +430,7 @@ pub(crate) async fn attempt(
     let mut group = Group {
         kafka,
         name,
-        owner: owner(),
+        owner: crate::owner::this_process(),
         feeds,
         commits: poller.commits.clone(),
         lag,
@@ -433,16 +438,25 @@ pub(crate) async fn attempt(
         tasks: BTreeMap::new(),
         ended: mpsc::unbounded_channel(),
         closing: false,
+        fenced: BTreeMap::new(),
     };
     let mut offers = pipeline.take_offer_receiver();
     let template = &blueprint;
     // Ready once in the group, even while it owns no partition (a standby).
     template.stats().ready.store(true, Ordering::Relaxed);
-    let board = match template.sink_config() {
-        crate::sink::SinkConfig::Postgres(c) => crate::sink::postgres::OwnerBoard::open(c),
+    let mut board = match template.sink_config() {
+        crate::sink::SinkConfig::Postgres(c) => {
+            crate::sink::postgres::OwnerBoard::open(c).map(Board::Table)
+        }
+        crate::sink::SinkConfig::Parquet(c) => {
+            crate::sink::parquet::ParquetSink::open(c, template.base_dir())
+                .ok()
+                .map(|sink| Board::Manifests(Box::new(sink)))
+        }
         _ => None,
     };
     let mut refresh = tokio::time::interval(OWNERS_REFRESH);
+    let mut fences = tokio::time::interval(Duration::from_secs(1));
     tracing::info!(pipeline = %template.name(), group = %kafka.group, assignment = ?kafka.assignment, owner = %group.owner, "Joining the consumer group.");
     let result: Result<()> = loop {
         tokio::select! {
@@ -460,10 +474,18 @@ pub(crate) async fn attempt(
                 group.fan_out(template, offer);
             }
             _ = refresh.tick(), if board.is_some() => {
-                let board = board.as_ref().expect("checked by the guard");
+                let board = board.as_mut().expect("checked by the guard");
                 match board.owners(template.name()).await {
                     Ok(owners) => *template.stats().partition_owners.lock().expect("owners lock") = owners,
                     Err(e) => tracing::debug!(pipeline = %template.name(), error = %e, "Could not read the partition owners."),
+                }
+            }
+            _ = fences.tick() => {
+                if let Some(partition) = group.stale_fence() {
+                    break Err(crate::pipeline::Error::Rejoin {
+                        pipeline: template.name().to_owned(),
+                        partition: key(template.name(), partition),
+                    });
                 }
             }
             changed = stop.changed() => {
@@ -503,6 +525,28 @@ pub(crate) async fn attempt(
     closed?;
     dead_letter?;
     Ok(())
+}
+
+/// Where `/readyz` reads every partition's owner: the sink's checkpoint
+/// store.
+enum Board {
+    /// `weir_owners` in PostgreSQL.
+    Table(crate::sink::postgres::OwnerBoard),
+    /// The newest manifest of each partition's chain (Parquet).
+    Manifests(Box<crate::sink::parquet::ParquetSink>),
+}
+
+impl Board {
+    /// `(partition, owner)` of every partition of `pipeline`.
+    async fn owners(
+        &mut self,
+        pipeline: &str,
+    ) -> std::result::Result<Vec<(String, String)>, String> {
+        match self {
+            Board::Table(board) => board.owners(pipeline).await.map_err(|e| e.to_string()),
+            Board::Manifests(sink) => sink.owners(pipeline).await.map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// The consumer, subscribed with the pipeline's group.
@@ -546,17 +590,6 @@ fn open(
     Ok(consumer)
 }
 
-/// How this process names itself as a partition's owner: host and pid.
-fn owner() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{host}:{}", std::process::id())
-}
-
 /// The checkpoint key of a partition.
 fn key(pipeline: &str, (topic, partition): &Partition) -> String {
     format!("{pipeline}@{topic}.{partition}")
@@ -576,6 +609,9 @@ struct Group<'a> {
     /// Set once the membership ends: partitions assigned while the consumer
     /// closes are not started.
     closing: bool,
+    /// Partitions whose commit was fenced, and when, while the consumer
+    /// still assigns them here (see [`Group::stale_fence`]).
+    fenced: BTreeMap<Partition, std::time::Instant>,
 }
 
 impl Group<'_> {
@@ -584,6 +620,9 @@ impl Group<'_> {
         match event {
             Event::Assign { partitions, reply } => {
                 stats.rebalances.assign.fetch_add(1, Ordering::Relaxed);
+                for partition in &partitions {
+                    self.fenced.remove(partition);
+                }
                 let mut offsets = Vec::new();
                 let mut failed = None;
                 for partition in partitions {
@@ -613,6 +652,9 @@ impl Group<'_> {
                     &stats.rebalances.revoke
                 };
                 kind.fetch_add(1, Ordering::Relaxed);
+                for partition in &partitions {
+                    self.fenced.remove(partition);
+                }
                 if lost {
                     tracing::warn!(pipeline = %template.name(), partitions = ?partitions, "Partitions lost: this process was out of the group (paused or cut off past the session timeout); it drops them without committing and rejoins.");
                 }
@@ -716,6 +758,19 @@ impl Group<'_> {
         first
     }
 
+    /// A partition fenced more than a session timeout ago that the consumer
+    /// still assigns here. Normally the group takes a fenced partition away
+    /// within a heartbeat (this process was the one paused); when it does
+    /// not, the claim that fenced it came from a process that no longer
+    /// owns it (it woke up inside a stale rebalance), and this process —
+    /// the owner the group knows — must claim it again.
+    fn stale_fence(&self) -> Option<&Partition> {
+        self.fenced
+            .iter()
+            .find(|(_, at)| at.elapsed() > self.kafka.session_timeout)
+            .map(|(partition, _)| partition)
+    }
+
     /// Stops handing `partition` records; returns its task, if any.
     fn forget(&mut self, partition: &Partition) -> Option<Task> {
         self.feeds.remove(partition);
@@ -743,6 +798,9 @@ impl Group<'_> {
                     .fenced_commits
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(pipeline = %template.name(), %error, "Commit fenced.");
+                if !self.closing {
+                    self.fenced.insert(partition, std::time::Instant::now());
+                }
                 Ok(())
             }
             Err(error) => Err(error),

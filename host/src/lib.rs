@@ -29,6 +29,7 @@ pub mod config;
 pub mod crash;
 mod group;
 pub mod kafka;
+pub mod owner;
 pub mod pipeline;
 pub mod plugin;
 pub mod reach;

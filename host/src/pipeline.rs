@@ -69,6 +69,31 @@ pub enum Error {
         /// The last trap.
         last: String,
     },
+    /// Group mode: a partition this process owns was claimed by a process
+    /// the group no longer assigns it to; the membership starts again.
+    #[error(
+        "pipeline {pipeline}: {partition} was claimed by a process the consumer group no longer assigns it to (a stale claim of a process that was paused); rejoining the group so that this process, its owner, claims it again"
+    )]
+    Rejoin {
+        /// The pipeline.
+        pipeline: String,
+        /// The partition's checkpoint key.
+        partition: String,
+    },
+    /// Another live process holds this single-process pipeline.
+    #[error(
+        "pipeline {pipeline} is run by {holder} (its claim was renewed {renewed:.1?} ago, within the lease of {lease:?}); nothing was written. Run such a pipeline in one process: stop the other, or set standby = true in [pipelines.{pipeline}] to wait and take over when it stops (or, for a Kafka source, spread the topic over processes with source.assignment = \"cooperative-sticky\")"
+    )]
+    Held {
+        /// The pipeline.
+        pipeline: String,
+        /// The holder, `host:pid`.
+        holder: String,
+        /// How long ago it renewed its claim.
+        renewed: Duration,
+        /// How long a claim lasts without renewal.
+        lease: Duration,
+    },
     /// A record failed and `on-error = "stop"`.
     #[error(
         "a record failed at {stage} ({source_position}): {reason}; the pipeline stopped before committing past it (on-error = \"stop\"). Fix the input or the plugin and restart, or set on-error = \"dead-letter\""
@@ -90,6 +115,7 @@ impl Error {
         match self {
             Error::Source(e) => e.is_retryable(),
             Error::Sink(e) => e.is_retryable(),
+            Error::Rejoin { .. } => true,
             _ => false,
         }
     }
@@ -125,6 +151,9 @@ impl Summary {
 }
 
 /// Shortest and longest pause before resuming after an outage.
+/// How often a standby checks whether the holder's claim lapsed.
+const STANDBY_POLL: Duration = Duration::from_millis(500);
+
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
 
 /// A built pipeline, ready to run.
@@ -181,6 +210,11 @@ impl Blueprint {
     /// The pipeline's sink settings.
     pub(crate) fn sink_config(&self) -> &SinkConfig {
         &self.config.pipelines[&self.name].sink
+    }
+
+    /// The folder relative paths of the configuration start at.
+    pub(crate) fn base_dir(&self) -> &std::path::Path {
+        &self.config.base_dir
     }
 
     /// The pipeline's dead-letter sink.
@@ -395,7 +429,12 @@ impl Pipeline {
             (Delivery::ExactlyOnce, Some(owner)) => {
                 (sink.claim(&self.key, owner).await?, Committer::Sink)
             }
-            (Delivery::ExactlyOnce, None) => (sink.recover(&self.key).await?, Committer::Sink),
+            // One process: the claim fences a process that held it before
+            // (wait_until_free checked that none runs).
+            (Delivery::ExactlyOnce, None) => (
+                sink.claim(&self.key, &crate::owner::this_process()).await?,
+                Committer::Sink,
+            ),
             (Delivery::AtLeastOnce, _) => {
                 let mut store = FileStore::new(&config.resolve(&pc.checkpoint_dir), &self.key);
                 (store.load().await?, Committer::Store(Box::new(store)))
@@ -417,8 +456,56 @@ impl Pipeline {
 
     /// One run from the last checkpoint until the end, a stop or an error.
     async fn attempt(&mut self, stop: &mut watch::Receiver<bool>) -> Result<()> {
+        if self.delivery == Delivery::ExactlyOnce && !self.wait_until_free(stop).await? {
+            return Ok(());
+        }
         let parts = self.open().await?;
         self.drive(parts, stop).await
+    }
+
+    /// Exactly-once, one process: refuses to start while another live
+    /// process holds the pipeline, before anything is written — or, with
+    /// `standby = true`, waits until it stops holding it. `false` when
+    /// stopped while standing by.
+    async fn wait_until_free(&mut self, stop: &mut watch::Receiver<bool>) -> Result<bool> {
+        let config = &*self.config;
+        let pc = &config.pipelines[&self.name];
+        let lease = pc.lease();
+        let me = crate::owner::this_process();
+        let mut sink = pc.sink.build(config).await?;
+        let mut announced = None;
+        loop {
+            let holder = sink
+                .holder(&self.key)
+                .await?
+                .filter(|h| h.holds_against(&me, lease));
+            let Some(holder) = holder else {
+                if announced.is_some() {
+                    tracing::info!(pipeline = %self.name, "The holder's claim lapsed; taking over.");
+                }
+                return Ok(true);
+            };
+            if !pc.standby {
+                return Err(Error::Held {
+                    pipeline: self.name.clone(),
+                    holder: holder.owner,
+                    renewed: holder.renewed,
+                    lease,
+                });
+            }
+            if announced.as_ref() != Some(&holder.owner) {
+                tracing::warn!(pipeline = %self.name, holder = %holder.owner, ?lease, "Standing by: another process runs this pipeline; taking over when it stops or its claim lapses.");
+                announced = Some(holder.owner);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(STANDBY_POLL) => {}
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
     }
 
     /// Runs opened parts until the end, a stop or an error; commits the
@@ -474,6 +561,11 @@ impl Pipeline {
             epoch = checkpoint.epoch;
             if checkpoint.source == origin {
                 return Some(checkpoint);
+            }
+            if checkpoint.source.is_empty() && checkpoint.positions.is_empty() {
+                // A group-mode claim of a partition nothing was committed
+                // for yet: epochs count on from the claim.
+                return None;
             }
             tracing::warn!(pipeline = %self.key, stored = %checkpoint.source, now = %origin, "The last checkpoint belongs to another source; starting this one from its configured start.");
             None

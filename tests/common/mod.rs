@@ -222,3 +222,9 @@ pub async fn taxi_parquet(count: usize) -> Vec<u8> {
         .unwrap();
     std::fs::read(file).unwrap()
 }
+
+/// `got` holds exactly `want` (both sorted): no row lost, none twice.
+pub fn assert_rows_exactly<T: PartialEq>(got: &[T], want: &[T], what: &str) {
+    assert_eq!(got.len(), want.len(), "row count (duplicates or losses)");
+    assert!(got == want, "the rows differ from the {what}");
+}

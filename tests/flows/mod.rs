@@ -194,8 +194,34 @@ pub fn postgres_sink(url_var: &str, table: &str, columns: &[&str]) -> String {
 /// weather readings, for the 60 s windows the watermark (largest timestamp
 /// − 5 s) has passed.
 pub fn weather_reference(count: usize, seed: u64) -> BTreeMap<(String, i64), (i64, f64)> {
+    let readings = weather_readings(count, seed);
+    let watermark = readings.iter().map(|r| r.1).max().unwrap() - 5_000;
+    closed_windows(&readings, |_| watermark)
+}
+
+/// Group mode: each partition's instance of weather-window has its own
+/// watermark (its largest timestamp − 5 s), so the windows emitted are,
+/// per partition, those that partition's watermark has passed.
+/// `partition_of` says which partition each city (the key) went to.
+pub fn weather_reference_per_partition(
+    count: usize,
+    seed: u64,
+    partition_of: &std::collections::HashMap<String, i32>,
+) -> BTreeMap<(String, i64), (i64, f64)> {
+    let readings = weather_readings(count, seed);
+    let mut watermarks: BTreeMap<i32, i64> = BTreeMap::new();
+    for (city, ts, _) in &readings {
+        let partition = partition_of[city];
+        let mark = watermarks.entry(partition).or_insert(i64::MIN);
+        *mark = (*mark).max(ts - 5_000);
+    }
+    closed_windows(&readings, |city| watermarks[&partition_of[city]])
+}
+
+/// The valid sample readings: (city, epoch ms, temperature).
+fn weather_readings(count: usize, seed: u64) -> Vec<(String, i64, f64)> {
     let lines = weir::sample::weather(count, seed, 1_546_300_800_000, 1000, 2.0);
-    let readings: Vec<(String, i64, f64)> = common::valid_json(&lines)
+    common::valid_json(&lines)
         .iter()
         .map(|v| {
             let ts = weir_plugin_kit::time::parse(v["timestamp"].as_str().unwrap())
@@ -207,12 +233,19 @@ pub fn weather_reference(count: usize, seed: u64) -> BTreeMap<(String, i64), (i6
                 v["temperature"].as_f64().unwrap(),
             )
         })
-        .collect();
-    let watermark = readings.iter().map(|r| r.1).max().unwrap() - 5_000;
+        .collect()
+}
+
+/// Count and sum per (city, 60 s window start) of the windows the city's
+/// watermark has passed.
+fn closed_windows(
+    readings: &[(String, i64, f64)],
+    watermark: impl Fn(&str) -> i64,
+) -> BTreeMap<(String, i64), (i64, f64)> {
     let mut reference: BTreeMap<(String, i64), (i64, f64)> = BTreeMap::new();
-    for (city, ts, t) in &readings {
+    for (city, ts, t) in readings {
         let start = ts - ts.rem_euclid(60_000);
-        if start + 60_000 <= watermark {
+        if start + 60_000 <= watermark(city) {
             let entry = reference.entry((city.clone(), start)).or_default();
             entry.0 += 1;
             entry.1 += t;
@@ -266,19 +299,18 @@ pub fn taxi_config(
         topic,
         ("taxi-enrich", ""),
         &format!("batch-size = 2048\ncheckpoint-interval = \"300ms\"\n{extra}"),
-        &postgres_sink(
-            "WEIR_PG_SINK",
-            table,
-            &[
-                r#"{ name = "pickup_at", type = "timestamptz" }"#,
-                r#"{ name = "pu_location_id", type = "integer", path = "PULocationID" }"#,
-                r#"{ name = "do_location_id", type = "integer", path = "DOLocationID" }"#,
-                r#"{ name = "total_amount", type = "double precision" }"#,
-                r#"{ name = "trip_duration_min", type = "double precision" }"#,
-            ],
-        ),
+        &postgres_sink("WEIR_PG_SINK", table, TAXI_COLUMNS),
     )
 }
+
+/// The columns of the taxi tests' table, as [`table_trips`] reads them.
+pub const TAXI_COLUMNS: &[&str] = &[
+    r#"{ name = "pickup_at", type = "timestamptz" }"#,
+    r#"{ name = "pu_location_id", type = "integer", path = "PULocationID" }"#,
+    r#"{ name = "do_location_id", type = "integer", path = "DOLocationID" }"#,
+    r#"{ name = "total_amount", type = "double precision" }"#,
+    r#"{ name = "trip_duration_min", type = "double precision" }"#,
+];
 
 /// The identity of a trip: pickup second, zones, total in cents.
 pub type Trip = (i64, i64, i64, i64);

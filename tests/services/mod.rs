@@ -198,6 +198,11 @@ impl Running {
         Running { child, port, log }
     }
 
+    /// The process id (as the process names itself in claims: `host:pid`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// GETs a path of the operations endpoint; `None` while it is not up.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
@@ -541,4 +546,92 @@ impl Dice {
         self.0 ^= self.0 << 17;
         low + self.0 % (high - low).max(1)
     }
+}
+
+/// Group mode on Parquet: the positions of the newest manifest of every
+/// partition chain of `pipeline` under `url`, merged (empty while they
+/// cannot be read).
+pub async fn parquet_group_checkpoint(url: &str, pipeline: &str) -> BTreeMap<String, i64> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let location = weir::store::open(url, &s3_options(), Path::new(".")).unwrap();
+    let Ok(objects) = location
+        .store
+        .list(Some(&location.child("_weir")))
+        .try_collect::<Vec<_>>()
+        .await
+    else {
+        return BTreeMap::new();
+    };
+    let chain_prefix = format!("{pipeline}@");
+    let mut newest: BTreeMap<String, object_store::path::Path> = BTreeMap::new();
+    for meta in objects {
+        let parts: Vec<String> = meta
+            .location
+            .parts()
+            .map(|p| p.as_ref().to_owned())
+            .collect();
+        let [.., chain, file] = parts.as_slice() else {
+            continue;
+        };
+        if chain.starts_with(&chain_prefix) && file.starts_with("epoch-") {
+            let entry = newest.entry(chain.clone()).or_insert(meta.location.clone());
+            if meta.location > *entry {
+                *entry = meta.location;
+            }
+        }
+    }
+    let mut positions = BTreeMap::new();
+    for path in newest.values() {
+        let Ok(got) = location.store.get(path).await else {
+            return BTreeMap::new();
+        };
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&got.bytes().await.unwrap()).unwrap();
+        for (partition, next) in manifest["checkpoint"]["positions"].as_object().unwrap() {
+            positions.insert(partition.clone(), next.as_i64().unwrap());
+        }
+    }
+    positions
+}
+
+/// Which partition of `topic` each key went to, read back from the topic
+/// (its first `count` records).
+pub fn partitions_by_key(topic: &str, count: usize) -> std::collections::HashMap<String, i32> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("enable.partition.eof", "false")
+        .set("group.id", unique("keys"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut list = rdkafka::TopicPartitionList::new();
+    for key in end_offsets(topic).keys() {
+        let partition = key.rsplit_once('/').unwrap().1.parse().unwrap();
+        list.add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut partitions = std::collections::HashMap::new();
+    let started = Instant::now();
+    let mut seen = 0;
+    while seen < count {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "only {seen} of {count} records arrived on {topic}"
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
+            let message = message.unwrap();
+            seen += 1;
+            if let Some(key) = message.key() {
+                partitions.insert(
+                    String::from_utf8_lossy(key).into_owned(),
+                    message.partition(),
+                );
+            }
+        }
+    }
+    partitions
 }

@@ -147,9 +147,9 @@ pub trait Sink: Send {
         Err(no_exactly_once(&self.describe()))
     }
 
-    /// Group mode: like [`Sink::recover`] for the partition checkpoint
-    /// `key`, and first takes ownership of it for `owner` (a new owner
-    /// epoch). From then on every [`Sink::commit`] checks, atomically with
+    /// Like [`Sink::recover`] for the checkpoint `key` (a pipeline, or in
+    /// group mode one partition of it), and first takes ownership of it for
+    /// `owner` (a new owner epoch). From then on every [`Sink::commit`] checks, atomically with
     /// the write, that no other process claimed `key` since, and fails with
     /// [`Error::Fenced`] if one did.
     async fn claim(&mut self, key: &str, owner: &str) -> Result<Option<Checkpoint>> {
@@ -159,6 +159,14 @@ pub trait Sink: Send {
             action: "claim a partition".into(),
             reason: "this sink cannot fence partition owners; a group-mode Kafka pipeline (source.assignment other than \"all\") needs a postgres sink".into(),
         })
+    }
+
+    /// Single-process pipelines: the last claim of `key` (see
+    /// [`Sink::claim`]), for refusing a second process before it writes, or
+    /// keeping it as a standby. `None` when nothing claimed it yet.
+    async fn holder(&mut self, key: &str) -> Result<Option<crate::owner::Holder>> {
+        let _ = key;
+        Ok(None)
     }
 
     /// Exactly-once: commits everything written since the last commit

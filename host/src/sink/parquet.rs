@@ -20,6 +20,27 @@
 //! (uncommitted) epochs are deleted before anything is written, and the
 //! replay writes them again under the same names.
 //!
+//! Group mode (a Kafka source with `assignment` other than `"all"`): each
+//! source partition has its own chain of manifests,
+//! `_weir/<pipeline>@<topic>.<partition>/`, and its part files carry the
+//! partition in their name, `part-<epoch>-<seq>-<topic>.<partition>.parquet`.
+//! A process that is given a partition *claims* it by writing the next
+//! manifest of that chain itself — a conditional put, with no files, its
+//! owner named — before it writes anything. Every commit is a conditional
+//! put of the next slot too, so a previous owner that is still running
+//! (paused, cut off) fails to commit its epoch: its slot is taken. It is
+//! fenced; it deletes the files it uploaded for that epoch and drops the
+//! partition. A claimed slot's epoch holds no committed file: the newest
+//! manifest lists every claimed slot under `claims`, so a reader takes a
+//! partition's part file as committed when its epoch is at most the
+//! newest manifest's and not among its `claims`.
+//!
+//! One process (every other pipeline) claims its chain the same way when
+//! it starts, so a process that ran it before and still runs is fenced, and
+//! writes `_weir/<pipeline>/lease.json` (owner, time) at most every 2 s at
+//! its commits: a second process reads it and is refused before it writes,
+//! or waits as a standby (see [`crate::owner::Holder`]).
+//!
 //! Small files: an epoch commits only when an open file is due to roll
 //! (`max-rows-per-file`, `max-file-size`, `rollover-interval`) or the
 //! pipeline stops; without `rollover-interval`, every checkpoint commits.
@@ -182,7 +203,11 @@ pub struct ParquetSink {
 }
 
 struct Epochs {
+    /// The pipeline, or in group mode the partition's checkpoint key.
     pipeline: String,
+    /// This process's claim of the chain (always, unless opened by
+    /// [`Sink::recover`] alone).
+    claimed: Option<Claimed>,
     /// Number in the names of files written now: last committed + 1.
     pending: u64,
     finished: Vec<String>,
@@ -192,15 +217,63 @@ struct Epochs {
     last: Option<Checkpoint>,
 }
 
+/// This sink's claim of a manifest chain.
+struct Claimed {
+    /// Group mode: the partition in part file names (`topic.partition`).
+    scope: Option<String>,
+    owner: String,
+    /// The slot of this process's claim manifest.
+    slot: u64,
+    /// Every slot claimed so far in the chain (epochs with no files).
+    claims: Vec<u64>,
+    /// One process: when the lease file was last written.
+    leased: Option<Instant>,
+}
+
+/// How often a single-process pipeline's sink rewrites its lease file
+/// (at most; at its commits), which tells a second process it still runs.
+const LEASE_RENEWAL: Duration = Duration::from_secs(2);
+
+/// `_weir/<pipeline>/lease.json`: who holds a single-process pipeline.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Lease {
+    owner: String,
+    /// When it was written, epoch milliseconds of the writer's clock.
+    renewed_ms: i64,
+}
+
 /// Manifests kept besides the newest (older ones are deleted).
 const MANIFESTS_KEPT: usize = 10;
 
-/// The epoch number of an exactly-once part file name, if it is one.
-fn part_epoch(name: &str) -> Option<u64> {
-    let rest = name.strip_prefix("part-")?;
-    let (digits, _) = rest.split_at_checked(10)?;
-    let exact = digits.bytes().all(|b| b.is_ascii_digit()) && rest[10..].starts_with('-');
-    exact.then(|| digits.parse().ok())?
+/// The epoch number of an exactly-once part file name, and in group mode
+/// its partition (`part-<epoch>-<seq>[-<topic>.<partition>].parquet`).
+fn part_epoch(name: &str) -> Option<(u64, Option<&str>)> {
+    let rest = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    let (digits, rest) = rest.split_at_checked(10)?;
+    let rest = rest.strip_prefix('-')?;
+    let (seq, scope) = match rest.split_once('-') {
+        Some((seq, scope)) => (seq, Some(scope)),
+        None => (rest, None),
+    };
+    let numeric = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    (numeric(digits) && numeric(seq) && scope.is_none_or(|s| !s.is_empty()))
+        .then(|| Some((digits.parse().ok()?, scope)))?
+}
+
+/// The partition part of a group-mode checkpoint key, as it appears in
+/// part file names: `taxi@trips.3` → `trips.3`.
+fn scope_of(key: &str) -> String {
+    let partition = key.rsplit_once('@').map_or(key, |(_, p)| p);
+    partition
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// The epoch of a manifest file name.
@@ -211,11 +284,16 @@ fn manifest_epoch(name: &str) -> Option<u64> {
         .ok()
 }
 
-/// A committed epoch: its checkpoint and the files it added.
+/// A committed epoch: its checkpoint and the files it added. In group
+/// mode also who wrote it, and every slot claimed so far in this chain.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Manifest {
     checkpoint: Checkpoint,
     files: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    claims: Vec<u64>,
 }
 
 impl ParquetSink {
@@ -338,6 +416,14 @@ impl ParquetSink {
         if !self.files.contains_key(folder) {
             self.seq += 1;
             let name = match &self.epochs {
+                Some(Epochs {
+                    pending,
+                    claimed:
+                        Some(Claimed {
+                            scope: Some(scope), ..
+                        }),
+                    ..
+                }) => format!("{folder}part-{pending:010}-{:05}-{scope}.parquet", self.seq),
                 Some(e) => format!("{folder}part-{:010}-{:05}.parquet", e.pending, self.seq),
                 None => format!("{folder}part-{}-{:05}.parquet", self.run_id, self.seq),
             };
@@ -583,38 +669,87 @@ impl Sink for ParquetSink {
 
     async fn recover(&mut self, pipeline: &str) -> Result<Option<Checkpoint>> {
         let newest = self.read_manifests(pipeline).await?;
-        let committed = newest.as_ref().map_or(0, |m| m.checkpoint.epoch);
-        let uncommitted: Vec<StorePath> = self
-            .location
-            .store
-            .list(Some(&self.location.prefix))
-            .try_filter_map(|meta| async move {
-                let name = meta.location.filename().unwrap_or_default();
-                Ok(part_epoch(name)
-                    .is_some_and(|e| e > committed)
-                    .then_some(meta.location))
-            })
-            .try_collect()
-            .await
-            .map_err(|e| self.store_error("list part files".into(), e))?;
-        for path in &uncommitted {
-            self.location
-                .store
-                .delete(path)
+        self.start_epochs(pipeline, newest, None).await
+    }
+
+    async fn holder(&mut self, key: &str) -> Result<Option<crate::owner::Holder>> {
+        let path = self.lease_path(key);
+        let bytes = match self.location.store.get(&path).await {
+            Ok(got) => got
+                .bytes()
                 .await
-                .map_err(|e| self.store_error(format!("delete uncommitted {path}"), e))?;
+                .map_err(|e| self.store_error(format!("read {path}"), e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.store_error(format!("read {path}"), e)),
+        };
+        // An unreadable lease holds nothing: the claim still fences.
+        let Ok(lease) = serde_json::from_slice::<Lease>(&bytes) else {
+            tracing::warn!(%path, "Unreadable lease file; ignoring it.");
+            return Ok(None);
+        };
+        let age = (crate::record::now_ms() - lease.renewed_ms).max(0) as u64;
+        Ok(Some(crate::owner::Holder {
+            owner: lease.owner,
+            renewed: Duration::from_millis(age),
+        }))
+    }
+
+    async fn claim(&mut self, key: &str, owner: &str) -> Result<Option<Checkpoint>> {
+        for _ in 0..CLAIM_ATTEMPTS {
+            let newest = self.read_manifests(key).await?;
+            let slot = newest.as_ref().map_or(0, |m| m.checkpoint.epoch) + 1;
+            let (checkpoint, mut claims) = match newest {
+                Some(m) => (m.checkpoint, m.claims),
+                // Nothing committed yet: the claim holds no position.
+                None => (
+                    Checkpoint {
+                        pipeline: key.to_owned(),
+                        ..Checkpoint::default()
+                    },
+                    Vec::new(),
+                ),
+            };
+            claims.push(slot);
+            let manifest = Manifest {
+                checkpoint: Checkpoint {
+                    epoch: slot,
+                    ..checkpoint
+                },
+                files: Vec::new(),
+                owner: Some(owner.to_owned()),
+                claims: claims.clone(),
+            };
+            match self.put_manifest(key, &manifest).await {
+                Ok(()) => {
+                    tracing::debug!(sink = %self.describe(), partition = key, slot, "Partition claimed.");
+                    let mut claimed = Claimed {
+                        scope: key.contains('@').then(|| scope_of(key)),
+                        owner: owner.to_owned(),
+                        slot,
+                        claims,
+                        leased: None,
+                    };
+                    if claimed.scope.is_none() {
+                        self.renew_lease(key, &mut claimed).await;
+                    }
+                    return self.start_epochs(key, Some(manifest), Some(claimed)).await;
+                }
+                // The previous owner committed, or another process claimed,
+                // since the manifests were read: read them again.
+                Err(PutError::Taken(path)) => {
+                    tracing::debug!(sink = %self.describe(), partition = key, %path, "The next manifest slot was taken while claiming; reading the chain again.");
+                }
+                Err(PutError::Failed(e)) => return Err(e),
+            }
         }
-        if !uncommitted.is_empty() {
-            tracing::info!(sink = %self.describe(), files = uncommitted.len(), after_epoch = committed, "Deleted part files of uncommitted epochs; they are written again.");
-        }
-        self.epochs = Some(Epochs {
-            pipeline: pipeline.to_owned(),
-            pending: committed + 1,
-            finished: Vec::new(),
-            rows: 0,
-            last: newest.as_ref().map(|m| m.checkpoint.clone()),
-        });
-        Ok(newest.map(|m| m.checkpoint))
+        Err(Error::Client {
+            sink: self.describe(),
+            action: format!("claim {key}"),
+            reason: format!(
+                "another process wrote {key}'s next manifest {CLAIM_ATTEMPTS} times in a row"
+            ),
+            hint: "several processes own this partition at once: check that every process of the pipeline runs the same config and consumer group",
+        })
     }
 
     async fn commit(&mut self, checkpoint: &Checkpoint, force: bool) -> Result<bool> {
@@ -622,6 +757,13 @@ impl Sink for ParquetSink {
             return Err(super::no_exactly_once(&self.describe()));
         };
         let pipeline = epochs.pipeline.clone();
+        if let Some(mut claimed) = self.epochs.as_mut().and_then(|e| e.claimed.take()) {
+            if claimed.scope.is_none() {
+                self.renew_lease(&pipeline, &mut claimed).await;
+            }
+            self.epochs.as_mut().expect("checked above").claimed = Some(claimed);
+        }
+        let epochs = self.epochs.as_ref().expect("checked above");
         let due = self.files.values().any(|f| self.due(f)) || !epochs.finished.is_empty();
         let timed = self.config.rollover_interval.is_some();
         if timed && !due && !force && epochs.rows > 0 {
@@ -645,15 +787,106 @@ impl Sink for ParquetSink {
         let manifest = Manifest {
             checkpoint: checkpoint.clone(),
             files: std::mem::take(&mut epochs.finished),
+            owner: epochs.claimed.as_ref().map(|g| g.owner.clone()),
+            claims: epochs
+                .claimed
+                .as_ref()
+                .map(|g| g.claims.clone())
+                .unwrap_or_default(),
         };
         epochs.pending = checkpoint.epoch + 1;
         epochs.rows = 0;
         epochs.last = Some(checkpoint.clone());
         self.seq = 0;
+        match self.put_manifest(&pipeline, &manifest).await {
+            Ok(()) => {}
+            Err(PutError::Taken(path)) => {
+                let epochs = self.epochs.as_ref().expect("checked above");
+                let Some(claimed) = &epochs.claimed else {
+                    return Err(Error::Client {
+                        sink: self.describe(),
+                        action: format!("commit epoch {}", checkpoint.epoch),
+                        reason: format!(
+                            "{path} exists: another weir process runs pipeline {pipeline}"
+                        ),
+                        hint: "run each pipeline in one process; this one stops without committing",
+                    });
+                };
+                let slot = claimed.slot;
+                // Fenced: the files of this epoch will never be committed.
+                for file in manifest
+                    .files
+                    .iter()
+                    .filter_map(|f| StorePath::parse(f).ok())
+                {
+                    if let Err(e) = self.location.store.delete(&file).await {
+                        tracing::warn!(%file, error = %e, "Could not delete a part file of a fenced epoch; the partition's next claim deletes it.");
+                    }
+                }
+                return Err(Error::Fenced {
+                    sink: self.describe(),
+                    partition: pipeline,
+                    owner_epoch: slot as i64,
+                });
+            }
+            Err(PutError::Failed(e)) => return Err(e),
+        }
+        self.prune_manifests(&pipeline).await;
+        Ok(true)
+    }
+}
+
+/// How often a claim reads the manifest chain again when its slot was
+/// taken before it gives up.
+const CLAIM_ATTEMPTS: usize = 10;
+
+/// Why a manifest was not written.
+enum PutError {
+    /// The slot exists already (another process wrote it).
+    Taken(StorePath),
+    Failed(Error),
+}
+
+impl ParquetSink {
+    fn lease_path(&self, pipeline: &str) -> StorePath {
+        self.manifests(pipeline).join("lease.json")
+    }
+
+    /// One process: rewrites the lease file if it is due (best effort: a
+    /// lapsed lease lets a standby claim the chain, and the claim fences
+    /// this process at its next commit — never a row twice).
+    async fn renew_lease(&mut self, pipeline: &str, claimed: &mut Claimed) {
+        if claimed
+            .leased
+            .is_some_and(|at| at.elapsed() < LEASE_RENEWAL)
+        {
+            return;
+        }
+        let lease = Lease {
+            owner: claimed.owner.clone(),
+            renewed_ms: crate::record::now_ms(),
+        };
+        let body = serde_json::to_vec(&lease).expect("a lease serialises");
+        let path = self.lease_path(pipeline);
+        match self.location.store.put(&path, body.into()).await {
+            Ok(_) => claimed.leased = Some(Instant::now()),
+            Err(e) => {
+                tracing::warn!(%path, error = %e, "Could not renew the lease; a standby may take over.")
+            }
+        }
+    }
+
+    /// Writes `manifest` into its slot of `pipeline`'s chain, only if that
+    /// slot is free (a conditional put).
+    async fn put_manifest(
+        &mut self,
+        pipeline: &str,
+        manifest: &Manifest,
+    ) -> std::result::Result<(), PutError> {
         let path = self
-            .manifests(&pipeline)
-            .join(format!("epoch-{:020}.json", checkpoint.epoch));
-        let body = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+            .manifests(pipeline)
+            .join(format!("epoch-{:020}.json", manifest.checkpoint.epoch));
+        let body = serde_json::to_vec_pretty(manifest).expect("a manifest serialises");
         let create = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
@@ -664,23 +897,68 @@ impl Sink for ParquetSink {
             .put_opts(&path, body.into(), create)
             .await
         {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                return Err(Error::Client {
-                    sink: self.describe(),
-                    action: format!("commit epoch {}", checkpoint.epoch),
-                    reason: format!("{path} exists: another weir process runs pipeline {pipeline}"),
-                    hint: "run each pipeline in one process; this one stops without committing",
-                });
-            }
-            Err(e) => return Err(self.store_error(format!("write {path}"), e)),
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(PutError::Taken(path)),
+            Err(e) => Err(PutError::Failed(
+                self.store_error(format!("write {path}"), e),
+            )),
         }
-        self.prune_manifests(&pipeline).await;
-        Ok(true)
     }
-}
 
-impl ParquetSink {
+    /// From the newest manifest on: deletes the part files no manifest
+    /// commits (of later epochs, or of claimed slots — this sink's own, or
+    /// its partition's in group mode), then starts holding epochs.
+    async fn start_epochs(
+        &mut self,
+        pipeline: &str,
+        newest: Option<Manifest>,
+        claimed: Option<Claimed>,
+    ) -> Result<Option<Checkpoint>> {
+        let committed = newest.as_ref().map_or(0, |m| m.checkpoint.epoch);
+        let scope = claimed.as_ref().and_then(|g| g.scope.clone());
+        let void: Vec<u64> = claimed
+            .as_ref()
+            .map(|g| g.claims.clone())
+            .unwrap_or_default();
+        let uncommitted: Vec<StorePath> = self
+            .location
+            .store
+            .list(Some(&self.location.prefix))
+            .try_filter_map(|meta| {
+                let (scope, void) = (&scope, &void);
+                async move {
+                    let name = meta.location.filename().unwrap_or_default();
+                    let stray = part_epoch(name).is_some_and(|(epoch, of)| {
+                        of == scope.as_deref() && (epoch > committed || void.contains(&epoch))
+                    });
+                    Ok(stray.then_some(meta.location))
+                }
+            })
+            .try_collect()
+            .await
+            .map_err(|e| self.store_error("list part files".into(), e))?;
+        for path in &uncommitted {
+            self.location
+                .store
+                .delete(path)
+                .await
+                .map_err(|e| self.store_error(format!("delete uncommitted {path}"), e))?;
+        }
+        if !uncommitted.is_empty() {
+            tracing::info!(sink = %self.describe(), checkpoint = pipeline, files = uncommitted.len(), after_epoch = committed, "Deleted part files no manifest commits; their records are written again.");
+        }
+        let checkpoint = newest.map(|m| m.checkpoint);
+        self.epochs = Some(Epochs {
+            pipeline: pipeline.to_owned(),
+            claimed,
+            pending: committed + 1,
+            finished: Vec::new(),
+            rows: 0,
+            last: checkpoint.clone(),
+        });
+        Ok(checkpoint)
+    }
+
     /// Deletes all but the newest manifests (best effort: a leftover is
     /// harmless, only the newest is read).
     async fn prune_manifests(&mut self, pipeline: &str) {
@@ -693,6 +971,34 @@ impl ParquetSink {
                 tracing::debug!(%path, error = %e, "Could not delete an old manifest.");
             }
         }
+    }
+
+    /// Group mode: `(partition, owner)` for every partition chain of
+    /// `pipeline`, as its newest manifest names the process that wrote it.
+    pub(crate) async fn owners(&mut self, pipeline: &str) -> Result<Vec<(String, String)>> {
+        let prefix = format!("{pipeline}@");
+        let chains = self
+            .location
+            .store
+            .list_with_delimiter(Some(&self.location.child("_weir")))
+            .await
+            .map_err(|e| self.store_error("list manifest chains".into(), e))?;
+        let mut owners = Vec::new();
+        for chain in chains.common_prefixes {
+            let Some(partition) = chain.filename().and_then(|n| n.strip_prefix(&prefix)) else {
+                continue;
+            };
+            let partition = partition.to_owned();
+            if let Some(owner) = self
+                .read_manifests(&format!("{prefix}{partition}"))
+                .await?
+                .and_then(|m| m.owner)
+            {
+                owners.push((partition, owner));
+            }
+        }
+        owners.sort();
+        Ok(owners)
     }
 
     async fn read_manifests_names(&mut self, pipeline: &str) -> Result<Vec<(u64, StorePath)>> {
@@ -738,6 +1044,29 @@ mod tests {
             partition_folder(b"{}", None, Some("city"), "").unwrap(),
             "city=__HIVE_DEFAULT_PARTITION__/"
         );
+    }
+
+    #[test]
+    fn part_file_names_give_their_epoch_and_in_group_mode_their_partition() {
+        assert_eq!(
+            part_epoch("part-0000000042-00003.parquet"),
+            Some((42, None))
+        );
+        assert_eq!(
+            part_epoch("part-0000000042-00003-group-logs.7.parquet"),
+            Some((42, Some("group-logs.7")))
+        );
+        for other in [
+            "part-1733241234567-00001.parquet",
+            "part-0000000042-.parquet",
+            "part-0000000042-00003-.parquet",
+            "part-00000000x2-00003.parquet",
+            "part-0000000042-00003.json",
+        ] {
+            assert_eq!(part_epoch(other), None, "{other}");
+        }
+        assert_eq!(scope_of("logs@group-logs.7"), "group-logs.7");
+        assert_eq!(scope_of("p@we/ird topic.1"), "we_ird_topic.1");
     }
 
     #[test]

@@ -166,6 +166,10 @@ const CHECKPOINT_DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS weir_checkpoints (pipeline text NOT NULL, partition text NOT NULL, next_position bigint NOT NULL, epoch bigint NOT NULL, PRIMARY KEY (pipeline, partition))",
     "CREATE TABLE IF NOT EXISTS weir_plugin_state (pipeline text NOT NULL, plugin text NOT NULL, state_version integer NOT NULL, state bytea NOT NULL, epoch bigint NOT NULL, PRIMARY KEY (pipeline, plugin))",
     "CREATE TABLE IF NOT EXISTS weir_owners (pipeline text PRIMARY KEY, owner_epoch bigint NOT NULL, owner text NOT NULL, claimed_at timestamptz NOT NULL DEFAULT now())",
+    // Every commit renews its claim; a standby waits while it is recent.
+    // (Added to tables of earlier versions; checked first, as ALTER TABLE
+    // would wait for every open transaction that touched the table.)
+    "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'weir_owners' AND column_name = 'renewed_at') THEN ALTER TABLE weir_owners ADD COLUMN renewed_at timestamptz NOT NULL DEFAULT now(); END IF; END $$",
 ];
 
 /// Runs `CREATE … IF NOT EXISTS` statements in one transaction under an
@@ -469,8 +473,10 @@ impl PostgresSink {
         let pipeline = &checkpoint.pipeline;
         let epoch = checkpoint.epoch as i64;
         let fenced = sqlx::query(
-            "INSERT INTO weir_epochs (pipeline, epoch, source) VALUES ($1, $2, $3) \
-             ON CONFLICT (pipeline) DO UPDATE SET epoch = EXCLUDED.epoch, source = EXCLUDED.source, committed_at = now() \
+            // clock_timestamp(): the time of the commit, not of the start of
+            // the epoch's transaction (now()).
+            "INSERT INTO weir_epochs (pipeline, epoch, source, committed_at) VALUES ($1, $2, $3, clock_timestamp()) \
+             ON CONFLICT (pipeline) DO UPDATE SET epoch = EXCLUDED.epoch, source = EXCLUDED.source, committed_at = EXCLUDED.committed_at \
              WHERE weir_epochs.epoch < EXCLUDED.epoch",
         )
         .bind(pipeline)
@@ -736,21 +742,56 @@ impl Sink for PostgresSink {
         let claimed: std::result::Result<i64, sqlx::Error> = async {
             let mut conn = self.pool.acquire().await?;
             create_serialised(&mut conn, CHECKPOINT_DDL).await?;
-            sqlx::query_scalar(
-                "INSERT INTO weir_owners (pipeline, owner_epoch, owner) VALUES ($1, 1, $2) \
-                 ON CONFLICT (pipeline) DO UPDATE SET owner_epoch = weir_owners.owner_epoch + 1, owner = EXCLUDED.owner, claimed_at = now() \
-                 RETURNING owner_epoch",
-            )
-            .bind(key)
-            .bind(owner)
-            .fetch_one(&mut *conn)
-            .await
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut *conn)
+                .await?;
+            let mut bump = std::pin::pin!(
+                sqlx::query_scalar(
+                    "INSERT INTO weir_owners (pipeline, owner_epoch, owner, renewed_at) VALUES ($1, 1, $2, clock_timestamp()) \
+                     ON CONFLICT (pipeline) DO UPDATE SET owner_epoch = weir_owners.owner_epoch + 1, owner = EXCLUDED.owner, claimed_at = now(), renewed_at = EXCLUDED.renewed_at \
+                     RETURNING owner_epoch",
+                )
+                .bind(key)
+                .bind(owner)
+                .fetch_one(&mut *conn)
+            );
+            loop {
+                tokio::select! {
+                    claimed = &mut bump => break claimed,
+                    () = tokio::time::sleep(CLAIM_PATIENCE) => end_blockers(&self.pool, pid, key).await?,
+                }
+            }
         }
         .await;
         let owner_epoch = claimed.map_err(|e| self.error(format!("claim {key}"), &e, hint))?;
         tracing::debug!(sink = %self.name, partition = key, owner_epoch, "Partition claimed.");
         self.owner = Some((key.to_owned(), owner_epoch));
         self.recover(key).await
+    }
+
+    async fn holder(&mut self, key: &str) -> Result<Option<crate::owner::Holder>> {
+        let found: std::result::Result<Option<(String, f64)>, sqlx::Error> = async {
+            let mut conn = self.pool.acquire().await?;
+            create_serialised(&mut conn, CHECKPOINT_DDL).await?;
+            sqlx::query_as(
+                "SELECT owner, EXTRACT(EPOCH FROM clock_timestamp() - renewed_at)::float8 FROM weir_owners WHERE pipeline = $1",
+            )
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await
+        }
+        .await;
+        let found = found.map_err(|e| {
+            self.error(
+                format!("read who holds {key}"),
+                &e,
+                "the user needs CREATE on the schema for weir_owners",
+            )
+        })?;
+        Ok(found.map(|(owner, age)| crate::owner::Holder {
+            owner,
+            renewed: Duration::from_secs_f64(age.max(0.0)),
+        }))
     }
 
     async fn commit(&mut self, checkpoint: &Checkpoint, _force: bool) -> Result<bool> {
@@ -766,16 +807,18 @@ impl Sink for PostgresSink {
         };
         if let Some((key, owner_epoch)) = &self.owner {
             // The row lock orders this commit and a new owner's claim: if
-            // the claim came first, the epoch no longer matches.
+            // the claim came first, the epoch no longer matches. The same
+            // statement renews the claim.
             let still_mine = sqlx::query(
-                "SELECT 1 FROM weir_owners WHERE pipeline = $1 AND owner_epoch = $2 FOR UPDATE",
+                "UPDATE weir_owners SET renewed_at = clock_timestamp() WHERE pipeline = $1 AND owner_epoch = $2",
             )
             .bind(key)
             .bind(owner_epoch)
-            .fetch_optional(&mut *tx)
+            .execute(&mut *tx)
             .await
             .map_err(|e| self.error(action.clone(), &e, hint))?
-            .is_some();
+            .rows_affected()
+                == 1;
             if !still_mine {
                 return Err(Error::Fenced {
                     sink: self.name.clone(),
@@ -804,6 +847,35 @@ impl Sink for PostgresSink {
             .map_err(|e| self.error(action, &e, hint))?;
         Ok(true)
     }
+}
+
+/// How long a claim waits for the owner row before it ends the sessions
+/// holding it. The previous owner locks that row only from its final check
+/// to COMMIT (milliseconds); one holding it longer is paused or cut off
+/// inside its commit, and would otherwise hold the partition until
+/// PostgreSQL noticed the dead connection (minutes, or never for a paused
+/// process).
+const CLAIM_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Ends the PostgreSQL sessions that block session `pid`'s claim of `key`:
+/// the consumer group gave the partition to this process, so the previous
+/// owner's open commit is rolled back (on its next statement it finds its
+/// connection gone, and then that its claim was superseded).
+async fn end_blockers(pool: &PgPool, pid: i32, key: &str) -> std::result::Result<(), sqlx::Error> {
+    use sqlx::ConnectOptions;
+    // A connection of its own: the pool may have no other free one.
+    let mut conn = pool.connect_options().connect().await?;
+    let ended: Vec<i32> = sqlx::query_scalar(
+        "SELECT blocker FROM unnest(pg_blocking_pids($1)) AS blocker WHERE pg_terminate_backend(blocker)",
+    )
+    .bind(pid)
+    .fetch_all(&mut conn)
+    .await?;
+    if !ended.is_empty() {
+        tracing::warn!(partition = key, sessions = ?ended, waited = ?CLAIM_PATIENCE, "The partition's owner row was held by the previous owner's unfinished commit (a paused or cut-off process): ended its PostgreSQL session, so its commit rolls back and this claim goes on.");
+    }
+    let _ = sqlx::Connection::close(conn).await;
+    Ok(())
 }
 
 /// Group mode: who owns each partition of a pipeline, as `weir_owners`
