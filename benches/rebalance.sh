@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Group mode under moves, on the real services: Kafka (12 partitions) →
 # taxi-enrich → PostgreSQL, checkpoint every 200 ms, a producer writing
-# about 10 000 trips/s all along. Two processes run; then
+# all along (a `weir gen` of 1 000 trips every 100 ms). Two processes run; then
 #   1. a third joins (a cooperative rebalance): the largest gap between two
 #      commits of a partition that did not move, against the largest gap of
 #      the steady state before;
@@ -10,7 +10,8 @@
 #   3. the second gets SIGTERM: the same, until the first process has
 #      committed every partition the second owned.
 # Commit times are PostgreSQL's clock at each commit (weir_epochs.committed_at),
-# polled every 50 ms with the owner of each partition (weir_owners).
+# polled every 50 ms with the owner of each partition and when it claimed it
+# (weir_owners); a takeover counts the new owner's first commit after its claim.
 # Usage: benches/rebalance.sh [seconds of steady state]   (default 20)
 set -euo pipefail
 steady="${1:-20}"
@@ -56,7 +57,7 @@ holders() { # partition owner_epoch owner, for every partition
   done ) &
 producer=$!
 ( while :; do
-    psql "$WEIR_PG" -At -F' ' -c "SELECT e.pipeline, extract(epoch FROM e.committed_at), o.owner FROM weir_epochs e JOIN weir_owners o USING (pipeline) WHERE starts_with(e.pipeline, 'taxi@$topic.')" 2>/dev/null || true
+    psql "$WEIR_PG" -At -F' ' -c "SELECT e.pipeline, extract(epoch FROM e.committed_at), o.owner, extract(epoch FROM o.claimed_at) FROM weir_epochs e JOIN weir_owners o USING (pipeline) WHERE starts_with(e.pipeline, 'taxi@$topic.')" 2>/dev/null || true
     sleep 0.05
   done >"$work/commits" ) &
 poller=$!
@@ -115,8 +116,9 @@ awk -v a="$t_steady" -v b="$t_join" -v c="$t_joined" -v steady="$steady" '
   }' "$work/before-join" "$work/after-join" "$work/sorted"
 takeover() { # label t0 "partitions" old-owner-pid
   awk -v t0="$2" -v keys="$3" -v pid="$4" -v label="$1" '
-    BEGIN { n = split(keys, k, " "); for (i = 1; i <= n; i++) want[k[i]] = 1 }
-    ($1 in want) && $2 > t0 && $3 !~ (":" pid "$") && !($1 in first) { first[$1] = $2 }
+    BEGIN { n = split(keys, list, " "); for (i = 1; i <= n; i++) want[list[i]] = 1 }
+    # A commit by the new owner: after its claim, which came after t0.
+    ($1 in want) && $4 > t0 && $2 > $4 && $3 !~ (":" pid "$") && !($1 in first) { first[$1] = $2 }
     END {
       for (k in want) { if (!(k in first)) { printf "%s: partition %s never committed by a new owner\n", label, k; exit 1 } ; if (first[k] - t0 > worst) worst = first[k] - t0 }
       printf "%s: every one of its %d partitions committed by the new owner %.2f s after\n", label, n, worst
