@@ -642,6 +642,52 @@ columns = [{ name = "id", type = "bigint" }, { name = "city", type = "text" }]"#
     assert_eq!(tables, 1);
 }
 
+/// A previous owner stopped inside its commit (between its ownership
+/// check, which locks the owner row, and COMMIT) cannot hold the partition:
+/// the new owner's claim waits 2 s, ends that session and goes on; the
+/// stuck transaction is rolled back and its connection is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_ends_the_session_of_a_previous_owner_stuck_inside_its_commit() {
+    use weir::sink::Sink;
+    let table = unique("pg_stuck").replace('-', "_");
+    let config = pg_sink_config(&table, r#"columns = [{ name = "id", type = "bigint" }]"#);
+    let key = format!("{table}@trips.5");
+    let mut first = weir::sink::postgres::PostgresSink::open(&config)
+        .await
+        .unwrap();
+    assert!(first.claim(&key, "stuck:1").await.unwrap().is_none());
+    // The stuck owner, as its commit leaves the row: locked by an open
+    // transaction whose process does nothing more.
+    let pool = sqlx::PgPool::connect(&services::pg()).await.unwrap();
+    let mut stuck = pool.begin().await.unwrap();
+    sqlx::query("UPDATE weir_owners SET renewed_at = clock_timestamp() WHERE pipeline = $1")
+        .bind(&key)
+        .execute(&mut *stuck)
+        .await
+        .unwrap();
+    let mut next = weir::sink::postgres::PostgresSink::open(&config)
+        .await
+        .unwrap();
+    let claimed = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        next.claim(&key, "next:2"),
+    )
+    .await
+    .expect("the claim waits for the stuck owner's session no longer than its patience");
+    assert!(claimed.unwrap().is_none());
+    let (owner, epoch): (String, i64) =
+        sqlx::query_as("SELECT owner, owner_epoch FROM weir_owners WHERE pipeline = $1")
+            .bind(&key)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((owner.as_str(), epoch), ("next:2", 2));
+    // The stuck transaction's session was ended: it can neither go on nor
+    // commit.
+    let after = sqlx::query("SELECT 1").execute(&mut *stuck).await;
+    assert!(after.is_err(), "the stuck session still works");
+}
+
 /// Group mode's fence, on the real database: a process that claimed a
 /// partition and then lost it to another (which claimed it since) cannot
 /// commit for it — its rows and checkpoint roll back — while the new owner

@@ -63,6 +63,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// A topic and partition.
 type Partition = (String, i32);
 
+/// The shortest rebalance timeout (`max.poll.interval.ms`).
+const REBALANCE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How often `/readyz`'s list of every partition's owner is read again
 /// from the checkpoint store.
 const OWNERS_REFRESH: Duration = Duration::from_secs(2);
@@ -564,6 +567,15 @@ fn open(
     };
     let session = kafka.session_timeout.as_millis().to_string();
     let heartbeat = (kafka.session_timeout.as_millis() / 6).max(100).to_string();
+    // Also the rebalance timeout: how long a rebalance waits for a member
+    // that does not rejoin (one paused or stopped) before going on without
+    // it. librdkafka's default, 5 min, would hold every partition that
+    // long; this process polls every 100 ms, and a rebalance callback
+    // (claims, each waiting at most 2 s for a stuck owner) stays well under.
+    let rebalance = REBALANCE_TIMEOUT
+        .max(kafka.session_timeout * 2)
+        .as_millis()
+        .to_string();
     let strategy = kafka
         .assignment
         .strategy()
@@ -575,6 +587,7 @@ fn open(
             ("partition.assignment.strategy", strategy),
             ("session.timeout.ms", &session),
             ("heartbeat.interval.ms", &heartbeat),
+            ("max.poll.interval.ms", &rebalance),
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", kafka.start.reset()),
