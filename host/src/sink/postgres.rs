@@ -256,6 +256,19 @@ impl PostgresSink {
             reason,
             hint,
         };
+        // Not reaching the database (or no free connection) is an outage to
+        // ride out, not a configuration error.
+        let fail_sql = |action: &str, e: sqlx::Error, hint: &'static str| {
+            if is_connection_error(&e) {
+                Error::Unavailable {
+                    sink: name.clone(),
+                    action: action.into(),
+                    reason: e.to_string(),
+                }
+            } else {
+                fail(action, e.to_string(), hint)
+            }
+        };
         if config.columns.is_empty() {
             return Err(fail(
                 "configure",
@@ -330,9 +343,9 @@ impl PostgresSink {
                 create_serialised(&mut conn, &[ddl.as_str()]).await
             };
             created.await.map_err(|e| {
-                fail(
+                fail_sql(
                     "create table",
-                    e.to_string(),
+                    e,
                     "check the column types and the user's CREATE privilege",
                 )
             })?;
@@ -341,9 +354,9 @@ impl PostgresSink {
             .execute(&pool)
             .await
             .map_err(|e| {
-                fail(
+                fail_sql(
                     "check table",
-                    e.to_string(),
+                    e,
                     "create the table with these columns, or set create-table = true",
                 )
             })?;
