@@ -729,8 +729,8 @@ impl Sink for ParquetSink {
                         claims,
                         leased: None,
                     };
-                    if claimed.scope.is_none() {
-                        self.renew_lease(key, &mut claimed).await;
+                    if claimed.scope.is_none() && self.write_lease(key, owner).await {
+                        claimed.leased = Some(Instant::now());
                     }
                     return self.start_epochs(key, Some(manifest), Some(claimed)).await;
                 }
@@ -757,11 +757,19 @@ impl Sink for ParquetSink {
             return Err(super::no_exactly_once(&self.describe()));
         };
         let pipeline = epochs.pipeline.clone();
-        if let Some(mut claimed) = self.epochs.as_mut().and_then(|e| e.claimed.take()) {
-            if claimed.scope.is_none() {
-                self.renew_lease(&pipeline, &mut claimed).await;
+        if let Some(Claimed {
+            scope: None,
+            owner,
+            leased,
+            ..
+        }) = &epochs.claimed
+            && leased.is_none_or(|at| at.elapsed() >= LEASE_RENEWAL)
+        {
+            let owner = owner.clone();
+            if self.write_lease(&pipeline, &owner).await {
+                let claimed = self.epochs.as_mut().and_then(|e| e.claimed.as_mut());
+                claimed.expect("matched above").leased = Some(Instant::now());
             }
-            self.epochs.as_mut().expect("checked above").claimed = Some(claimed);
         }
         let epochs = self.epochs.as_ref().expect("checked above");
         let due = self.files.values().any(|f| self.due(f)) || !epochs.finished.is_empty();
@@ -852,26 +860,21 @@ impl ParquetSink {
         self.manifests(pipeline).join("lease.json")
     }
 
-    /// One process: rewrites the lease file if it is due (best effort: a
-    /// lapsed lease lets a standby claim the chain, and the claim fences
-    /// this process at its next commit — never a row twice).
-    async fn renew_lease(&mut self, pipeline: &str, claimed: &mut Claimed) {
-        if claimed
-            .leased
-            .is_some_and(|at| at.elapsed() < LEASE_RENEWAL)
-        {
-            return;
-        }
+    /// One process: writes the lease file; whether it was written (best
+    /// effort: a lapsed lease lets a standby claim the chain, and the claim
+    /// fences this process at its next commit — never a row twice).
+    async fn write_lease(&mut self, pipeline: &str, owner: &str) -> bool {
         let lease = Lease {
-            owner: claimed.owner.clone(),
+            owner: owner.to_owned(),
             renewed_ms: crate::record::now_ms(),
         };
         let body = serde_json::to_vec(&lease).expect("a lease serialises");
         let path = self.lease_path(pipeline);
         match self.location.store.put(&path, body.into()).await {
-            Ok(_) => claimed.leased = Some(Instant::now()),
+            Ok(_) => true,
             Err(e) => {
-                tracing::warn!(%path, error = %e, "Could not renew the lease; a standby may take over.")
+                tracing::warn!(%path, error = %e, "Could not renew the lease; a standby may take over.");
+                false
             }
         }
     }
