@@ -9,8 +9,12 @@
 #   scripts/build-plugins.sh               # cargo build --target wasm32-wasip2
 #   scripts/build-plugins.sh --component   # cargo component build (wasip1 + adapter)
 #   scripts/build-plugins.sh [--component] --out DIR   # place them in DIR instead
+#   scripts/build-plugins.sh --languages   # the Python and JavaScript plugins
+#                                          # (and tests/fixtures/python-probe),
+#                                          # with `weir plugin build`
 #
-# Installs the Rust target (and cargo-component when asked for) if missing.
+# Installs the Rust target (and cargo-component when asked for) if missing;
+# --languages needs the toolchains on PATH (eval "$(scripts/toolchains.sh env)").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,11 +23,24 @@ dist=plugins/dist
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --component) mode=component ;;
+    --languages) mode=languages ;;
     --out) dist="$2"; shift ;;
     *) echo "unknown argument $1 (use --component, --out DIR)" >&2; exit 2 ;;
   esac
   shift
 done
+
+if [[ $mode == languages ]]; then
+  # plugins/python/<name> and plugins/js/<name> become <project name>.wasm.
+  cargo build --quiet -p weir --bin weir
+  weir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug/weir"
+  for project in plugins/python/*/ plugins/js/*/; do
+    "$weir" plugin build "$project" --out "$dist"
+  done
+  # The test-only Python plugin that probes the sandbox.
+  "$weir" plugin build tests/fixtures/python-probe --out tests/fixtures/dist
+  exit 0
+fi
 
 target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
 plugins=(taxi-enrich weather-window log-extract user-profile)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what is missing (Rust
-# targets, cargo-component, cargo-nextest, the test services), starts the
+# targets, cargo-component, cargo-nextest, the test services, the Python
+# and JavaScript plugin toolchains), starts the
 # services (Kafka API, S3, PostgreSQL on 127.0.0.1), builds the plugins
 # both ways, then runs every unit and integration test of the workspace.
 #
@@ -31,9 +32,12 @@ logs="${WEIR_SERVICES_DIR:-$HOME/.cache/weir/services}"
 mkdir -p "$logs"
 scripts/services.sh install >"$logs/install.log" 2>&1 &
 install=$!
+# The Python and JavaScript toolchains (PyPI, npm) download beside the builds.
+scripts/toolchains.sh install >"$logs/toolchains.log" 2>&1 &
+toolchains=$!
 # A failed build must not leave the services build running on its own.
 # (errexit off inside: pkill finding nothing must not become the exit code.)
-trap 'set +e; pkill -P "$install" 2>/dev/null; kill "$install" 2>/dev/null; :' EXIT
+trap 'set +e; pkill -P "$install" 2>/dev/null; kill "$install" "$toolchains" 2>/dev/null; :' EXIT
 
 # Plugins: wasm32-wasip2 into plugins/dist/ now; cargo-component's build
 # into plugins/dist/component/ (a test checks both builds behave the same)
@@ -44,6 +48,14 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   phase "install cargo-nextest" cargo install cargo-nextest --locked
 fi
 phase "build the tests" cargo nextest run --workspace --no-run
+
+if ! wait "$toolchains"; then
+  echo "test.sh: installing the Python and JavaScript toolchains failed; its log:" >&2
+  tail -n 40 "$logs/toolchains.log" >&2
+  exit 1
+fi
+eval "$(scripts/toolchains.sh env)"
+phase "plugins (Python, JS)" scripts/build-plugins.sh --languages
 
 t=$SECONDS
 if ! wait "$install"; then
@@ -60,6 +72,10 @@ status=0
 phase "run the tests" cargo nextest run --workspace --no-fail-fast || status=$?
 # Doc tests (nextest does not run them).
 phase "doc tests" cargo test --workspace --doc --quiet || status=$?
+# The Python SDK and plugins, and the JavaScript ones, natively.
+phase "pytest (SDK, plugins)" env PYTHONPATH=sdk/python/src \
+  python -m pytest -q -p no:cacheprovider sdk/python plugins/python || status=$?
+phase "node --test (plugins)" node --test plugins/js/ || status=$?
 
 echo "test.sh: where the time went (the services and cargo-component build ran beside the builds):"
 printf '  %s\n' "${phases[@]}"

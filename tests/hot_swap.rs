@@ -334,21 +334,20 @@ async fn ten_swaps_under_load_leave_every_record_once_tagged_with_one_version_ch
     assert!(log.contains("Swapped at a batch boundary"), "{log}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_swap_in_the_middle_of_open_windows_closes_them_with_the_reference_values() {
+/// Runs the event-time weather pipeline on generated readings while the
+/// plugin path, a symlink, is switched to each of `versions` after the first
+/// in turn, with windows open at every switch; checks every window against
+/// the reference and returns the rows' version tags, counted.
+async fn weather_through_swaps(name: &str, versions: &[PathBuf]) -> Vec<(String, i64)> {
     let (count, seed) = (20_000, 63);
-    let pipeline = unique("swap-window");
-    let topic = unique("swap-window");
+    let pipeline = unique(name);
+    let topic = unique(name);
     let table = pipeline.replace('-', "_");
     let dir = tempfile::tempdir().unwrap();
-    // The plugin path is a symlink to the live version's file.
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    let v1 = dir.path().join("weather-window-v1.wasm");
-    let v2 = dir.path().join("weather-window-v2.wasm");
-    std::fs::copy(common::reference("weather-window"), &v1).unwrap();
-    std::fs::copy(fixture("weather-window-v2.wasm"), &v2).unwrap();
-    std::os::unix::fs::symlink(&v1, plugins.join("weather-window.wasm")).unwrap();
+    let link = plugins.join("weather-window.wasm");
+    std::os::unix::fs::symlink(&versions[0], &link).unwrap();
     let config = flows::weather_config(
         dir.path(),
         &pipeline,
@@ -361,31 +360,65 @@ async fn a_swap_in_the_middle_of_open_windows_closes_them_with_the_reference_val
         .into_iter()
         .map(|l| l.text)
         .collect();
-    let half = count / 2;
-    produce_lines(&topic, &lines[..half]).await;
+    let part = count / versions.len();
+    produce_lines(&topic, &lines[..part]).await;
     let mut run = Running::start(&config, &swap_env(dir.path()), dir.path());
-    run.wait_for_input(&pipeline, half as u64);
-    // Every reading of the first half is in an open window or an emitted one.
-    replace(Style::Symlink, &v2, &plugins.join("weather-window.wasm"));
-    wait_swaps(&mut run, &pipeline, "swapped", 1);
-    produce_lines(&topic, &lines[half..]).await;
+    for (i, version) in versions.iter().enumerate().skip(1) {
+        // Every reading produced so far is in an open window or an emitted one.
+        run.wait_for_input(&pipeline, (i * part) as u64);
+        replace(Style::Symlink, version, &link);
+        wait_swaps(&mut run, &pipeline, "swapped", i as u64);
+        let end = if i + 1 == versions.len() {
+            count
+        } else {
+            (i + 1) * part
+        };
+        produce_lines(&topic, &lines[i * part..end]).await;
+    }
     let pool = pg_pool().await;
     flows::until_checkpointed(&mut run, &pool, &pipeline, &topic).await;
     run.stop();
 
     flows::assert_windows(&pool, &table, &flows::weather_reference(count, seed)).await;
-    let by_version: Vec<(String, i64)> = sqlx::query_as(&format!(
+    sqlx::query_as(&format!(
         "SELECT weir_version, count(*) FROM {table} GROUP BY 1 ORDER BY 1"
     ))
     .fetch_all(&pool)
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_swap_in_the_middle_of_open_windows_closes_them_with_the_reference_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = dir.path().join("weather-window-v1.wasm");
+    let v2 = dir.path().join("weather-window-v2.wasm");
+    std::fs::copy(common::reference("weather-window"), &v1).unwrap();
+    std::fs::copy(fixture("weather-window-v2.wasm"), &v2).unwrap();
+    let by_version = weather_through_swaps("swap-window", &[v1.clone(), v2.clone()]).await;
     let (l1, l2) = (
         label("weather-window@0.1.0", &v1),
         label("weather-window@2.0.0", &v2),
     );
     let versions: Vec<&str> = by_version.iter().map(|(v, _)| v.as_str()).collect();
     assert_eq!(versions, [l1.as_str(), l2.as_str()], "{by_version:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open_windows_cross_from_rust_to_python_and_back_with_every_window_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let rust = dir.path().join("weather-window-rust.wasm");
+    let python = dir.path().join("weather-window-python.wasm");
+    std::fs::copy(common::reference("weather-window"), &rust).unwrap();
+    std::fs::copy(common::reference("weather-window-py"), &python).unwrap();
+    let by_version =
+        weather_through_swaps("swap-py", &[rust.clone(), python.clone(), rust.clone()]).await;
+    let (lr, lp) = (
+        label("weather-window@0.1.0", &rust),
+        label("weather-window@1.0.0", &python),
+    );
+    let versions: Vec<&str> = by_version.iter().map(|(v, _)| v.as_str()).collect();
+    assert_eq!(versions, [lr.as_str(), lp.as_str()], "{by_version:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

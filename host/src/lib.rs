@@ -19,9 +19,11 @@
 //! - [`config`] — the TOML configuration, `${VAR}` interpolation, validation.
 //! - [`sample`] — deterministic sample data (taxi trips, weather, logs).
 //! - [`bench`] — the WASM-vs-native benchmark behind `weir bench`.
+//! - [`authoring`] — `weir plugin new` and `weir plugin build` (Rust, Python, JS).
 //!
 //! `main.rs` is the CLI (`run`, `validate`, `plugin test`, `bench`, `gen`).
 
+pub mod authoring;
 pub mod bench;
 mod chain;
 pub mod checkpoint;

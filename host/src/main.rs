@@ -131,19 +131,32 @@ enum BucketCommand {
 
 #[derive(Subcommand)]
 enum PluginCommand {
-    /// Builds a plugin crate as a component and places it in the plugins
-    /// folder atomically, so a running weir swaps to it.
+    /// Builds a plugin project as a component and places it in the plugins
+    /// folder atomically, so a running weir swaps to it. The language comes
+    /// from the manifest: Cargo.toml (cargo), pyproject.toml
+    /// (componentize-py), package.json (componentize-js).
     Build {
-        /// The crate's folder (or its Cargo.toml).
-        #[arg(name = "crate")]
-        krate: PathBuf,
-        /// The plugins folder to place `<crate>.wasm` in.
+        /// The project's folder (or its manifest).
+        #[arg(name = "project")]
+        project: PathBuf,
+        /// The plugins folder to place `<name>.wasm` in.
         #[arg(long, default_value = "plugins/dist")]
         out: PathBuf,
-        /// Use `cargo component build` (wasm32-wasip1 + adapter) instead of
-        /// `cargo build --target wasm32-wasip2`.
+        /// Rust: use `cargo component build` (wasm32-wasip1 + adapter)
+        /// instead of `cargo build --target wasm32-wasip2`.
         #[arg(long)]
         component: bool,
+    },
+    /// Writes a new plugin project with a working transform and its test.
+    New {
+        /// The plugin's name (lower-case, dashes), e.g. fare-check.
+        name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: weir::authoring::Language,
+        /// The folder to create (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Runs a plugin on an NDJSON file and prints its outputs and failures.
     Test {
@@ -239,13 +252,27 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
         Command::Plugin {
             command:
                 PluginCommand::Build {
-                    krate,
+                    project,
                     out,
                     component,
                 },
         } => {
-            let placed = tokio::task::block_in_place(|| plugin_build(&krate, &out, component))?;
+            let placed = tokio::task::block_in_place(|| {
+                weir::authoring::build::build(&project, &out, component)
+            })?;
             println!("{placed}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin {
+            command: PluginCommand::New { name, lang, dir },
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            weir::authoring::template::create(&name, lang, &dir)?;
+            println!(
+                "created {} ({lang}): {}",
+                dir.display(),
+                next_steps(lang, &dir)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { config, connect } => {
@@ -798,90 +825,18 @@ async fn status(
     })
 }
 
-/// `weir plugin build`: cargo builds the crate for WebAssembly, then the
-/// component is copied beside its destination and renamed over it, so a
-/// watching weir never reads half a file. Returns what was placed.
-fn plugin_build(krate: &Path, out: &Path, component: bool) -> Result<String> {
-    let manifest = if krate.is_dir() {
-        krate.join("Cargo.toml")
-    } else {
-        krate.to_owned()
-    };
-    if !manifest.is_file() {
-        bail!(
-            "{} is not a crate (no Cargo.toml); give the plugin crate's folder",
-            krate.display()
-        );
-    }
-    let mut cargo = std::process::Command::new("cargo");
-    if component {
-        cargo.args(["component", "build"]);
-    } else {
-        cargo.args(["build", "--target", "wasm32-wasip2"]);
-    }
-    cargo
-        .args(["--release", "--message-format=json-render-diagnostics"])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .stderr(std::process::Stdio::inherit());
-    let output = cargo.output().with_context(|| {
-        if component {
-            "cannot run `cargo component` (install it: cargo install cargo-component --locked)"
-        } else {
-            "cannot run cargo"
+/// What to run after `weir plugin new`.
+fn next_steps(lang: weir::authoring::Language, dir: &Path) -> String {
+    let dir = dir.display();
+    match lang {
+        weir::authoring::Language::Rust => {
+            format!("cd {dir} && cargo test, then weir plugin build {dir}")
         }
-    })?;
-    if !output.status.success() {
-        bail!(
-            "the build failed (see cargo's messages above){}",
-            if component {
-                ""
-            } else {
-                "; if the target is missing: rustup target add wasm32-wasip2"
-            }
-        );
+        weir::authoring::Language::Python => format!(
+            "pip install weir-sdk (from weir's sdk/python) and componentize-py==0.25.1, cd {dir} && pytest, then weir plugin build {dir}"
+        ),
+        weir::authoring::Language::Js => {
+            format!("cd {dir} && npm install && npm test, then weir plugin build {dir}")
+        }
     }
-    let manifest = std::fs::canonicalize(&manifest)?;
-    let built = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact")
-        .filter(|m| m["manifest_path"].as_str().map(Path::new) == Some(manifest.as_path()))
-        .flat_map(|m| {
-            m["filenames"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|f| f.as_str().map(PathBuf::from))
-        })
-        .rfind(|f| f.extension().is_some_and(|e| e == "wasm"))
-        .with_context(|| {
-            format!(
-                "cargo built no .wasm for {}; a plugin crate needs crate-type = [\"cdylib\"]",
-                manifest.display()
-            )
-        })?;
-    let name = built
-        .file_stem()
-        .map(|s| s.to_string_lossy().replace('_', "-"))
-        .unwrap_or_else(|| "plugin".into());
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("cannot create the plugins folder {}", out.display()))?;
-    let destination = out.join(format!("{name}.wasm"));
-    let temporary = out.join(format!(".{name}.wasm.tmp{}", std::process::id()));
-    let bytes = std::fs::read(&built)?;
-    {
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&temporary, &destination)
-        .with_context(|| format!("cannot place {}", destination.display()))?;
-    Ok(format!(
-        "built {} ({} bytes, sha256 {})",
-        destination.display(),
-        bytes.len(),
-        &plugin::cache::ComponentCache::content_hash(&bytes)[..12]
-    ))
 }

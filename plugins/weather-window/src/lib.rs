@@ -418,6 +418,25 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_restores_sums_to_the_last_bit() {
+        // These 17 readings sum to 413.84000000000003, which serde_json
+        // without `float_roundtrip` reads back as 413.84.
+        let batch: Vec<Record> = (0..17u64)
+            .map(|i| 12.0 + ((i * 7919) % 2200) as f64 / 100.0)
+            .map(|t| rec(&format!(r#"{{"city":"Cairo","temperature":{t}}}"#)))
+            .collect();
+        let mut old = WeatherWindow::new("{}").unwrap();
+        old.process(batch, 1_000);
+        assert!(String::from_utf8_lossy(&old.snapshot()).contains("413.84000000000003"));
+        let mut new = WeatherWindow::new("{}").unwrap();
+        new.restore(&old.snapshot()).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&new.snapshot()),
+            String::from_utf8_lossy(&old.snapshot())
+        );
+    }
+
+    #[test]
     fn bad_readings_fail_with_reasons() {
         let mut w = WeatherWindow::new("{}").unwrap();
         let out = w.process(

@@ -1,0 +1,132 @@
+"""The glue between a :class:`weir_sdk.Transform` and the ``weir:transform``
+world. Imported only inside a component build (``weir plugin build`` writes an
+entry module that calls :func:`world`); never needed by tests.
+
+What it must never do: copy a record the host lifted. The lifted records are
+instances of the bindings' ``Record``; the SDK's helpers (``json``,
+``with_json``, ``header``, …) are attached to that class instead, so a
+transform sees the same methods natively and inside the component.
+"""
+
+from __future__ import annotations
+
+# The standard library loads some modules lazily, on first use; a component
+# holds only what was imported while it was built, so import them now.
+# (`datetime.strptime` imports `_strptime`; codecs look up `encodings.*`.)
+import _strptime  # noqa: F401
+import calendar  # noqa: F401
+import encodings.ascii  # noqa: F401
+import encodings.idna  # noqa: F401
+import encodings.latin_1  # noqa: F401
+import encodings.raw_unicode_escape  # noqa: F401
+import encodings.unicode_escape  # noqa: F401
+import encodings.utf_16  # noqa: F401
+import encodings.utf_32  # noqa: F401
+import json.decoder  # noqa: F401
+import json.encoder  # noqa: F401
+import json
+
+import componentize_py_types
+import wit_world
+from wit_world.imports import host, types
+
+import weir_sdk
+from weir_sdk import Record, Transform
+
+_LEVELS = {
+    "trace": types.Level.TRACE,
+    "debug": types.Level.DEBUG,
+    "info": types.Level.INFO,
+    "warn": types.Level.WARN,
+    "error": types.Level.ERROR,
+}
+
+for _name in ("json", "with_value", "with_json", "header"):
+    setattr(types.Record, _name, getattr(Record, _name))
+
+
+def _host_log(level: str, message: str) -> None:
+    host.log(_LEVELS[level], message)
+
+
+weir_sdk.log._sink = _host_log
+
+
+def _lowered(record) -> types.Record:
+    """A record the bindings can lower: the lifted class as it is, an SDK
+    record converted (one object, the bytes are shared)."""
+    if type(record) is types.Record:
+        return record
+    headers = record.headers
+    if headers and type(headers[0]) is not types.Header:
+        headers = [types.Header(h.name, h.value) for h in headers]
+    return types.Record(record.key, record.value, record.timestamp_ms, headers)
+
+
+def _records(out) -> list:
+    return [_lowered(r) for r in out]
+
+
+def _refusal(what: str, error: BaseException) -> componentize_py_types.Err:
+    if isinstance(error, ImportError):
+        return componentize_py_types.Err(_import_hint(error))
+    return componentize_py_types.Err(f"{what}: {type(error).__name__}: {error}")
+
+
+def _import_hint(error: ImportError) -> str:
+    return (
+        f"{error}: the component holds only the modules imported while it was built; "
+        f"import {error.name or 'it'} at the top of the plugin's module and build again"
+    )
+
+
+def world(transform: type[Transform]) -> type:
+    """The class componentize-py exports as ``WitWorld`` for ``transform``.
+
+    componentize-py may make a new ``WitWorld`` for each call, so the live
+    instance is kept here, in the closure, not on ``self``. Until ``init``
+    succeeds it is built from ``{}`` (its defaults), as the Rust kit does.
+    """
+    info = transform.info()
+    live: list[Transform] = []
+
+    def instance() -> Transform:
+        if not live:
+            live.append(transform({}))
+        return live[0]
+
+    class WitWorld(wit_world.WitWorld):
+        def describe(self) -> types.Info:
+            return types.Info(info.name, info.version, info.state_version)
+
+        def init(self, config: str) -> None:
+            try:
+                built = transform(json.loads(config or "{}"))
+            except Exception as e:
+                raise _refusal("the configuration is refused", e) from None
+            live[:] = [built]
+
+        def process(self, batch, now_ms: int) -> types.BatchResult:
+            try:
+                result = instance().process(batch, now_ms)
+            except ImportError as e:
+                raise ImportError(_import_hint(e)) from e
+            failures = result.failures
+            if failures and type(failures[0]) is not types.Failure:
+                failures = [types.Failure(f.index, f.reason) for f in failures]
+            return types.BatchResult(_records(result.outputs), failures)
+
+        def on_tick(self, now_ms: int) -> list:
+            return _records(instance().on_tick(now_ms))
+
+        def snapshot(self) -> bytes:
+            return bytes(instance().snapshot())
+
+        def restore(self, state: bytes) -> None:
+            try:
+                instance().restore(state)
+            except Exception as e:
+                raise _refusal("the state is refused", e) from None
+
+    WitWorld.__qualname__ = WitWorld.__name__ = "WitWorld"
+    return WitWorld

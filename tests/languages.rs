@@ -1,0 +1,246 @@
+//! Plugins written in Python and JavaScript, through the same host as the
+//! Rust ones: the reference twins give the Rust plugins' outputs record by
+//! record, the sandbox and the memory cap hold for them, and `weir plugin
+//! new` writes a project per language that `weir plugin build` turns into a
+//! component `weir plugin test` runs.
+//!
+//! The components are built by `scripts/test.sh` (`weir plugin build` with the
+//! toolchains `scripts/toolchains.sh` installs) into plugins/dist/.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use weir::plugin::{BatchResult, PluginLimits};
+
+/// Both results of one batch are the same: outputs byte for byte, the same
+/// records failed for the same reasons. A JSON syntax error's detail comes
+/// from each language's own parser, so there only the reason's prefix (what
+/// the plugin says before the parser speaks) must match.
+fn assert_same_results(rust: &BatchResult, other: &BatchResult, parser_prefix: &str, at: usize) {
+    assert_eq!(
+        rust.outputs.len(),
+        other.outputs.len(),
+        "batch at {at}: {} outputs from Rust, {} from the twin",
+        rust.outputs.len(),
+        other.outputs.len()
+    );
+    for (i, (a, b)) in rust.outputs.iter().zip(&other.outputs).enumerate() {
+        assert_eq!(
+            String::from_utf8_lossy(&a.value),
+            String::from_utf8_lossy(&b.value),
+            "output {i} of the batch at {at}"
+        );
+        assert_eq!(a.key, b.key, "key of output {i} of the batch at {at}");
+        assert_eq!(a.timestamp_ms, b.timestamp_ms);
+    }
+    let failures = |r: &BatchResult| -> Vec<(u32, String)> {
+        r.failures
+            .iter()
+            .map(|f| match f.reason.find(parser_prefix) {
+                Some(0) => (f.index, parser_prefix.to_owned()),
+                _ => (f.index, f.reason.clone()),
+            })
+            .collect()
+    };
+    assert_eq!(failures(rust), failures(other), "batch at {at}");
+}
+
+fn texts(lines: &[weir::sample::Line]) -> Vec<&str> {
+    lines.iter().map(|l| l.text.as_str()).collect()
+}
+
+#[test]
+fn python_taxi_enrich_gives_the_rust_plugins_outputs_and_reasons_record_by_record() {
+    let (engine, _cache) = common::engine();
+    let mut rust = common::start_default(&engine, common::reference("taxi-enrich"), "{}");
+    let mut python = common::start_default(&engine, common::reference("taxi-enrich-py"), "{}");
+    assert_eq!(python.info().name, "taxi-enrich");
+    // Every defect the generator makes, about 75 of each.
+    let lines = weir::sample::taxi(4000, 11, 12.0);
+    let mut failed = 0;
+    for (c, chunk) in texts(&lines).chunks(512).enumerate() {
+        let batch = common::records(chunk);
+        let a = rust.process(&batch, 0).unwrap();
+        let b = python.process(&batch, 0).unwrap();
+        assert_same_results(&a, &b, "invalid JSON: ", c * 512);
+        failed += a.failures.len();
+    }
+    assert_eq!(failed, common::defects(&lines).len());
+    assert!(failed > 300, "{failed}");
+    // Thresholds come from the same configuration keys.
+    let config = r#"{"max-speed-mph": 14, "long-trip-miles": 3}"#;
+    let mut rust = common::start_default(&engine, common::reference("taxi-enrich"), config);
+    let mut python = common::start_default(&engine, common::reference("taxi-enrich-py"), config);
+    let batch = common::records(&texts(&lines[..512]));
+    let (a, b) = (
+        rust.process(&batch, 0).unwrap(),
+        python.process(&batch, 0).unwrap(),
+    );
+    assert!(a.failures.len() > common::defects(&lines[..512]).len() + 50);
+    assert_same_results(&a, &b, "invalid JSON: ", 0);
+}
+
+#[test]
+fn python_weather_window_closes_the_rust_plugins_windows_and_reads_its_snapshots() {
+    let (engine, _cache) = common::engine();
+    let mut rust = common::start_default(&engine, common::reference("weather-window"), "{}");
+    let mut python = common::start_default(&engine, common::reference("weather-window-py"), "{}");
+    assert_eq!(python.info().state_version, rust.info().state_version);
+    let lines = weir::sample::weather(6000, 5, 1_546_300_800_000, 1000, 3.0);
+    let mut now = 1_546_300_800_000;
+    for (c, chunk) in texts(&lines).chunks(300).enumerate() {
+        let batch = common::records(chunk);
+        now += 7_000;
+        let a = rust.process(&batch, now).unwrap();
+        let b = python.process(&batch, now).unwrap();
+        assert_same_results(&a, &b, "invalid JSON: ", c * 300);
+        if c == 9 {
+            // Hand the open windows across, both ways, in the middle.
+            let (from_rust, from_python) = (rust.snapshot().unwrap(), python.snapshot().unwrap());
+            python.restore(&from_rust).unwrap();
+            rust.restore(&from_python).unwrap();
+        }
+    }
+    let (a, b) = (
+        rust.on_tick(i64::MAX).unwrap(),
+        python.on_tick(i64::MAX).unwrap(),
+    );
+    assert!(!a.is_empty());
+    let values = |r: &[weir::plugin::Record]| -> Vec<String> {
+        r.iter()
+            .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+            .collect()
+    };
+    assert_eq!(values(&a), values(&b));
+}
+
+#[test]
+fn javascript_log_extract_gives_the_rust_plugins_fields() {
+    let (engine, _cache) = common::engine();
+    let mut rust = common::start_default(&engine, common::reference("log-extract"), "{}");
+    let mut js = common::start_default(&engine, common::reference("log-extract-js"), "{}");
+    assert_eq!(js.info().name, "log-extract");
+    let lines = weir::sample::logs(3000, 9, 1_546_300_800_000, 5.0);
+    let mut failed = 0;
+    for chunk in texts(&lines).chunks(500) {
+        let batch = common::records(chunk);
+        let a = rust.process(&batch, 0).unwrap();
+        let b = js.process(&batch, 0).unwrap();
+        // Rust's serde_json writes nested objects with sorted keys and floats
+        // with a ".0"; compare values, not spellings.
+        assert_eq!(common::json(&a.outputs), common::json(&b.outputs));
+        let reasons = |r: &BatchResult| -> Vec<(u32, bool)> {
+            r.failures
+                .iter()
+                .map(|f| {
+                    (
+                        f.index,
+                        f.reason.starts_with("record is not a JSON object: "),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(reasons(&a), reasons(&b));
+        failed += a.failures.len();
+    }
+    assert_eq!(failed, common::defects(&lines).len());
+    let config = r#"{"fields":[{"name":"host","from":["resources.host.name"]},{"name":"trace","from":["attributes.trace"],"required":true}]}"#;
+    let mut rust = common::start_default(&engine, common::reference("log-extract"), config);
+    let mut js = common::start_default(&engine, common::reference("log-extract-js"), config);
+    let batch = common::records(&texts(&lines[..50]));
+    let (a, b) = (
+        rust.process(&batch, 0).unwrap(),
+        js.process(&batch, 0).unwrap(),
+    );
+    assert_same_results(&a, &b, "record is not a JSON object: ", 0);
+}
+
+#[test]
+fn a_python_plugin_over_its_memory_cap_is_refused_naming_the_cap_and_the_key() {
+    let (engine, _cache) = common::engine();
+    let limits = PluginLimits {
+        max_memory: 8 << 20,
+        ..PluginLimits::default()
+    };
+    let spec = weir::plugin::PluginSpec {
+        name: "taxi-py".into(),
+        path: common::reference("taxi-enrich-py"),
+        config_json: "{}".into(),
+        limits,
+        read_only_dirs: Vec::new(),
+    };
+    let error = engine
+        .start(&spec)
+        .err()
+        .expect("8 MiB cannot hold CPython");
+    let text = error.to_string();
+    assert!(text.contains("memory cap of 8 MiB"), "{text}");
+    assert!(
+        text.contains("raise [plugins.taxi-py] max-memory"),
+        "{text}"
+    );
+    // The default cap fits CPython with room for batches.
+    common::start_default(&engine, common::reference("taxi-enrich-py"), "{}");
+}
+
+/// Runs `weir` with the toolchains on PATH (scripts/test.sh puts them there).
+fn weir(args: &[&str], dir: &Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "weir {args:?} failed:\n{text}");
+    text
+}
+
+/// `weir plugin new` → `weir plugin build` → `weir plugin test` for one
+/// language: the template's transform upper-cases `message`.
+fn template_builds_and_runs(lang: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("shout-{lang}");
+    weir(&["plugin", "new", &name, "--lang", lang], dir.path());
+    let placed = weir(&["plugin", "build", &name, "--out", "dist"], dir.path());
+    assert!(placed.contains(&format!("dist/{name}.wasm")), "{placed}");
+    std::fs::write(
+        dir.path().join("in.ndjson"),
+        "{\"message\":\"hello\"}\n{\"other\":1}\n",
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let out = weir(
+        &[
+            "plugin",
+            "test",
+            &format!("dist/{name}.wasm"),
+            "--input",
+            "in.ndjson",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(out.contains("HELLO"), "{out}");
+    assert!(out.contains("message is missing"), "{out}");
+}
+
+#[test]
+fn a_python_template_builds_and_runs() {
+    template_builds_and_runs("python");
+}
+
+#[test]
+fn a_javascript_template_builds_and_runs() {
+    template_builds_and_runs("js");
+}
+
+#[test]
+fn a_rust_template_builds_and_runs() {
+    template_builds_and_runs("rust");
+}
