@@ -244,3 +244,45 @@ fn a_javascript_template_builds_and_runs() {
 fn a_rust_template_builds_and_runs() {
     template_builds_and_runs("rust");
 }
+
+#[test]
+fn a_python_plugin_cannot_read_host_files_env_network_or_the_clock() {
+    let (engine, _cache) = common::engine();
+    let mut probe = common::start_default(
+        &engine,
+        common::wasm("tests/fixtures/dist/python-probe.wasm"),
+        "{}",
+    );
+    // A variable every process of this test run has, and a file every host has.
+    let home = std::env::var("HOME").expect("HOME is set");
+    let root = common::root().display().to_string();
+    let tries = [
+        format!(r#"{{"try":"read","arg":"/etc/passwd"}}"#),
+        format!(r#"{{"try":"list","arg":"{root}"}}"#),
+        format!(r#"{{"try":"list","arg":"/"}}"#),
+        format!(r#"{{"try":"env","arg":"HOME"}}"#),
+        format!(r#"{{"try":"connect","arg":"{}"}}"#, "127.0.0.1:5432"),
+        format!(r#"{{"try":"clock"}}"#),
+    ];
+    let out = probe.process(&common::records(&tries), 0).unwrap();
+    let answers = common::json(&out.outputs);
+    let by_try =
+        |what: &str| -> &serde_json::Value { answers.iter().find(|a| a["try"] == what).unwrap() };
+    for (what, answer) in [("read", by_try("read")), ("connect", by_try("connect"))] {
+        assert_eq!(answer["ok"], false, "{what} must be refused: {answer}");
+    }
+    let listed: Vec<&serde_json::Value> = answers.iter().filter(|a| a["try"] == "list").collect();
+    for answer in listed {
+        // No directory is preopened: nothing of the host is visible.
+        assert!(
+            answer["ok"] == false || answer["got"] == "listed 0 entries",
+            "{answer}"
+        );
+    }
+    let env = by_try("env")["got"].as_str().unwrap_or_default();
+    assert!(!env.contains(&home), "the host's HOME leaked: {env}");
+    assert!(env.ends_with("0 variables"), "{env}");
+    // The only clock is the one the host passes in: WASI's is stopped at the epoch.
+    let clock = by_try("clock")["got"].as_str().unwrap_or_default();
+    assert!(clock.starts_with("time.time() = 0"), "{clock}");
+}
