@@ -466,6 +466,12 @@ async fn bad_versions_dropped_in_are_refused_or_rolled_back_and_the_old_one_lose
             "rolled_back",
             "max-batch-time",
         ),
+        // A Python version whose interpreter faults on its first batch.
+        (
+            fixture("python-probe.wasm"),
+            "rolled_back",
+            "python-probe: not a probe record",
+        ),
     ];
     let (lines, invalid) = numbered_taxi(2_001 * (cases.len() + 1), 65);
     let live = label("taxi-enrich@0.1.0", &plugin);
@@ -486,7 +492,12 @@ async fn bad_versions_dropped_in_are_refused_or_rolled_back_and_the_old_one_lose
             // earlier, the old version may take it while the new one is
             // still compiling, and the new one would then wait for input.
             rolled_back += 1;
-            wait_live(&mut run, &label("hostile@0.0.1", file));
+            let name = if file.ends_with("python-probe.wasm") {
+                "python-probe@0.1.0"
+            } else {
+                "hostile@0.0.1"
+            };
+            wait_live(&mut run, &label(name, file));
             produce_lines(&topic, &lines[produced..produced + 1]).await;
             produced += 1;
             wait_swaps(&mut run, &pipeline, result, rolled_back);
@@ -679,6 +690,45 @@ async fn a_canary_failing_half_its_records_is_rejected_and_one_failing_none_is_p
     assert_exactly_once(&rows, produced, &invalid, dir.path());
     let versions: BTreeSet<&str> = rows.iter().filter_map(|r| r.1.as_deref()).collect();
     assert_eq!(versions, BTreeSet::from([v1.as_str(), v2.as_str()]));
+    assert_eq!(changes(&rows), 1, "one switch, at the promotion");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_canary_matching_the_live_rust_version_is_promoted_with_nothing_lost() {
+    let TaxiSwap {
+        pipeline,
+        topic,
+        table,
+        dir,
+        config,
+        plugin,
+    } = taxi_swap("swap-canary-py", "swap = \"canary\"\ncanary-batches = 5");
+    let rust = label("taxi-enrich@0.1.0", &plugin);
+    let python = label("taxi-enrich@1.0.0", &common::reference("taxi-enrich-py"));
+    let (lines, invalid) = numbered_taxi(200_000, 71);
+    let mut run = Running::start(&config, &swap_env(dir.path()), dir.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = produce_continuously(topic.clone(), Arc::new(lines), stop.clone());
+    run.wait_for_input(&pipeline, 1000);
+    replace(
+        Style::RenameOver,
+        &common::reference("taxi-enrich-py"),
+        &plugin,
+    );
+    wait_swaps(&mut run, &pipeline, "promoted", 1);
+    let before = run.metric("weir_records_in_total", &pipeline);
+    run.wait_for_input(&pipeline, before + 2000);
+    stop.store(true, Ordering::Relaxed);
+    let produced = producer.await.unwrap();
+    let pool = pg_pool().await;
+    flows::until_checkpointed(&mut run, &pool, &pipeline, &topic).await;
+    let log = run.stop();
+    assert!(log.contains("Canary promoted"), "{log}");
+
+    let rows = rows_by_seq(&pool, &table).await;
+    assert_exactly_once(&rows, produced, &invalid, dir.path());
+    let versions: BTreeSet<&str> = rows.iter().filter_map(|r| r.1.as_deref()).collect();
+    assert_eq!(versions, BTreeSet::from([rust.as_str(), python.as_str()]));
     assert_eq!(changes(&rows), 1, "one switch, at the promotion");
 }
 
