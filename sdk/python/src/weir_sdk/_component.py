@@ -2,10 +2,12 @@
 world. Imported only inside a component build (``weir plugin build`` writes an
 entry module that calls :func:`world`); never needed by tests.
 
-What it must never do: copy a record the host lifted. The lifted records are
-instances of the bindings' ``Record``; the SDK's helpers (``json``,
-``with_json``, ``header``, …) are attached to that class instead, so a
-transform sees the same methods natively and inside the component.
+What it must never do: copy a record on either side of the boundary. The
+lifted records are instances of the bindings' ``Record``; the SDK's helpers
+(``json``, ``with_json``, ``header``, …) are attached to that class instead,
+so a transform sees the same methods natively and inside the component. On
+the way out, the bindings read attributes, so the SDK's own ``Record``,
+``Failure`` and ``BatchResult`` are lowered as they are.
 """
 
 from __future__ import annotations
@@ -52,21 +54,6 @@ def _host_log(level: str, message: str) -> None:
 weir_sdk.log._sink = _host_log
 
 
-def _lowered(record) -> types.Record:
-    """A record the bindings can lower: the lifted class as it is, an SDK
-    record converted (one object, the bytes are shared)."""
-    if type(record) is types.Record:
-        return record
-    headers = record.headers
-    if headers and type(headers[0]) is not types.Header:
-        headers = [types.Header(h.name, h.value) for h in headers]
-    return types.Record(record.key, record.value, record.timestamp_ms, headers)
-
-
-def _records(out) -> list:
-    return [_lowered(r) for r in out]
-
-
 def _refusal(what: str, error: BaseException) -> componentize_py_types.Err:
     if isinstance(error, ImportError):
         return componentize_py_types.Err(_import_hint(error))
@@ -106,18 +93,17 @@ def world(transform: type[Transform]) -> type:
                 raise _refusal("the configuration is refused", e) from None
             live[:] = [built]
 
+        # The bindings lower any object with the record's (or result's)
+        # attributes, so what the transform returns goes back as it is: no
+        # second object per output record.
         def process(self, batch, now_ms: int) -> types.BatchResult:
             try:
-                result = instance().process(batch, now_ms)
+                return instance().process(batch, now_ms)
             except ImportError as e:
                 raise ImportError(_import_hint(e)) from e
-            failures = result.failures
-            if failures and type(failures[0]) is not types.Failure:
-                failures = [types.Failure(f.index, f.reason) for f in failures]
-            return types.BatchResult(_records(result.outputs), failures)
 
         def on_tick(self, now_ms: int) -> list:
-            return _records(instance().on_tick(now_ms))
+            return instance().on_tick(now_ms)
 
         def snapshot(self) -> bytes:
             return bytes(instance().snapshot())
