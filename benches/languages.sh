@@ -9,6 +9,10 @@
 #  3. process() alone (weir bench): the Python component against native Rust,
 #     and a Python identity component (benches/python-echo) for what crossing
 #     the boundary costs with no work.
+# With FLINKPY (a python with `pip install apache-flink==2.3.0`) and
+# PYFLINK_UDF (the peer benchmark's pyflink_udf.py, a Python ProcessFunction
+# doing the same enrichment) set, each round also runs PyFlink on the same
+# file with 2 Python worker processes.
 # Usage: benches/languages.sh [records] [rounds]   (default 100000, 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +57,11 @@ for round in $(seq 1 "$rounds"); do
   PYTHONPATH=sdk/python/src:plugins/python/taxi-enrich timed "round $round native CPython" \
     python3 benches/taxi_native.py "$work/trips.ndjson" "$work/native.ndjson" "$work/native-dead.ndjson"
   echo "  outputs $(wc -l <"$work/native.ndjson"), dead letters $(wc -l <"$work/native-dead.ndjson")"
+  if [ -n "${FLINKPY:-}" ] && [ -n "${PYFLINK_UDF:-}" ]; then
+    rm -rf "$work/pyflink"
+    timed "round $round PyFlink UDF, 2 workers" "$FLINKPY" "$PYFLINK_UDF" "$work/trips.ndjson" "$work/pyflink" 2 --workers process
+    echo "  outputs $(find "$work/pyflink/valid" -type f -exec cat {} + | wc -l)"
+  fi
 done
 cmp <(sort "$work/out/out.ndjson") <(sort "$work/native.ndjson") && echo "  the Python component's outputs equal native CPython's"
 

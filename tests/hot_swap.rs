@@ -635,30 +635,45 @@ async fn a_canary_is_judged_on_batches_that_carried_records_not_on_idle_polls() 
     assert_all_once_by(run, &swap, lines.len(), &invalid, &live).await;
 }
 
+/// Lets the producer run until `pipeline` has taken 2000 more records, stops
+/// it, stops weir once everything produced is checkpointed, and checks every
+/// row is in the table once; returns the rows and weir's log.
+async fn finish_producing(
+    mut run: Running,
+    swap: &TaxiSwap,
+    producer: tokio::task::JoinHandle<usize>,
+    stop: Arc<AtomicBool>,
+    invalid: &BTreeSet<i64>,
+) -> (Vec<(i64, Option<String>, bool, Option<String>)>, String) {
+    let before = run.metric("weir_records_in_total", &swap.pipeline);
+    run.wait_for_input(&swap.pipeline, before + 2000);
+    stop.store(true, Ordering::Relaxed);
+    let produced = producer.await.unwrap();
+    let pool = pg_pool().await;
+    flows::until_checkpointed(&mut run, &pool, &swap.pipeline, &swap.topic).await;
+    let log = run.stop();
+    let rows = rows_by_seq(&pool, &swap.table).await;
+    assert_exactly_once(&rows, produced, invalid, swap.dir.path());
+    (rows, log)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_canary_failing_half_its_records_is_rejected_and_one_failing_none_is_promoted() {
-    let TaxiSwap {
-        pipeline,
-        topic,
-        table,
-        dir,
-        config,
-        plugin,
-    } = taxi_swap("swap-canary", "swap = \"canary\"\ncanary-batches = 5");
-    let v1 = label("taxi-enrich@0.1.0", &plugin);
+    let swap = taxi_swap("swap-canary", "swap = \"canary\"\ncanary-batches = 5");
+    let v1 = label("taxi-enrich@0.1.0", &swap.plugin);
     let v2 = label("taxi-enrich@2.0.0", &fixture("taxi-enrich-v2.wasm"));
     let (lines, invalid) = numbered_taxi(200_000, 67);
-    let mut run = Running::start(&config, &swap_env(dir.path()), dir.path());
+    let mut run = Running::start(&swap.config, &swap_env(swap.dir.path()), swap.dir.path());
     let stop = Arc::new(AtomicBool::new(false));
-    let producer = produce_continuously(topic.clone(), Arc::new(lines), stop.clone());
-    run.wait_for_input(&pipeline, 1000);
+    let producer = produce_continuously(swap.topic.clone(), Arc::new(lines), stop.clone());
+    run.wait_for_input(&swap.pipeline, 1000);
 
     replace(
         Style::RenameOver,
         &fixture("hostile-fail-half.wasm"),
-        &plugin,
+        &swap.plugin,
     );
-    wait_swaps(&mut run, &pipeline, "canary_rejected", 1);
+    wait_swaps(&mut run, &swap.pipeline, "canary_rejected", 1);
     let readyz = run.get("/readyz").unwrap().1;
     eprintln!("after the rejection, /readyz:\n{readyz}");
     assert!(
@@ -667,27 +682,22 @@ async fn a_canary_failing_half_its_records_is_rejected_and_one_failing_none_is_p
     );
     assert!(readyz.contains("canary failed"), "{readyz}");
 
-    replace(Style::RenameOver, &fixture("taxi-enrich-v2.wasm"), &plugin);
-    wait_swaps(&mut run, &pipeline, "promoted", 1);
-    let before = run.metric("weir_records_in_total", &pipeline);
-    run.wait_for_input(&pipeline, before + 2000);
-    stop.store(true, Ordering::Relaxed);
-    let produced = producer.await.unwrap();
-    let pool = pg_pool().await;
-    flows::until_checkpointed(&mut run, &pool, &pipeline, &topic).await;
+    replace(
+        Style::RenameOver,
+        &fixture("taxi-enrich-v2.wasm"),
+        &swap.plugin,
+    );
+    wait_swaps(&mut run, &swap.pipeline, "promoted", 1);
     assert_eq!(
-        swaps(&run, &pipeline, "swapped"),
+        swaps(&run, &swap.pipeline, "swapped"),
         0,
         "nothing went live without its canary"
     );
-    let log = run.stop();
+    let (rows, log) = finish_producing(run, &swap, producer, stop, &invalid).await;
     assert!(
         log.contains("Canary rejected") && log.contains("Canary promoted"),
         "{log}"
     );
-
-    let rows = rows_by_seq(&pool, &table).await;
-    assert_exactly_once(&rows, produced, &invalid, dir.path());
     let versions: BTreeSet<&str> = rows.iter().filter_map(|r| r.1.as_deref()).collect();
     assert_eq!(versions, BTreeSet::from([v1.as_str(), v2.as_str()]));
     assert_eq!(changes(&rows), 1, "one switch, at the promotion");
@@ -695,38 +705,22 @@ async fn a_canary_failing_half_its_records_is_rejected_and_one_failing_none_is_p
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_canary_matching_the_live_rust_version_is_promoted_with_nothing_lost() {
-    let TaxiSwap {
-        pipeline,
-        topic,
-        table,
-        dir,
-        config,
-        plugin,
-    } = taxi_swap("swap-canary-py", "swap = \"canary\"\ncanary-batches = 5");
-    let rust = label("taxi-enrich@0.1.0", &plugin);
+    let swap = taxi_swap("swap-canary-py", "swap = \"canary\"\ncanary-batches = 5");
+    let rust = label("taxi-enrich@0.1.0", &swap.plugin);
     let python = label("taxi-enrich@1.0.0", &common::reference("taxi-enrich-py"));
     let (lines, invalid) = numbered_taxi(200_000, 71);
-    let mut run = Running::start(&config, &swap_env(dir.path()), dir.path());
+    let mut run = Running::start(&swap.config, &swap_env(swap.dir.path()), swap.dir.path());
     let stop = Arc::new(AtomicBool::new(false));
-    let producer = produce_continuously(topic.clone(), Arc::new(lines), stop.clone());
-    run.wait_for_input(&pipeline, 1000);
+    let producer = produce_continuously(swap.topic.clone(), Arc::new(lines), stop.clone());
+    run.wait_for_input(&swap.pipeline, 1000);
     replace(
         Style::RenameOver,
         &common::reference("taxi-enrich-py"),
-        &plugin,
+        &swap.plugin,
     );
-    wait_swaps(&mut run, &pipeline, "promoted", 1);
-    let before = run.metric("weir_records_in_total", &pipeline);
-    run.wait_for_input(&pipeline, before + 2000);
-    stop.store(true, Ordering::Relaxed);
-    let produced = producer.await.unwrap();
-    let pool = pg_pool().await;
-    flows::until_checkpointed(&mut run, &pool, &pipeline, &topic).await;
-    let log = run.stop();
+    wait_swaps(&mut run, &swap.pipeline, "promoted", 1);
+    let (rows, log) = finish_producing(run, &swap, producer, stop, &invalid).await;
     assert!(log.contains("Canary promoted"), "{log}");
-
-    let rows = rows_by_seq(&pool, &table).await;
-    assert_exactly_once(&rows, produced, &invalid, dir.path());
     let versions: BTreeSet<&str> = rows.iter().filter_map(|r| r.1.as_deref()).collect();
     assert_eq!(versions, BTreeSet::from([rust.as_str(), python.as_str()]));
     assert_eq!(changes(&rows), 1, "one switch, at the promotion");
