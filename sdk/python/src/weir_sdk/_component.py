@@ -13,20 +13,21 @@ the way out, the bindings read attributes, so the SDK's own ``Record``,
 from __future__ import annotations
 
 # The standard library loads some modules lazily, on first use; a component
-# holds only what was imported while it was built, so import them now.
-# (`datetime.strptime` imports `_strptime`; codecs look up `encodings.*`.)
+# holds only what was imported while it was built, so import them now:
+# `datetime.strptime` imports `_strptime`, and `str.encode` / `bytes.decode`
+# look codecs up as `encodings.<name>` (all of them, a few hundred KiB).
 import _strptime  # noqa: F401
 import calendar  # noqa: F401
-import encodings.ascii  # noqa: F401
-import encodings.idna  # noqa: F401
-import encodings.latin_1  # noqa: F401
-import encodings.raw_unicode_escape  # noqa: F401
-import encodings.unicode_escape  # noqa: F401
-import encodings.utf_16  # noqa: F401
-import encodings.utf_32  # noqa: F401
-import json.decoder  # noqa: F401
-import json.encoder  # noqa: F401
+import encodings
+import importlib
 import json
+import pkgutil
+
+for _codec in pkgutil.iter_modules(encodings.__path__):
+    try:
+        importlib.import_module(f"encodings.{_codec.name}")
+    except Exception:  # a platform's own codec (mbcs, oem on Windows)
+        pass
 
 import componentize_py_types
 import wit_world
