@@ -3,7 +3,7 @@
 # of their own (nothing is installed system-wide):
 #   ~/.cache/weir/python   a venv with componentize-py, pytest and weir_sdk's
 #                          dependencies (none: the SDK is pure Python)
-#   ~/.cache/weir/node     @bytecodealliance/componentize-js
+#   ~/.cache/weir/node     @bytecodealliance/componentize-js, esbuild
 #
 #   scripts/toolchains.sh install   install what is missing (idempotent)
 #   scripts/toolchains.sh env       print the PATH that puts both first (eval it)
@@ -16,6 +16,10 @@ cd "$(dirname "$0")/.."
 CACHE="${WEIR_TOOLCHAINS_DIR:-$HOME/.cache/weir}"
 COMPONENTIZE_PY="componentize-py==0.25.1"   # the versions weir is tested with
 COMPONENTIZE_JS="@bytecodealliance/componentize-js@0.23.0"
+ESBUILD="esbuild@0.25.12"                    # bundles a JS plugin's npm dependencies
+# componentize-js 0.23.0 imports preview2-shim at run time but lists it only
+# among its devDependencies; without it here the build fails to start.
+PREVIEW2_SHIM="@bytecodealliance/preview2-shim@0.25.0"
 venv="$CACHE/python"
 node="$CACHE/node"
 
@@ -25,11 +29,12 @@ install() {
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --upgrade "$COMPONENTIZE_PY" pytest
   fi
-  if [ ! -x "$node/node_modules/.bin/componentize-js" ]; then
+  if [ ! -x "$node/node_modules/.bin/componentize-js" ] || [ ! -x "$node/node_modules/.bin/esbuild" ] ||
+    [ ! -d "$node/node_modules/@bytecodealliance/preview2-shim" ]; then
     command -v npm >/dev/null || { echo "toolchains: Node.js 20 with npm is needed: apt-get install nodejs npm" >&2; exit 1; }
     mkdir -p "$node"
     [ -f "$node/package.json" ] || echo '{"private": true}' >"$node/package.json"
-    npm install --prefix "$node" --no-audit --no-fund --silent "$COMPONENTIZE_JS"
+    npm install --prefix "$node" --no-audit --no-fund --silent "$COMPONENTIZE_JS" "$ESBUILD" "$PREVIEW2_SHIM"
   fi
 }
 

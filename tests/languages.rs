@@ -291,3 +291,134 @@ fn a_python_plugin_cannot_read_host_files_env_network_or_the_clock_but_has_its_s
     assert_eq!(by_try("strptime")["got"], "2019-01-01T00:46:40");
     assert_eq!(by_try("encode")["got"], "e900");
 }
+
+/// Runs a command in `dir`; panics with its output when it fails.
+fn sh(program: &str, args: &[&str], dir: &Path) {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A folder with an input file for `weir plugin test` and its cache.
+fn dependency_test_folder() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.ndjson"), "{\"message\":\"42\"}\n").unwrap();
+    let cache = dir.path().join("cache").display().to_string();
+    (dir, cache)
+}
+
+#[test]
+fn listed_python_dependencies_are_bundled_and_native_ones_refused_by_name() {
+    let (dir, cache_arg) = dependency_test_folder();
+    // Python: a pure-Python package from PyPI goes into the component.
+    weir(&["plugin", "new", "py-dep", "--lang", "python"], dir.path());
+    let project = dir.path().join("py-dep");
+    let pyproject = std::fs::read_to_string(project.join("pyproject.toml")).unwrap();
+    std::fs::write(
+        project.join("pyproject.toml"),
+        pyproject.replace("dependencies = []", "dependencies = [\"six==1.16.0\"]"),
+    )
+    .unwrap();
+    let module = std::fs::read_to_string(project.join("py_dep.py")).unwrap();
+    std::fs::write(
+        project.join("py_dep.py"),
+        module
+            .replace("import weir_sdk\n", "import six\nimport weir_sdk\n")
+            .replace(".upper()", ".upper() + \" six \" + six.__version__"),
+    )
+    .unwrap();
+    weir(&["plugin", "build", "py-dep", "--out", "dist"], dir.path());
+    let out = weir(
+        &[
+            "plugin",
+            "test",
+            "dist/py-dep.wasm",
+            "--input",
+            "in.ndjson",
+            "--cache-dir",
+            &cache_arg,
+        ],
+        dir.path(),
+    );
+    assert!(out.contains("42 six 1.16.0"), "{out}");
+
+    // One with native code cannot run inside a component: refused by name.
+    std::fs::write(
+        project.join("pyproject.toml"),
+        pyproject.replace("dependencies = []", "dependencies = [\"PyYAML==6.0.2\"]"),
+    )
+    .unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["plugin", "build", "py-dep", "--out", "dist"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{text}");
+    assert!(
+        text.contains("yaml") && text.contains("contains native code"),
+        "{text}"
+    );
+}
+
+#[test]
+fn listed_npm_dependencies_are_bundled() {
+    let (dir, cache_arg) = dependency_test_folder();
+    weir(&["plugin", "new", "js-dep", "--lang", "js"], dir.path());
+    let project = dir.path().join("js-dep");
+    let package = std::fs::read_to_string(project.join("package.json")).unwrap();
+    std::fs::write(
+        project.join("package.json"),
+        package.replace(
+            "\"devDependencies\"",
+            "\"dependencies\": { \"is-number\": \"7.0.0\" },\n  \"devDependencies\"",
+        ),
+    )
+    .unwrap();
+    sh(
+        "npm",
+        &[
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--omit=dev",
+            "--silent",
+        ],
+        &project,
+    );
+    let transform = std::fs::read_to_string(project.join("src/transform.js")).unwrap();
+    std::fs::write(
+        project.join("src/transform.js"),
+        transform
+            .replace(
+                "import { Invalid",
+                "import isNumber from \"is-number\";\nimport { Invalid",
+            )
+            .replace(
+                ".toUpperCase();",
+                ".toUpperCase() + ` number ${isNumber(doc[field])}`;",
+            ),
+    )
+    .unwrap();
+    weir(&["plugin", "build", "js-dep", "--out", "dist"], dir.path());
+    let out = weir(
+        &[
+            "plugin",
+            "test",
+            "dist/js-dep.wasm",
+            "--input",
+            "in.ndjson",
+            "--cache-dir",
+            &cache_arg,
+        ],
+        dir.path(),
+    );
+    assert!(out.contains("42 number true"), "{out}");
+}

@@ -10,8 +10,9 @@
 //!   listed in `[project] dependencies` are pip-installed into the build and
 //!   bundled, native ones refused by name.
 //! - JavaScript: componentize-js (the project's `node_modules`, `npm install`
-//!   puts it there) on the module `package.json`'s `main` names, bundled
-//!   first with the npm dependencies when it imports any.
+//!   puts it there) on the module `package.json`'s `main` names; when
+//!   `dependencies` lists npm packages, esbuild first bundles them into one
+//!   module.
 //!
 //! The build folder is `<project>/build/weir/` (Python, JavaScript) or
 //! cargo's target folder; nothing is written outside it but the placed file.
@@ -26,6 +27,9 @@ use std::process::{Command, Stdio};
 pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 /// The componentize-js release weir is built and tested with.
 pub const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
+
+/// The bundler for JavaScript projects with npm dependencies.
+pub const ESBUILD: &str = "esbuild@0.25.12";
 
 /// The Python SDK as this host ships it; the build bundles this copy.
 const PYTHON_SDK: [(&str, &str); 4] = [
@@ -448,6 +452,39 @@ fn js(manifest: &Path) -> Result<(String, Vec<u8>)> {
         "npm install --save-dev {COMPONENTIZE_JS} (in {})",
         project.display()
     );
+    // componentize-js follows relative imports itself; npm packages (bare
+    // imports) are bundled into one module first.
+    let source = if m.names("dependencies").is_empty() {
+        source
+    } else {
+        if !project.join("node_modules").is_dir() {
+            return Err(m.problem(format!(
+                "`dependencies` lists packages but {} has no node_modules; run `npm install` there first",
+                project.display()
+            )));
+        }
+        let bundle = dir.join("bundle.js");
+        run(
+            Command::new(tool(&project, "esbuild"))
+                .arg(&source)
+                .args([
+                    "--bundle",
+                    "--format=esm",
+                    "--platform=neutral",
+                    "--main-fields=module,main",
+                    "--external:weir:*",
+                    "--log-level=warning",
+                ])
+                .arg(format!("--outfile={}", bundle.display())),
+            "esbuild",
+            &format!(
+                "npm install --save-dev {ESBUILD} (in {})",
+                project.display()
+            ),
+            "; a package that needs Node's built-ins (fs, net, …) cannot run inside a component",
+        )?;
+        bundle
+    };
     let output = dir.join(format!("{name}.wasm"));
     run(
         Command::new(tool(&project, "componentize-js"))
