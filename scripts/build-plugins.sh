@@ -47,9 +47,13 @@ plugins=(taxi-enrich weather-window log-extract user-profile)
 
 if [[ $mode == wasip2 ]]; then
   rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
-  args=()
-  for p in "${plugins[@]}" hostile; do args+=(-p "$p"); done
-  cargo build --release --target wasm32-wasip2 "${args[@]}"
+  # One cargo run per crate: built together, cargo would unify their
+  # dependencies' features (weather-window's serde_json float_roundtrip would
+  # reach the others), and a crate would not be the bytes `weir plugin build`
+  # makes of it alone.
+  for p in "${plugins[@]}" hostile; do
+    cargo build --release --target wasm32-wasip2 -p "$p"
+  done
   out="$target_dir/wasm32-wasip2/release"
 else
   rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
