@@ -161,6 +161,7 @@ fn host_keeps_serving_other_plugins_after_traps() {
     let short = PluginLimits {
         max_batch_time: Duration::from_millis(100),
         max_memory: 16 << 20,
+        recycle_memory: 0,
     };
     for mode in ["spin", "hog", "panic"] {
         let mut bad = start(

@@ -118,6 +118,7 @@ pub fn run(
         limits: PluginLimits {
             max_batch_time: Duration::from_secs(30),
             max_memory: 1 << 30,
+            recycle_memory: 0,
         },
         read_only_dirs: Vec::new(),
     };

@@ -123,6 +123,11 @@ pub struct PluginConfig {
     /// Most linear memory the instance may use, e.g. `"256MiB"`.
     #[serde(default = "defaults::max_memory", deserialize_with = "byte_size")]
     pub max_memory: u64,
+    /// Linear memory past which the instance is replaced between two
+    /// batches by a fresh one holding its state (a guest's memory never
+    /// shrinks; some runtimes keep memory per call); `0` never.
+    #[serde(default = "defaults::recycle_memory", deserialize_with = "byte_size")]
+    pub recycle_memory: u64,
     /// The plugin's own configuration, handed to its `init` as JSON.
     #[serde(default)]
     pub config: toml::Table,
@@ -293,6 +298,9 @@ mod defaults {
     }
     pub fn max_memory() -> u64 {
         256 * 1024 * 1024
+    }
+    pub fn recycle_memory() -> u64 {
+        64 * 1024 * 1024
     }
     pub fn batch_size() -> usize {
         1024
@@ -470,6 +478,15 @@ impl Config {
                 problem(
                     format!("plugins.{name}.max-memory"),
                     "must be at least 1MiB; a component needs memory to start".into(),
+                );
+            }
+            if plugin.recycle_memory >= plugin.max_memory {
+                problem(
+                    format!("plugins.{name}.recycle-memory"),
+                    format!(
+                        "must be below max-memory ({} bytes), or 0 to never recycle: an instance cannot grow past max-memory",
+                        plugin.max_memory
+                    ),
                 );
             }
             if !(0.0..=1.0).contains(&plugin.canary_margin) {

@@ -139,6 +139,8 @@ pub struct Summary {
     pub skipped: u64,
     /// Plugin restarts after traps.
     pub restarts: u64,
+    /// Plugin instances recycled at `recycle-memory`.
+    pub recycles: u64,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -387,6 +389,7 @@ impl Pipeline {
             dead_lettered: stats.dead_lettered.load(Ordering::Relaxed),
             skipped: stats.skipped.load(Ordering::Relaxed),
             restarts: stats.restarts.load(Ordering::Relaxed),
+            recycles: stats.recycles.load(Ordering::Relaxed),
             elapsed: started.elapsed(),
         };
         tracing::info!(pipeline = %self.name, read = summary.read, written = summary.written, dead_lettered = summary.dead_lettered, "Pipeline finished.");
@@ -701,6 +704,7 @@ pub fn plugin_spec(config: &Config, name: &str) -> PluginSpec {
         limits: plugin::PluginLimits {
             max_batch_time: pc.max_batch_time,
             max_memory: pc.max_memory,
+            recycle_memory: pc.recycle_memory,
         },
         read_only_dirs: pc
             .read_only_dirs

@@ -32,7 +32,7 @@ pub fn render_metrics(pipelines: &[(String, Arc<Stats>)]) -> String {
     let mut out = String::new();
     // One value per pipeline: name, Prometheus type, help, value.
     type Scalar = (&'static str, &'static str, &'static str, fn(&Stats) -> u64);
-    let scalars: [Scalar; 10] = [
+    let scalars: [Scalar; 11] = [
         (
             "weir_records_in_total",
             "counter",
@@ -62,6 +62,12 @@ pub fn render_metrics(pipelines: &[(String, Arc<Stats>)]) -> String {
             "counter",
             "Plugin instances replaced after a trap.",
             |s| s.restarts.load(Ordering::Relaxed),
+        ),
+        (
+            "weir_plugin_recycles_total",
+            "counter",
+            "Plugin instances replaced, state kept, because their linear memory passed recycle-memory.",
+            |s| s.recycles.load(Ordering::Relaxed),
         ),
         (
             "weir_checkpoints_total",

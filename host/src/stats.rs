@@ -67,6 +67,9 @@ pub struct Stats {
     pub skipped: AtomicU64,
     /// Plugin instances replaced after a trap.
     pub restarts: AtomicU64,
+    /// Plugin instances replaced because their memory passed
+    /// `recycle-memory`.
+    pub recycles: AtomicU64,
     /// Checkpoints committed.
     pub checkpoints: AtomicU64,
     /// Times the pipeline resumed from its checkpoint after an outage.

@@ -160,6 +160,7 @@ impl Stage {
                     self.passed_batch();
                     self.consecutive_traps = 0;
                 }
+                self.recycle_if_grown(engine, stats)?;
                 Ok((result, true))
             }
             Err(error) => Ok((self.isolate(engine, stats, records, now, error)?, false)),
@@ -181,6 +182,27 @@ impl Stage {
                 Ok(Vec::new())
             }
         }
+    }
+
+    /// A guest's linear memory never shrinks, and some runtimes keep memory
+    /// per call (componentize-py 0.25 keeps about a batch's input bytes per
+    /// call: see BENCHMARKS.md); an instance past `recycle-memory` is
+    /// replaced here, between two batches, by a fresh one holding its state.
+    fn recycle_if_grown(&mut self, engine: &PluginEngine, stats: &Stats) -> Result<()> {
+        let limit = self.spec.limits.recycle_memory;
+        let grown = self.plugin.memory_bytes() as u64;
+        if limit == 0 || grown <= limit {
+            return Ok(());
+        }
+        let state = self.plugin.snapshot()?;
+        let mut fresh = engine.instantiate(&self.spec, &self.loaded)?;
+        fresh.restore(&state)?;
+        self.plugin = fresh;
+        stats
+            .recycles
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(plugin = %self.label, grown, limit, "Recycled the instance; its state carries over.");
+        Ok(())
     }
 
     /// Makes `plugin` the live instance, with the labels derived from it.

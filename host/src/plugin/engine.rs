@@ -27,6 +27,9 @@ pub struct PluginLimits {
     pub max_batch_time: Duration,
     /// Most bytes of linear memory.
     pub max_memory: u64,
+    /// Linear memory past which the instance is replaced, between two
+    /// batches, by a fresh one holding the same state (0: never).
+    pub recycle_memory: u64,
 }
 
 impl Default for PluginLimits {
@@ -34,6 +37,7 @@ impl Default for PluginLimits {
         PluginLimits {
             max_batch_time: Duration::from_secs(2),
             max_memory: 256 << 20,
+            recycle_memory: 64 << 20,
         }
     }
 }

@@ -46,10 +46,12 @@ impl host::Host for HostState {
     }
 }
 
-/// Caps linear memory; remembers a refused growth so the trap can say why.
+/// Caps linear memory; remembers a refused growth so the trap can say why,
+/// and the largest memory granted (a guest's memory never shrinks).
 struct MemoryCap {
     max_bytes: usize,
     refused: Option<usize>,
+    granted: usize,
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -63,6 +65,7 @@ impl ResourceLimiter for MemoryCap {
             self.refused = Some(desired);
             return Err(wasmtime::Error::msg("memory cap reached"));
         }
+        self.granted = self.granted.max(desired);
         Ok(true)
     }
 
@@ -122,6 +125,7 @@ impl Plugin {
             memory: MemoryCap {
                 max_bytes: usize::try_from(spec.limits.max_memory).unwrap_or(usize::MAX),
                 refused: None,
+                granted: 0,
             },
         };
         let mut store = Store::new(engine, state);
@@ -175,6 +179,11 @@ impl Plugin {
     /// SHA-256 of the component's bytes.
     pub fn hash(&self) -> &str {
         &self.hash
+    }
+
+    /// The largest linear memory granted to this instance, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().memory.granted
     }
 
     /// Whether an earlier call trapped (the instance must be replaced).
