@@ -423,21 +423,21 @@ fn listed_npm_dependencies_are_bundled() {
     assert!(out.contains("42 number true"), "{out}");
 }
 
-/// Runs generated weather readings, file → plugin → NDJSON, and returns the
+/// Runs generated taxi trips, file → plugin → NDJSON, and returns the
 /// output lines and the run's summary.
-async fn weather_file_run(
+async fn taxi_file_run(
     wasm: &Path,
     plugin_settings: &str,
 ) -> (Vec<String>, weir::pipeline::Summary) {
     let dir = tempfile::tempdir().unwrap();
-    let lines: Vec<String> = weir::sample::weather(30_000, 3, 1_546_300_800_000, 1000, 1.0)
+    let lines: Vec<String> = weir::sample::taxi(30_000, 3, 2.0)
         .into_iter()
         .map(|l| l.text)
         .collect();
     std::fs::write(dir.path().join("in.ndjson"), lines.join("\n") + "\n").unwrap();
     let text = common::pipeline_toml(
         wasm,
-        "{ time = \"event\", window = \"60s\" }",
+        "{}",
         1024,
         "{ type = \"file\", path = \"in.ndjson\" }",
         "{ type = \"ndjson\", path = \"out.ndjson\" }",
@@ -452,15 +452,15 @@ async fn weather_file_run(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_python_instance_past_recycle_memory_is_replaced_between_batches_keeping_its_windows() {
-    // componentize-py keeps about a batch's input bytes per call, so the
-    // instance's memory grows with every batch: with a low threshold it is
-    // recycled many times while windows are open.
-    let python = common::reference("weather-window-py");
-    let (recycled, summary) = weather_file_run(&python, "recycle-memory = 14000000").await;
-    assert!(summary.recycles >= 3, "{summary:?}");
-    let (rust, summary) = weather_file_run(&common::reference("weather-window"), "").await;
+async fn a_python_instance_past_recycle_memory_is_replaced_between_batches_with_nothing_lost() {
+    // componentize-py 0.25 keeps the memory of each call's results, so the
+    // instance grows by about its output bytes per batch: with a low
+    // threshold it is recycled several times.
+    let python = common::reference("taxi-enrich-py");
+    let (recycled, summary) = taxi_file_run(&python, "recycle-memory = \"20MiB\"").await;
+    assert!(summary.recycles >= 2, "{summary:?}");
+    let (rust, summary) = taxi_file_run(&common::reference("taxi-enrich"), "").await;
     assert_eq!(summary.recycles, 0, "the Rust instance stays small");
-    assert!(rust.len() > 100, "{}", rust.len());
-    assert_eq!(recycled, rust, "every window exact across the recycles");
+    assert!(rust.len() > 29_000, "{}", rust.len());
+    assert_eq!(recycled, rust, "every output once, the same bytes");
 }

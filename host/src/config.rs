@@ -123,11 +123,14 @@ pub struct PluginConfig {
     /// Most linear memory the instance may use, e.g. `"256MiB"`.
     #[serde(default = "defaults::max_memory", deserialize_with = "byte_size")]
     pub max_memory: u64,
-    /// Linear memory past which the instance is replaced between two
-    /// batches by a fresh one holding its state (a guest's memory never
-    /// shrinks; some runtimes keep memory per call); `0` never.
-    #[serde(default = "defaults::recycle_memory", deserialize_with = "byte_size")]
-    pub recycle_memory: u64,
+    /// `recycle-memory` as written; [`PluginConfig::recycle_memory`] is the
+    /// value in force.
+    #[serde(
+        rename = "recycle-memory",
+        default,
+        deserialize_with = "optional_byte_size"
+    )]
+    pub recycle_memory_set: Option<u64>,
     /// The plugin's own configuration, handed to its `init` as JSON.
     #[serde(default)]
     pub config: toml::Table,
@@ -362,6 +365,21 @@ pub fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+fn optional_byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    byte_size(d).map(Some)
+}
+
+impl PluginConfig {
+    /// Linear memory past which the instance is replaced between two
+    /// batches by a fresh one holding its state (a guest's memory never
+    /// shrinks; some runtimes keep memory per call): `recycle-memory`, else
+    /// 64 MiB or half of `max-memory` if that is less; `0` never.
+    pub fn recycle_memory(&self) -> u64 {
+        self.recycle_memory_set
+            .unwrap_or_else(|| defaults::recycle_memory().min(self.max_memory / 2))
+    }
+}
+
 /// Parses `"64MiB"`-style sizes; the error lists the accepted units.
 pub fn parse_byte_size(text: &str) -> std::result::Result<u64, String> {
     let t = text.trim();
@@ -480,7 +498,10 @@ impl Config {
                     "must be at least 1MiB; a component needs memory to start".into(),
                 );
             }
-            if plugin.recycle_memory >= plugin.max_memory {
+            if plugin
+                .recycle_memory_set
+                .is_some_and(|set| set >= plugin.max_memory)
+            {
                 problem(
                     format!("plugins.{name}.recycle-memory"),
                     format!(

@@ -704,7 +704,7 @@ pub fn plugin_spec(config: &Config, name: &str) -> PluginSpec {
         limits: plugin::PluginLimits {
             max_batch_time: pc.max_batch_time,
             max_memory: pc.max_memory,
-            recycle_memory: pc.recycle_memory,
+            recycle_memory: pc.recycle_memory(),
         },
         read_only_dirs: pc
             .read_only_dirs

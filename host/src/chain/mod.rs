@@ -68,6 +68,10 @@ struct Stage {
     failure: (u32, OnPluginFailure),
     /// `max-output-records` and `max-output-record-size`.
     caps: OutputCaps,
+    /// When a recycled instance holds more than `recycle-memory` right after
+    /// its restore (its state alone is that large), twice that: such a state
+    /// must not make every batch a recycle.
+    recycle_floor: u64,
 }
 
 /// How much one call may output.
@@ -130,6 +134,7 @@ impl Stage {
                 records: pc.max_output_records,
                 record_bytes: pc.max_output_record_size,
             },
+            recycle_floor: 0,
         })
     }
 
@@ -185,18 +190,24 @@ impl Stage {
     }
 
     /// A guest's linear memory never shrinks, and some runtimes keep memory
-    /// per call (componentize-py 0.25 keeps about a batch's input bytes per
-    /// call: see BENCHMARKS.md); an instance past `recycle-memory` is
+    /// per call (componentize-py 0.25 keeps the memory of each call's
+    /// results: see BENCHMARKS.md); an instance past `recycle-memory` is
     /// replaced here, between two batches, by a fresh one holding its state.
     fn recycle_if_grown(&mut self, engine: &PluginEngine, stats: &Stats) -> Result<()> {
         let limit = self.spec.limits.recycle_memory;
         let grown = self.plugin.memory_bytes() as u64;
-        if limit == 0 || grown <= limit {
+        if limit == 0 || grown <= limit.max(self.recycle_floor) {
             return Ok(());
         }
         let state = self.plugin.snapshot()?;
         let mut fresh = engine.instantiate(&self.spec, &self.loaded)?;
         fresh.restore(&state)?;
+        let fresh_bytes = fresh.memory_bytes() as u64;
+        self.recycle_floor = if fresh_bytes > limit {
+            2 * fresh_bytes
+        } else {
+            0
+        };
         self.plugin = fresh;
         stats
             .recycles
