@@ -170,10 +170,7 @@ fn a_python_plugin_over_its_memory_cap_is_refused_naming_the_cap_and_the_key() {
         limits,
         read_only_dirs: Vec::new(),
     };
-    let error = engine
-        .start(&spec)
-        .err()
-        .expect("8 MiB cannot hold CPython");
+    let error = engine.start(&spec).expect_err("8 MiB cannot hold CPython");
     let text = error.to_string();
     assert!(text.contains("memory cap of 8 MiB"), "{text}");
     assert!(
@@ -256,15 +253,16 @@ fn a_python_plugin_cannot_read_host_files_env_network_or_the_clock_but_has_its_s
     // A variable every process of this test run has, and a file every host has.
     let home = std::env::var("HOME").expect("HOME is set");
     let root = common::root().display().to_string();
+    let list_root = format!(r#"{{"try":"list","arg":"{root}"}}"#);
     let tries = [
-        format!(r#"{{"try":"read","arg":"/etc/passwd"}}"#),
-        format!(r#"{{"try":"list","arg":"{root}"}}"#),
-        format!(r#"{{"try":"list","arg":"/"}}"#),
-        format!(r#"{{"try":"env","arg":"HOME"}}"#),
-        format!(r#"{{"try":"connect","arg":"{}"}}"#, "127.0.0.1:5432"),
-        format!(r#"{{"try":"clock"}}"#),
-        format!(r#"{{"try":"strptime","arg":"2019-01-01 00:46:40"}}"#),
-        format!(r#"{{"try":"encode","arg":"é"}}"#),
+        r#"{"try":"read","arg":"/etc/passwd"}"#,
+        &list_root,
+        r#"{"try":"list","arg":"/"}"#,
+        r#"{"try":"env","arg":"HOME"}"#,
+        r#"{"try":"connect","arg":"127.0.0.1:5432"}"#,
+        r#"{"try":"clock"}"#,
+        r#"{"try":"strptime","arg":"2019-01-01 00:46:40"}"#,
+        r#"{"try":"encode","arg":"é"}"#,
     ];
     let out = probe.process(&common::records(&tries), 0).unwrap();
     let answers = common::json(&out.outputs);
