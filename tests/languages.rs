@@ -197,32 +197,46 @@ fn weir(args: &[&str], dir: &Path) -> String {
     text
 }
 
+/// `weir plugin build` of the project `name` in `dir` into `dir/dist`, then
+/// `weir plugin test` of it on `dir/in.ndjson`; returns what the test printed.
+fn build_and_test(dir: &Path, name: &str) -> String {
+    let placed = weir(&["plugin", "build", name, "--out", "dist"], dir);
+    assert!(placed.contains(&format!("dist/{name}.wasm")), "{placed}");
+    let cache = dir.join("cache").display().to_string();
+    let wasm = format!("dist/{name}.wasm");
+    weir(
+        &[
+            "plugin",
+            "test",
+            &wasm,
+            "--input",
+            "in.ndjson",
+            "--cache-dir",
+            &cache,
+        ],
+        dir,
+    )
+}
+
+/// Replaces `from` (which must be there) by `to` in a file.
+fn rewrite(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{} has no {from:?}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
 /// `weir plugin new` → `weir plugin build` → `weir plugin test` for one
 /// language: the template's transform upper-cases `message`.
 fn template_builds_and_runs(lang: &str) {
     let dir = tempfile::tempdir().unwrap();
     let name = format!("shout-{lang}");
     weir(&["plugin", "new", &name, "--lang", lang], dir.path());
-    let placed = weir(&["plugin", "build", &name, "--out", "dist"], dir.path());
-    assert!(placed.contains(&format!("dist/{name}.wasm")), "{placed}");
     std::fs::write(
         dir.path().join("in.ndjson"),
         "{\"message\":\"hello\"}\n{\"other\":1}\n",
     )
     .unwrap();
-    let cache = dir.path().join("cache");
-    let out = weir(
-        &[
-            "plugin",
-            "test",
-            &format!("dist/{name}.wasm"),
-            "--input",
-            "in.ndjson",
-            "--cache-dir",
-            cache.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let out = build_and_test(dir.path(), &name);
     assert!(out.contains("HELLO"), "{out}");
     assert!(out.contains("message is missing"), "{out}");
 }
@@ -304,55 +318,41 @@ fn sh(program: &str, args: &[&str], dir: &Path) {
     );
 }
 
-/// A folder with an input file for `weir plugin test` and its cache.
-fn dependency_test_folder() -> (tempfile::TempDir, String) {
+/// A folder with the input file `build_and_test` reads.
+fn dependency_test_folder() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("in.ndjson"), "{\"message\":\"42\"}\n").unwrap();
-    let cache = dir.path().join("cache").display().to_string();
-    (dir, cache)
+    dir
 }
 
 #[test]
 fn listed_python_dependencies_are_bundled_and_native_ones_refused_by_name() {
-    let (dir, cache_arg) = dependency_test_folder();
-    // Python: a pure-Python package from PyPI goes into the component.
+    let dir = dependency_test_folder();
+    // A pure-Python package from PyPI goes into the component.
     weir(&["plugin", "new", "py-dep", "--lang", "python"], dir.path());
     let project = dir.path().join("py-dep");
-    let pyproject = std::fs::read_to_string(project.join("pyproject.toml")).unwrap();
-    std::fs::write(
-        project.join("pyproject.toml"),
-        pyproject.replace("dependencies = []", "dependencies = [\"six==1.16.0\"]"),
-    )
-    .unwrap();
-    let module = std::fs::read_to_string(project.join("py_dep.py")).unwrap();
-    std::fs::write(
-        project.join("py_dep.py"),
-        module
-            .replace("import weir_sdk\n", "import six\nimport weir_sdk\n")
-            .replace(".upper()", ".upper() + \" six \" + six.__version__"),
-    )
-    .unwrap();
-    weir(&["plugin", "build", "py-dep", "--out", "dist"], dir.path());
-    let out = weir(
-        &[
-            "plugin",
-            "test",
-            "dist/py-dep.wasm",
-            "--input",
-            "in.ndjson",
-            "--cache-dir",
-            &cache_arg,
-        ],
-        dir.path(),
+    let pyproject = project.join("pyproject.toml");
+    rewrite(
+        &pyproject,
+        "dependencies = []",
+        "dependencies = [\"six==1.16.0\"]",
     );
+    let module = project.join("py_dep.py");
+    rewrite(
+        &module,
+        "import weir_sdk\n",
+        "import six\nimport weir_sdk\n",
+    );
+    rewrite(
+        &module,
+        ".upper()",
+        ".upper() + \" six \" + six.__version__",
+    );
+    let out = build_and_test(dir.path(), "py-dep");
     assert!(out.contains("42 six 1.16.0"), "{out}");
 
     // One with native code cannot run inside a component: refused by name.
-    std::fs::write(
-        project.join("pyproject.toml"),
-        pyproject.replace("dependencies = []", "dependencies = [\"PyYAML==6.0.2\"]"),
-    )
-    .unwrap();
+    rewrite(&pyproject, "six==1.16.0", "PyYAML==6.0.2");
     let refused = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["plugin", "build", "py-dep", "--out", "dist"])
         .current_dir(dir.path())
@@ -368,18 +368,14 @@ fn listed_python_dependencies_are_bundled_and_native_ones_refused_by_name() {
 
 #[test]
 fn listed_npm_dependencies_are_bundled() {
-    let (dir, cache_arg) = dependency_test_folder();
+    let dir = dependency_test_folder();
     weir(&["plugin", "new", "js-dep", "--lang", "js"], dir.path());
     let project = dir.path().join("js-dep");
-    let package = std::fs::read_to_string(project.join("package.json")).unwrap();
-    std::fs::write(
-        project.join("package.json"),
-        package.replace(
-            "\"devDependencies\"",
-            "\"dependencies\": { \"is-number\": \"7.0.0\" },\n  \"devDependencies\"",
-        ),
-    )
-    .unwrap();
+    rewrite(
+        &project.join("package.json"),
+        "\"devDependencies\"",
+        "\"dependencies\": { \"is-number\": \"7.0.0\" },\n  \"devDependencies\"",
+    );
     sh(
         "npm",
         &[
@@ -391,33 +387,18 @@ fn listed_npm_dependencies_are_bundled() {
         ],
         &project,
     );
-    let transform = std::fs::read_to_string(project.join("src/transform.js")).unwrap();
-    std::fs::write(
-        project.join("src/transform.js"),
-        transform
-            .replace(
-                "import { Invalid",
-                "import isNumber from \"is-number\";\nimport { Invalid",
-            )
-            .replace(
-                ".toUpperCase();",
-                ".toUpperCase() + ` number ${isNumber(doc[field])}`;",
-            ),
-    )
-    .unwrap();
-    weir(&["plugin", "build", "js-dep", "--out", "dist"], dir.path());
-    let out = weir(
-        &[
-            "plugin",
-            "test",
-            "dist/js-dep.wasm",
-            "--input",
-            "in.ndjson",
-            "--cache-dir",
-            &cache_arg,
-        ],
-        dir.path(),
+    let transform = project.join("src/transform.js");
+    rewrite(
+        &transform,
+        "import { Invalid",
+        "import isNumber from \"is-number\";\nimport { Invalid",
     );
+    rewrite(
+        &transform,
+        ".toUpperCase();",
+        ".toUpperCase() + ` number ${isNumber(doc[field])}`;",
+    );
+    let out = build_and_test(dir.path(), "js-dep");
     assert!(out.contains("42 number true"), "{out}");
 }
 
