@@ -11,6 +11,8 @@
 # The plugin alternates between taxi-enrich v1 and v2, renamed over the
 # configured file, with an empty compiled-component cache at the start (so
 # the first swap to each version compiles, later ones load the cache).
+# SWAP_V2=plugins/dist/taxi-enrich-py.wasm SWAP_V2_VERSION=taxi-enrich@1.0.0
+# alternates the Rust plugin with its Python twin instead of v2.
 # Usage: benches/swap.sh [records] [swaps]   (defaults 800000, 10)
 set -euo pipefail
 records="${1:-800000}"
@@ -20,13 +22,13 @@ export WEIR_LOG="warn,weir::chain=info"
 
 mkdir -p "$work/plugins"
 cp plugins/dist/taxi-enrich.wasm "$work/v1.wasm"
-cp tests/fixtures/dist/taxi-enrich-v2.wasm "$work/v2.wasm"
+cp "${SWAP_V2:-tests/fixtures/dist/taxi-enrich-v2.wasm}" "$work/v2.wasm"
 cp "$work/v1.wasm" "$work/plugins/taxi-enrich.wasm"
 config="$work/swap.toml"
 { printf '[engine]\ncache-dir = "%s/cache"\n\n' "$work"; cat benches/kafka-taxi-postgres.toml; } >"$config"
 label() { printf '%s+%s' "$1" "$(sha256sum "$2" | cut -c1-12)"; }
 v1=$(label taxi-enrich@0.1.0 "$work/v1.wasm")
-v2=$(label taxi-enrich@2.0.0 "$work/v2.wasm")
+v2=$(label "${SWAP_V2_VERSION:-taxi-enrich@2.0.0}" "$work/v2.wasm")
 
 id="swap-$$"
 table="bench_swap_$$"

@@ -181,6 +181,34 @@ fn a_python_plugin_over_its_memory_cap_is_refused_naming_the_cap_and_the_key() {
     common::start_default(&engine, common::reference("taxi-enrich-py"), "{}");
 }
 
+#[test]
+fn a_looping_or_hoarding_python_plugin_is_stopped_by_the_cpu_and_memory_caps() {
+    let (engine, _cache) = common::engine();
+    let limits = PluginLimits {
+        max_batch_time: std::time::Duration::from_millis(300),
+        max_memory: 64 << 20,
+        recycle_memory: 0,
+    };
+    let probe = common::wasm("tests/fixtures/dist/python-probe.wasm");
+    for (attempt, cap) in [
+        (r#"{"try":"spin"}"#, "max-batch-time 300 ms"),
+        (
+            r#"{"try":"alloc","arg":"200000000"}"#,
+            "memory cap of 64 MiB",
+        ),
+    ] {
+        let mut plugin = common::start(&engine, probe.clone(), "{}", limits);
+        let error = plugin
+            .process(&common::records(&[attempt]), 0)
+            .expect_err("the cap stops the call");
+        assert!(error.to_string().contains(cap), "{attempt}: {error}");
+        assert!(
+            plugin.is_poisoned(),
+            "a trapped instance is never called again"
+        );
+    }
+}
+
 /// Runs `weir` with the toolchains on PATH (scripts/test.sh puts them there).
 fn weir(args: &[&str], dir: &Path) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_weir"))
