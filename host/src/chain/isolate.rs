@@ -17,12 +17,23 @@ impl Stage {
     /// half-updated) with a fresh one holding the state from before the
     /// call that trapped.
     pub(super) fn reinstate(&mut self, engine: &PluginEngine, stats: &Stats) -> Result<()> {
-        self.plugin = engine.instantiate(&self.spec, &self.loaded)?;
-        if let Some((_, state)) = &self.before {
-            self.plugin.restore(state)?;
-        }
+        let state = self.before.as_ref().map(|(_, state)| state.as_slice());
+        self.plugin = self.fresh_instance(engine, state)?;
         stats.restarts.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// A new instance of the live version, holding `state` when given.
+    pub(super) fn fresh_instance(
+        &self,
+        engine: &PluginEngine,
+        state: Option<&[u8]>,
+    ) -> Result<plugin::Plugin> {
+        let mut fresh = engine.instantiate(&self.spec, &self.loaded)?;
+        if let Some(state) = state {
+            fresh.restore(state)?;
+        }
+        Ok(fresh)
     }
 
     /// Record `index` traps on its own: a failure with the trap's reason.

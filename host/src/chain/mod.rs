@@ -200,8 +200,7 @@ impl Stage {
             return Ok(());
         }
         let state = self.plugin.snapshot()?;
-        let mut fresh = engine.instantiate(&self.spec, &self.loaded)?;
-        fresh.restore(&state)?;
+        let fresh = self.fresh_instance(engine, Some(&state))?;
         let fresh_bytes = fresh.memory_bytes() as u64;
         self.recycle_floor = if fresh_bytes > limit {
             2 * fresh_bytes
@@ -304,7 +303,7 @@ impl Chain {
     /// in progress is abandoned: its state no longer matches.
     pub(crate) fn fresh(&mut self) -> Result<()> {
         for stage in &mut self.stages {
-            stage.plugin = self.engine.instantiate(&stage.spec, &stage.loaded)?;
+            stage.plugin = stage.fresh_instance(&self.engine, None)?;
             if stage.canary.take().is_some() {
                 tracing::warn!(plugin = %stage.label, "The pipeline resumed from its checkpoint; the canary in progress is abandoned (change the file again to retry).");
             }

@@ -10,22 +10,14 @@ brace, so every input field is kept exactly.
 
 from __future__ import annotations
 
-import json
-
 import weir_sdk
-from weir_sdk import Invalid, Record, Transform
-from weir_sdk import time
+from weir_sdk import Invalid, Record, Transform, time
 from weir_sdk.numbers import display, json_number
-from weir_sdk.time import Timestamp, rfc3339
 
 _WHITESPACE = b" \t\n\r\x0c"
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not JSON")
-
-
-def _time(raw, field: str) -> Timestamp:
+def _time(raw, field: str) -> time.Timestamp:
     if raw is None:
         raise Invalid(f"{field} is missing")
     try:
@@ -86,7 +78,7 @@ class TaxiEnrich(Transform):
         if not value.lstrip(_WHITESPACE).startswith(b"{"):
             raise Invalid("record is not a JSON object")
         try:
-            doc = json.loads(value, parse_constant=_reject_constant)
+            doc = weir_sdk.loads(value)
         except ValueError as e:
             raise Invalid(f"invalid JSON: {e}") from None
         raw_pickup, raw_dropoff, distance, fare, tip = _fields(doc)
@@ -131,7 +123,7 @@ class TaxiEnrich(Transform):
         else:
             category = "long"
         return (
-            f',"pickup_at":"{rfc3339(pickup)}","dropoff_at":"{rfc3339(dropoff)}"'
+            f',"pickup_at":"{time.rfc3339(pickup)}","dropoff_at":"{time.rfc3339(dropoff)}"'
             f',"trip_duration_min":{json_number(duration_min)}'
             f',"avg_speed_mph":{json_number(speed)}'
             f',"fare_per_mile":{json_number(fare / distance)}'

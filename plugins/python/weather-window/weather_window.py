@@ -66,7 +66,7 @@ class WeatherWindow(Transform):
 
     def add(self, value: bytes, now_ms: int) -> None:
         try:
-            doc = json.loads(value)
+            doc = weir_sdk.loads(value)
         except ValueError as e:
             raise weir_sdk.Invalid(f"invalid JSON: {e}") from None
         if not isinstance(doc, dict):

@@ -42,6 +42,9 @@ def test_records_keep_metadata_and_find_headers():
     r2 = r.with_value(b"{}")
     assert (r2.key, r2.timestamp_ms, r2.headers) == (r.key, 5, r.headers)
     assert weir_sdk.dumps({"é": [1, 2.5]}) == '{"é":[1,2.5]}'.encode()
+    # NaN and Infinity are Python's extension, not JSON: refused as Rust refuses them.
+    with pytest.raises(ValueError, match="NaN is not JSON"):
+        Record(value=b'{"t": NaN}').json()
 
 
 def test_settings_merge_defaults_and_refuse_unknown_keys_and_wrong_types():

@@ -24,6 +24,7 @@ __all__ = [
     "Invalid",
     "Record",
     "Transform",
+    "loads",
     "log",
     "settings",
 ]
@@ -52,8 +53,8 @@ class Record:
     headers: list[Header] = field(default_factory=list)
 
     def json(self) -> Any:
-        """The value parsed as JSON (``json.JSONDecodeError`` if it is not)."""
-        return _json.loads(self.value)
+        """The value parsed as JSON (:func:`loads`)."""
+        return loads(self.value)
 
     def with_value(self, value: bytes) -> "Record":
         """A record with this one's key, timestamp and headers and a new value."""
@@ -89,6 +90,17 @@ class Record:
         return cls(
             value=dumps(doc), key=key, timestamp_ms=timestamp_ms, headers=list(headers)
         )
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(data: bytes | str) -> Any:
+    """JSON as strictly as weir's Rust side reads it: ``NaN`` and
+    ``Infinity``, which Python's ``json`` accepts, are refused
+    (``ValueError``, as for any other invalid JSON)."""
+    return _json.loads(data, parse_constant=_not_json)
 
 
 def dumps(doc: Any) -> bytes:
