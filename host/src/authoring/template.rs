@@ -108,9 +108,7 @@ pub fn create(name: &str, language: Language, dir: &Path) -> Result<Vec<PathBuf>
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        // The WIT is the contract itself, never a template.
-        let text = if *text == WIT { WIT.into() } else { fill(text) };
-        std::fs::write(&path, text).map_err(io(&path))?;
+        std::fs::write(&path, fill(text)).map_err(io(&path))?;
         written.push(path);
     }
     Ok(written)
