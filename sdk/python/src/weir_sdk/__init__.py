@@ -96,11 +96,18 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# One decoder for every call: `json.loads` with a keyword argument builds a
+# new decoder each time, a cost per record.
+_DECODER = _json.JSONDecoder(parse_constant=_not_json)
+
+
 def loads(data: bytes | str) -> Any:
-    """JSON as strictly as weir's Rust side reads it: ``NaN`` and
-    ``Infinity``, which Python's ``json`` accepts, are refused
-    (``ValueError``, as for any other invalid JSON)."""
-    return _json.loads(data, parse_constant=_not_json)
+    """JSON (UTF-8 when bytes) as strictly as weir's Rust side reads it:
+    ``NaN`` and ``Infinity``, which Python's ``json`` accepts, are refused
+    (``ValueError``, as for any other invalid JSON, or invalid UTF-8)."""
+    if not isinstance(data, str):
+        data = bytes(data).decode()
+    return _DECODER.decode(data)
 
 
 def dumps(doc: Any) -> bytes:
