@@ -43,7 +43,7 @@ if [[ $mode == languages ]]; then
 fi
 
 target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
-plugins=(taxi-enrich weather-window log-extract user-profile)
+plugins=(taxi-enrich weather-window log-extract user-profile shot-clean)
 
 if [[ $mode == wasip2 ]]; then
   rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2

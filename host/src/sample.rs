@@ -1,5 +1,6 @@
 //! Deterministic sample data for the quickstart, tests and benchmarks:
-//! NYC-style taxi trips, weather readings, structured logs and users.
+//! NYC-style taxi trips, weather readings, structured logs, users and
+//! basketball shot charts.
 //!
 //! The same `seed` and `count` always give the same lines. Each generator
 //! also says which lines it made invalid on purpose and how, so tests can
@@ -300,6 +301,114 @@ pub fn users(count: usize, seed: u64, invalid_pct: f64) -> Vec<Line> {
         .collect()
 }
 
+const TEAMS: [&str; 10] = [
+    "BOS", "MIA", "DEN", "LAL", "GSW", "MIL", "PHX", "NYK", "DAL", "OKC",
+];
+
+/// `(player_id, name)` per team, five each.
+fn roster(team: usize, slot: usize) -> (i64, String) {
+    const FIRST: [&str; 10] = [
+        "Jalen", "Marcus", "Tyrese", "Luka", "Devin", "Jaylen", "Anthony", "Kevin", "Jamal",
+        "Darius",
+    ];
+    const LAST: [&str; 10] = [
+        "Brown", "Green", "Hart", "Murray", "Booker", "Holiday", "Davis", "Porter", "White",
+        "Garland",
+    ];
+    let id = 1_626_000 + (team * 10 + slot) as i64 * 37;
+    (
+        id,
+        format!(
+            "{} {}",
+            FIRST[(team + slot * 3) % 10],
+            LAST[(team * 7 + slot) % 10]
+        ),
+    )
+}
+
+/// Shot charts as seed 002's scraper publishes them to `shot_charts`: one
+/// record per field-goal attempt, games of about 170 attempts, up to eight
+/// games a day from 2023-10-24 (season `2023-24`). Court coordinates are
+/// feet from the hoop (`x` across, −25…25; `y` towards mid-court), the
+/// clock is what the period has left, `MM:SS`. About `invalid_pct` percent
+/// lack a player, lie off the court, carry an unreadable clock, or are not
+/// JSON.
+pub fn shots(count: usize, seed: u64, invalid_pct: f64) -> Vec<Line> {
+    let mut rng = Rng::new(seed);
+    let first_day = weir_plugin_kit::time::days_from_civil(2023, 10, 24);
+    let mut lines = Vec::with_capacity(count);
+    let (mut game, mut left_in_game) = (0_i64, 0_i64);
+    let mut teams = (0, 1);
+    let mut elapsed = 0_i64;
+    for i in 0..count {
+        if left_in_game == 0 {
+            game += 1;
+            left_in_game = rng.range(150, 190);
+            let home = rng.range(0, TEAMS.len() as i64 - 1) as usize;
+            teams = (
+                home,
+                (home + rng.range(1, TEAMS.len() as i64 - 1) as usize) % TEAMS.len(),
+            );
+            elapsed = 0;
+        }
+        left_in_game -= 1;
+        let (y, m, d) = weir_plugin_kit::time::civil_from_days(first_day + (game - 1) / 8);
+        let date = format!("{y:04}-{m:02}-{d:02}");
+        let game_id = format!("00223{game:05}");
+        // 48 minutes of play, attempts spread evenly with some jitter.
+        elapsed = (elapsed + rng.range(5, 28)).min(2879);
+        let period = elapsed / 720 + 1;
+        let left = 720 - elapsed % 720;
+        let clock = format!("{:02}:{:02}", left / 60, left % 60);
+        let (team, opponent) = if rng.chance(0.5) {
+            teams
+        } else {
+            (teams.1, teams.0)
+        };
+        let (player_id, player) = roster(team, rng.range(0, 4) as usize);
+        // A third of attempts are threes, a third at the rim, the rest between.
+        let kind = rng.range(0, 2);
+        let (distance, angle) = match kind {
+            0 => (23.75 + 2.0 * rng.unit(), rng.unit() * std::f64::consts::PI),
+            1 => (3.5 * rng.unit(), rng.unit() * std::f64::consts::PI),
+            _ => (5.0 + 16.0 * rng.unit(), rng.unit() * std::f64::consts::PI),
+        };
+        // Corner threes stay inside the sideline.
+        let x = (distance * angle.cos()).clamp(-24.9, 24.9);
+        let x = (x * 10.0).round() / 10.0;
+        let y = (distance * angle.sin() * 10.0).round() / 10.0;
+        let three = kind == 0;
+        let made = rng.chance([0.36, 0.62, 0.42][kind as usize]);
+        let shot_type = if three {
+            "3PT Field Goal"
+        } else {
+            "2PT Field Goal"
+        };
+        let action = ["Jump Shot", "Layup Shot", "Pullup Jump Shot"][kind as usize];
+        let shot_id = format!("{game_id}-{:04}", 190 - left_in_game);
+        let mut text = String::with_capacity(320);
+        let _ = write!(
+            text,
+            r#"{{"shot_id":"{shot_id}","game_id":"{game_id}","game_date":"{date}","season":"2023-24","team":"{}","opponent":"{}","player_id":{player_id},"player":"{player}","period":{period},"clock":"{clock}","x":{x:.1},"y":{y:.1},"made":{made},"shot_type":"{shot_type}","action":"{action}"}}"#,
+            TEAMS[team], TEAMS[opponent],
+        );
+        let defect = if rng.chance(invalid_pct / 100.0) {
+            let defect = ["missing-player", "off-court", "bad-clock", "not-json"][i % 4];
+            text = match defect {
+                "missing-player" => text.replace(&format!(r#""player":"{player}","#), ""),
+                "off-court" => text.replace(&format!(r#""x":{x:.1}"#), r#""x":61.5"#),
+                "bad-clock" => text.replace(&format!(r#""clock":"{clock}""#), r#""clock":"14:75""#),
+                _ => text[..text.len() / 2].to_owned(),
+            };
+            Some(defect)
+        } else {
+            None
+        };
+        lines.push(Line { text, defect });
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +430,7 @@ mod tests {
             .iter()
             .chain(&logs(500, 3, 0, 1.0))
             .chain(&users(500, 3, 4.0))
+            .chain(&shots(500, 3, 4.0))
         {
             let parsed = serde_json::from_str::<serde_json::Value>(&line.text);
             assert_eq!(
