@@ -2,7 +2,8 @@
 # The Python and JavaScript plugin toolchains, from PyPI and npm, in folders
 # of their own (nothing is installed system-wide):
 #   ~/.cache/weir/python   a venv with componentize-py, pytest and weir_sdk's
-#                          dependencies (none: the SDK is pure Python)
+#                          dependencies (none: the SDK is pure Python), and
+#                          pyarrow: the reader that is not weir in the tests
 #   ~/.cache/weir/node     @bytecodealliance/componentize-js, esbuild
 #
 #   scripts/toolchains.sh install   install what is missing (idempotent)
@@ -15,6 +16,7 @@ cd "$(dirname "$0")/.."
 
 CACHE="${WEIR_TOOLCHAINS_DIR:-$HOME/.cache/weir}"
 COMPONENTIZE_PY="componentize-py==0.25.1"   # the versions weir is tested with
+PYARROW="pyarrow==26.0.1"
 COMPONENTIZE_JS="@bytecodealliance/componentize-js@0.23.0"
 ESBUILD="esbuild@0.25.12"                    # bundles a JS plugin's npm dependencies
 # componentize-js 0.23.0 imports preview2-shim at run time but lists it only
@@ -28,6 +30,9 @@ install() {
     command -v python3 >/dev/null || { echo "toolchains: python3 (3.11+) is needed: apt-get install python3 python3-venv" >&2; exit 1; }
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --upgrade "$COMPONENTIZE_PY" pytest
+  fi
+  if ! "$venv/bin/python" -c "import pyarrow" 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet "$PYARROW"
   fi
   if [ ! -x "$node/node_modules/.bin/componentize-js" ] || [ ! -x "$node/node_modules/.bin/esbuild" ] ||
     [ ! -d "$node/node_modules/@bytecodealliance/preview2-shim" ]; then

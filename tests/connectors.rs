@@ -199,6 +199,7 @@ async fn taxi_example_s3_parquet_through_kafka_to_postgres_with_recomputed_metri
         typed.0.contains("column vendor_id (expected an integer)"),
         "{typed:?}"
     );
+    check_dashboard(&pool, "taxi_trips_dashboard", &table).await;
     sqlx::query(&format!("DROP TABLE {table}, {table}_dead_letter"))
         .execute(&pool)
         .await
@@ -207,25 +208,8 @@ async fn taxi_example_s3_parquet_through_kafka_to_postgres_with_recomputed_metri
 
 /// Produces every line of a file to a topic with the sink weir uses.
 async fn produce_file(path: &std::path::Path, topic: &str, _env: &[(String, String)]) {
-    use weir::sink::Sink;
-    let mut sink = weir::sink::kafka::KafkaSink::open(&weir::sink::kafka::KafkaSinkConfig {
-        brokers: services::kafka(),
-        topic: topic.to_owned(),
-        options: BTreeMap::new(),
-    })
-    .unwrap();
-    let records = std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| weir::Record {
-            key: None,
-            value: l.as_bytes().to_vec(),
-            timestamp_ms: weir::pipeline::now_ms(),
-            headers: vec![],
-        })
-        .collect();
-    assert!(sink.write(records).await.unwrap().is_empty());
-    sink.close().await.unwrap();
+    let text = std::fs::read_to_string(path).unwrap();
+    services::produce(topic, text.lines()).await;
 }
 
 /// Seed 004: readings on a topic → 60 s windows → PostgreSQL. Every
@@ -324,6 +308,7 @@ async fn weather_example_windows_in_postgres_equal_a_reference_computed_from_the
             .unwrap();
         assert!(String::from_utf8_lossy(&source.value).contains(&format!("topic={topic}")));
     }
+    check_dashboard(&pool, "weather", &table).await;
     sqlx::query(&format!("DROP TABLE {table}"))
         .execute(&pool)
         .await
@@ -454,6 +439,237 @@ async fn logs_example_extracts_fields_with_fallback_into_rolled_parquet_on_s3() 
     assert_eq!(got, expected);
 }
 
+/// Seed 002: shot charts on a topic → shot-clean → Parquet on S3 under
+/// `season=…/game_date=…/`, with the sink compacting beside the writer.
+/// Produced in rounds that each touch every game day, so each day gets
+/// small files; every row is recomputed here, and weir's view and pyarrow
+/// reading `_weir/committed` both hold every valid shot once, in its
+/// folder, before and after the compaction.
+#[tokio::test(flavor = "multi_thread")]
+async fn shots_example_partitions_clean_shots_by_season_and_game_date_and_its_compaction_keeps_each_row_once()
+ {
+    let topic = unique("shot_charts");
+    let bucket = unique("shots");
+    let env = env_with(&[
+        ("SHOTS_TOPIC", &topic),
+        ("SHOTS_BUCKET", &bucket),
+        // Every checkpoint commits; compact at every commit with 5 small
+        // files in a folder (no other compaction running).
+        ("SHOTS_ROLLOVER", "0s"),
+        ("SHOTS_COMPACT_EVERY", "0s"),
+    ]);
+    let url = format!("s3://{bucket}/charts");
+    weir(&["bucket", "create", &format!("s3://{bucket}")], &env);
+    let lines = weir::sample::shots(3000, 11, 2.0);
+    let expected = common::expected_shots(&lines);
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = Running::start(&root().join("examples/shots.toml"), &env, dir.path());
+    let rounds = 6;
+    let mut produced = 0;
+    for round in 0..rounds {
+        let part: Vec<&str> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % rounds == round)
+            .map(|(_, l)| l.text.as_str())
+            .collect();
+        produced += part.len();
+        services::produce(&topic, part).await;
+        run.wait_for_records("shots", produced as u64);
+        // The round's rows are committed before the next round starts, so
+        // each round writes its own files.
+        let want = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| i % rounds <= round && l.defect.is_none())
+            .count();
+        wait_for_rows(&url, want).await;
+    }
+    // Five rounds gave every game day five small files: the sink compacts.
+    let location =
+        weir::store::open(&url, &services::s3_options(), std::path::Path::new(".")).unwrap();
+    let started = std::time::Instant::now();
+    while weir::table::snapshot(&location)
+        .await
+        .unwrap()
+        .rewrites
+        .version
+        == 0
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "no compaction ran:\n{}",
+            run.log_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let log = run.stop();
+    assert!(log.contains("Scheduled compaction done"), "{log}");
+
+    let snapshot = weir::table::snapshot(&location).await.unwrap();
+    assert!(
+        snapshot.files.iter().any(|f| f.name.contains("/compact-")),
+        "{:?}",
+        snapshot.files
+    );
+    let folders: std::collections::BTreeSet<&str> =
+        snapshot.files.iter().map(|f| f.folder.as_str()).collect();
+    assert!(
+        folders.len() > 1
+            && folders
+                .iter()
+                .all(|f| f.starts_with("season=2023-24/game_date=2023-1")),
+        "{folders:?}"
+    );
+    common::check_shot_rows(
+        &services::committed_rows(&url).await,
+        &expected,
+        true,
+        "weir",
+    );
+    // The sink and the compaction rewrote the list pyarrow goes by.
+    common::check_shot_rows(&services::pyarrow_rows(&url), &expected, true, "pyarrow");
+    let listed = weir(&["files", &url], &env);
+    let names: Vec<&str> = snapshot.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        listed
+            .lines()
+            .filter(|l| l.ends_with(".parquet"))
+            .collect::<Vec<_>>(),
+        names
+    );
+    // Invalid shots are dead letters with their reason.
+    let dead = services::consume(
+        &format!("{topic}-dead-letter"),
+        common::defects(&lines).len(),
+    )
+    .await;
+    assert_eq!(dead.len(), common::defects(&lines).len());
+}
+
+/// One query of a dashboard panel.
+struct PanelQuery {
+    title: String,
+    sql: String,
+    /// `time_series` or `table`.
+    format: String,
+}
+
+/// The SQL of every panel of the provisioned Grafana dashboard, and the
+/// dashboard's time range.
+fn dashboard() -> (Vec<PanelQuery>, (String, String)) {
+    let text = std::fs::read_to_string(root().join("deploy/grafana/dashboards/weir.json")).unwrap();
+    let board: Value = serde_json::from_str(&text).unwrap();
+    let mut queries = Vec::new();
+    for panel in board["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            queries.push(PanelQuery {
+                title: panel["title"].as_str().unwrap().to_owned(),
+                sql: target["rawSql"].as_str().unwrap().to_owned(),
+                format: target["format"]
+                    .as_str()
+                    .unwrap_or("time_series")
+                    .to_owned(),
+            });
+        }
+    }
+    let range = |k: &str| board["time"][k].as_str().unwrap().to_owned();
+    (queries, (range("from"), range("to")))
+}
+
+/// The table a dashboard query reads (its first `FROM`).
+fn table_of(sql: &str) -> &str {
+    let rest = &sql[sql.find("FROM ").expect("a FROM") + 5..];
+    rest.split_whitespace().next().unwrap()
+}
+
+/// Runs every dashboard query that reads `table` (or its dead letters) on
+/// the test's own `actual` table, with Grafana's `$__timeFilter` expanded
+/// to the dashboard's time range as its PostgreSQL data source does, and
+/// checks the shape the panel draws: a time series gives a `time`
+/// timestamp and numeric values (a text `metric` names a series), a table
+/// gives rows.
+async fn check_dashboard(pool: &sqlx::PgPool, table: &str, actual: &str) {
+    use sqlx::{Column, TypeInfo};
+    let (queries, (from, to)) = dashboard();
+    let mut ran = 0;
+    for PanelQuery { title, sql, format } in queries {
+        let reads = table_of(&sql);
+        if reads != table && reads != format!("{table}_dead_letter") {
+            continue;
+        }
+        let mut sql = sql.replacen(&format!("FROM {table}"), &format!("FROM {actual}"), 1);
+        while let Some(at) = sql.find("$__timeFilter(") {
+            let end = at + sql[at..].find(')').unwrap();
+            let column = &sql[at + "$__timeFilter(".len()..end];
+            let expanded = format!("{column} BETWEEN '{from}' AND '{to}'");
+            sql.replace_range(at..=end, &expanded);
+        }
+        let rows = sqlx::query(&sql)
+            .fetch_all(pool)
+            .await
+            .unwrap_or_else(|e| panic!("panel {title:?}: {e}\n{sql}"));
+        assert!(!rows.is_empty(), "panel {title:?} shows nothing:\n{sql}");
+        if format == "time_series" {
+            for column in rows[0].columns() {
+                let kind = column.type_info().name();
+                match column.name() {
+                    "time" => assert!(
+                        kind.starts_with("TIMESTAMP"),
+                        "panel {title:?}: time is {kind}"
+                    ),
+                    "metric" => assert_eq!(kind, "TEXT", "panel {title:?}: metric"),
+                    other => assert!(
+                        ["INT2", "INT4", "INT8", "FLOAT4", "FLOAT8", "NUMERIC"].contains(&kind),
+                        "panel {title:?}: value column {other} is {kind}, not a number"
+                    ),
+                }
+            }
+            assert!(
+                rows[0].columns().iter().any(|c| c.name() == "time"),
+                "panel {title:?} has no time column"
+            );
+        }
+        ran += 1;
+    }
+    assert!(ran > 0, "no dashboard panel reads {table}");
+}
+
+#[test]
+fn every_dashboard_panel_reads_a_table_a_seed_test_fills() {
+    let (queries, _) = dashboard();
+    assert!(queries.len() >= 5);
+    for PanelQuery { title, sql, .. } in &queries {
+        assert!(
+            [
+                "taxi_trips_dashboard",
+                "taxi_trips_dashboard_dead_letter",
+                "weather"
+            ]
+            .contains(&table_of(sql)),
+            "panel {title:?} reads {}, which no test checks",
+            table_of(sql)
+        );
+    }
+}
+
+/// Waits until the committed rows of `url` number `count`.
+async fn wait_for_rows(url: &str, count: usize) {
+    let started = std::time::Instant::now();
+    loop {
+        let rows = services::committed_rows(url).await.len();
+        if rows == count {
+            return;
+        }
+        assert!(rows < count, "{rows} rows committed, only {count} expected");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "{rows} of {count} rows committed after 120 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// The object-store source reads NDJSON, CSV and Parquet objects in path
 /// order from a local folder (file://), with each row's position in its
 /// dead letters.
@@ -572,7 +788,7 @@ fn compose_file_sets_every_variable_the_examples_read() {
             compose.contains(&format!("{var}:")),
             "docker-compose.yml lacks {var}"
         );
-        for example in ["taxi", "users", "logs", "weather"] {
+        for example in ["taxi", "users", "logs", "weather", "shots"] {
             let text =
                 std::fs::read_to_string(root().join(format!("examples/{example}.toml"))).unwrap();
             let reads = text.contains(&format!("${{{var}"));

@@ -9,7 +9,10 @@
 //! uploaded, its manifest not written), `before-offset-commit` (the
 //! checkpoint is committed, the Kafka group offsets not yet updated),
 //! `before-checkpoint-save` (at-least-once: the sink is flushed, the
-//! checkpoint file not yet written).
+//! checkpoint file not yet written), `compact-after-merge` (a compaction's
+//! merged files are uploaded, the swap not committed),
+//! `compact-after-commit` (the swap is committed, `_weir/committed` not
+//! yet rewritten).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -20,6 +20,8 @@
 //! - [`sample`] — deterministic sample data (taxi trips, weather, logs).
 //! - [`bench`] — the WASM-vs-native benchmark behind `weir bench`.
 //! - [`authoring`] — `weir plugin new` and `weir plugin build` (Rust, Python, JS).
+//! - [`table`] — the committed files of a Parquet location, `weir files` and
+//!   `weir compact`.
 //!
 //! `main.rs` is the CLI (`run`, `validate`, `plugin test`, `bench`, `gen`).
 
@@ -43,5 +45,6 @@ pub mod source;
 pub mod stats;
 pub mod store;
 pub mod swap;
+pub mod table;
 
 pub use plugin::{Header, Record};

@@ -88,6 +88,45 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// Prints the committed Parquet files of a sink's location, one per
+    /// line (paths relative to it): what a reader that is not weir should
+    /// read. S3 settings from the AWS_* environment variables.
+    Files {
+        /// A folder, `file:///dir` or `s3://bucket/prefix`.
+        location: String,
+        /// Also write the list to `<location>/_weir/committed`.
+        #[arg(long)]
+        write: bool,
+        /// Print size and partition folder too (tab-separated).
+        #[arg(long)]
+        long: bool,
+    },
+    /// Merges the small committed Parquet files of each partition folder
+    /// into files near a target size, committed atomically (safe beside a
+    /// running writer). S3 settings from the AWS_* environment variables.
+    Compact {
+        /// A folder, `file:///dir` or `s3://bucket/prefix`.
+        location: String,
+        /// Merged files are made up to about this size.
+        #[arg(long, default_value = "128MiB", value_parser = parse_size)]
+        target_size: u64,
+        /// Compact a folder once it has at least this many small files.
+        #[arg(long, default_value_t = 5)]
+        min_files: usize,
+        /// Only folders under this partition, e.g. `season=2023-24`.
+        #[arg(long)]
+        partition: Option<String>,
+        /// Sort each merged file's rows by this column.
+        #[arg(long)]
+        sort_by: Option<String>,
+        /// Delete replaced files only this long after the swap, so readers
+        /// that listed them still find them, e.g. `1h`, `0s`.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        retention: Duration,
+        /// Print what would be merged; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Writes deterministic sample data: NDJSON, Parquet, or to a Kafka topic.
     Gen {
         /// Which data.
@@ -193,6 +232,15 @@ enum SampleKind {
     Weather,
     Logs,
     Users,
+    Shots,
+}
+
+fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    weir::config::parse_byte_size(text)
+}
+
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    weir_plugin_kit::duration::parse_ms(text).map(Duration::from_millis)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -334,6 +382,64 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
             print!("{}", report?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Files {
+            location,
+            write,
+            long,
+        } => {
+            let location = open_location(&location)?;
+            let snapshot = if write {
+                weir::table::write_committed_list(&location).await?
+            } else {
+                weir::table::snapshot(&location).await?
+            };
+            let mut out = std::io::stdout().lock();
+            for file in &snapshot.files {
+                if long {
+                    writeln!(out, "{}\t{}\t{}", file.name, file.size, file.folder)?;
+                } else {
+                    writeln!(out, "{}", file.name)?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compact {
+            location,
+            target_size,
+            min_files,
+            partition,
+            sort_by,
+            retention,
+            dry_run,
+        } => {
+            let location = open_location(&location)?;
+            let options = weir::table::compact::Options {
+                target_size,
+                min_files,
+                partition,
+                sort_by,
+                retention,
+                every: None,
+                dry_run,
+            };
+            let report = weir::table::compact::compact(&location, &options).await?;
+            if dry_run {
+                for group in &report.groups {
+                    println!(
+                        "would merge {} files ({} bytes) in {}",
+                        group.inputs.len(),
+                        group.inputs.iter().map(|f| f.size).sum::<u64>(),
+                        if group.folder.is_empty() {
+                            "./"
+                        } else {
+                            &group.folder
+                        }
+                    );
+                }
+            }
+            print!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Gen {
             kind,
             count,
@@ -353,11 +459,17 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
                 }
                 SampleKind::Logs => weir::sample::logs(count, seed, start_ms, invalid_pct),
                 SampleKind::Users => weir::sample::users(count, seed, invalid_pct),
+                SampleKind::Shots => weir::sample::shots(count, seed, invalid_pct),
             };
             // Weather is keyed by city, so that every reading of a city is
             // in one partition: a windowed average per city stays exact
-            // when partitions are spread over processes.
-            let key_field = matches!(kind, SampleKind::Weather).then_some("city");
+            // when partitions are spread over processes. Shots by game, as
+            // the scraper publishes them.
+            let key_field = match kind {
+                SampleKind::Weather => Some("city"),
+                SampleKind::Shots => Some("game_id"),
+                _ => None,
+            };
             gen_write(lines, key_field, &to, format, brokers, topic, partitions).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -442,6 +554,16 @@ async fn gen_write(
         );
     }
     Ok(())
+}
+
+/// A Parquet location named on the command line (S3 settings from the
+/// AWS_* environment).
+fn open_location(location: &str) -> Result<weir::store::Location> {
+    Ok(weir::store::open(
+        location,
+        &Default::default(),
+        &std::env::current_dir()?,
+    )?)
 }
 
 fn engine_for(config: &Config) -> Result<PluginEngine> {

@@ -228,3 +228,79 @@ pub fn assert_rows_exactly<T: PartialEq>(got: &[T], want: &[T], what: &str) {
     assert_eq!(got.len(), want.len(), "row count (duplicates or losses)");
     assert!(got == want, "the rows differ from the {what}");
 }
+
+/// What shot-clean makes of the valid generated shots, by `shot_id`,
+/// recomputed here from the court's geometry and the game clock.
+pub fn expected_shots(
+    lines: &[weir::sample::Line],
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    valid_json(lines)
+        .into_iter()
+        .map(|shot| {
+            let (x, y) = (shot["x"].as_f64().unwrap(), shot["y"].as_f64().unwrap());
+            let distance = x.hypot(y);
+            let zone = if y > 41.75 {
+                "Backcourt"
+            } else if distance <= 4.0 {
+                "Restricted Area"
+            } else if x.abs() >= 22.0 && y <= 8.75 {
+                "Corner 3"
+            } else if distance >= 23.75 {
+                "Above the Break 3"
+            } else if x.abs() <= 8.0 && y <= 13.75 {
+                "In The Paint (Non-RA)"
+            } else {
+                "Mid-Range"
+            };
+            let clock = shot["clock"].as_str().unwrap();
+            let left = clock[..2].parse::<i64>().unwrap() * 60 + clock[3..].parse::<i64>().unwrap();
+            let period = shot["period"].as_i64().unwrap();
+            let three = shot["shot_type"] == "3PT Field Goal";
+            let made = shot["made"].as_bool().unwrap();
+            let row = serde_json::json!({
+                "shot_id": shot["shot_id"], "game_id": shot["game_id"],
+                "game_date": shot["game_date"], "season": shot["season"],
+                "team": shot["team"], "opponent": shot["opponent"],
+                "player_id": shot["player_id"], "player": shot["player"],
+                "period": period, "clock_seconds": left,
+                "game_seconds": (period - 1) * 720 + 720 - left,
+                "x": x, "y": y, "distance_ft": (distance * 10.0).round() / 10.0,
+                "zone": zone, "shot_type": shot["shot_type"], "action": shot["action"],
+                "made": made, "points": if !made { 0 } else if three { 3 } else { 2 },
+            });
+            (shot["shot_id"].as_str().unwrap().to_owned(), row)
+        })
+        .collect()
+}
+
+/// Checks rows read from a shots location (each with its file) against
+/// `expected`: every row once, equal to its expected row, in the folder
+/// of its season and game date. `all`: every expected row is there.
+pub fn check_shot_rows(
+    rows: &[(String, serde_json::Value)],
+    expected: &std::collections::BTreeMap<String, serde_json::Value>,
+    all: bool,
+    reader: &str,
+) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (file, row) in rows {
+        let id = row["shot_id"].as_str().unwrap();
+        assert!(seen.insert(id.to_owned()), "{reader}: shot {id} read twice");
+        let want = expected
+            .get(id)
+            .unwrap_or_else(|| panic!("{reader}: shot {id} was never produced"));
+        assert_eq!(row, want, "{reader}: shot {id} in {file}");
+        let folder = format!(
+            "season={}/game_date={}/",
+            want["season"].as_str().unwrap(),
+            want["game_date"].as_str().unwrap()
+        );
+        assert!(
+            file.starts_with(&folder),
+            "{reader}: shot {id} is in {file}, not under {folder}"
+        );
+    }
+    if all {
+        assert_eq!(seen.len(), expected.len(), "{reader}: rows missing");
+    }
+}

@@ -635,3 +635,89 @@ pub fn partitions_by_key(topic: &str, count: usize) -> std::collections::HashMap
     }
     partitions
 }
+
+/// Produces `values` to `topic`, keyless, in one batch.
+pub async fn produce<'a>(topic: &str, values: impl IntoIterator<Item = &'a str>) {
+    use weir::sink::Sink;
+    let mut sink = weir::sink::kafka::KafkaSink::open(&weir::sink::kafka::KafkaSinkConfig {
+        brokers: kafka(),
+        topic: topic.to_owned(),
+        options: BTreeMap::new(),
+    })
+    .unwrap();
+    let records = values
+        .into_iter()
+        .map(|v| weir::Record {
+            key: None,
+            value: v.as_bytes().to_vec(),
+            timestamp_ms: weir::pipeline::now_ms(),
+            headers: vec![],
+        })
+        .collect();
+    assert!(sink.write(records).await.unwrap().is_empty());
+    sink.close().await.unwrap();
+}
+
+/// The committed rows of a Parquet location as weir reads them (its
+/// manifests and rewrite log), each with its file's path.
+pub async fn committed_rows(url: &str) -> Vec<(String, serde_json::Value)> {
+    let location = weir::store::open(url, &s3_options(), Path::new(".")).unwrap();
+    let snapshot = weir::table::snapshot(&location).await.unwrap();
+    let mut rows = Vec::new();
+    for file in snapshot.files {
+        let path = location.child(&file.name);
+        for row in object_rows(&location, &path).await {
+            rows.push((file.name.clone(), row));
+        }
+    }
+    rows
+}
+
+/// The Python of the toolchains (`scripts/toolchains.sh install`), which
+/// has pyarrow.
+pub fn toolchain_python() -> std::path::PathBuf {
+    let cache = std::env::var("WEIR_TOOLCHAINS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| Path::new(&std::env::var("HOME").unwrap()).join(".cache/weir"));
+    let python = cache.join("python/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/toolchains.sh install (scripts/test.sh does)",
+        python.display()
+    );
+    python
+}
+
+/// The committed rows of a Parquet location as pyarrow reads them, going
+/// by `_weir/committed` alone (tests/readers/committed_rows.py), each with
+/// its file's path.
+pub fn pyarrow_rows(url: &str) -> Vec<(String, serde_json::Value)> {
+    let out = Command::new(toolchain_python())
+        .arg(super::common::root().join("tests/readers/committed_rows.py"))
+        .arg(url)
+        .envs(weir_env())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pyarrow could not read {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut row: serde_json::Value = serde_json::from_str(line).unwrap();
+            let file = row
+                .as_object_mut()
+                .unwrap()
+                .remove("_file")
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned();
+            (file, row)
+        })
+        .collect()
+}

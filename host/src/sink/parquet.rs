@@ -81,8 +81,10 @@ pub struct ParquetConfig {
     /// Columns, in order; inferred from the first batch when absent.
     #[serde(default)]
     pub schema: Vec<Column>,
-    /// Hive-style partition folder `<field>=<value>/` from a field.
-    pub partition_by: Option<String>,
+    /// Hive-style partition folders `<field>=<value>/` from a field, or
+    /// nested from several (`["season", "game_date"]`), in that order.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub partition_by: Vec<String>,
     /// Partition folder `date=YYYY-MM-DD/` from a timestamp field, or
     /// from the time of writing with `"processing-time"`.
     pub partition_by_date: Option<String>,
@@ -105,6 +107,29 @@ pub struct ParquetConfig {
     /// bounds the sink's memory; readers skip data by row group.
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
+    /// Rewrite `_weir/committed` (the committed files, for readers that
+    /// are not weir) after each commit that added files.
+    #[serde(default = "yes")]
+    pub committed_list: bool,
+    /// Compact small committed files while writing (`every`, and the
+    /// options of `weir compact`).
+    pub compaction: Option<crate::table::compact::Options>,
+}
+
+/// `"field"` or `["field", …]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(field) => vec![field],
+        OneOrMany::Many(fields) => fields,
+    })
 }
 
 fn default_row_group_rows() -> usize {
@@ -200,6 +225,8 @@ pub struct ParquetSink {
     /// Exactly-once: the pipeline, and the files finished in the epoch
     /// not yet committed.
     epochs: Option<Epochs>,
+    /// When this sink opened or last started a scheduled compaction.
+    compacted: Instant,
 }
 
 struct Epochs {
@@ -247,7 +274,7 @@ const MANIFESTS_KEPT: usize = 10;
 
 /// The epoch number of an exactly-once part file name, and in group mode
 /// its partition (`part-<epoch>-<seq>[-<topic>.<partition>].parquet`).
-fn part_epoch(name: &str) -> Option<(u64, Option<&str>)> {
+pub(crate) fn part_epoch(name: &str) -> Option<(u64, Option<&str>)> {
     let rest = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
     let (digits, rest) = rest.split_at_checked(10)?;
     let rest = rest.strip_prefix('-')?;
@@ -262,7 +289,7 @@ fn part_epoch(name: &str) -> Option<(u64, Option<&str>)> {
 
 /// The partition part of a group-mode checkpoint key, as it appears in
 /// part file names: `taxi@trips.3` → `trips.3`.
-fn scope_of(key: &str) -> String {
+pub(crate) fn scope_of(key: &str) -> String {
     let partition = key.rsplit_once('@').map_or(key, |(_, p)| p);
     partition
         .chars()
@@ -277,7 +304,7 @@ fn scope_of(key: &str) -> String {
 }
 
 /// The epoch of a manifest file name.
-fn manifest_epoch(name: &str) -> Option<u64> {
+pub(crate) fn manifest_epoch(name: &str) -> Option<u64> {
     name.strip_prefix("epoch-")?
         .strip_suffix(".json")?
         .parse()
@@ -287,13 +314,13 @@ fn manifest_epoch(name: &str) -> Option<u64> {
 /// A committed epoch: its checkpoint and the files it added. In group
 /// mode also who wrote it, and every slot claimed so far in this chain.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Manifest {
-    checkpoint: Checkpoint,
-    files: Vec<String>,
+pub(crate) struct Manifest {
+    pub(crate) checkpoint: Checkpoint,
+    pub(crate) files: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    owner: Option<String>,
+    pub(crate) owner: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    claims: Vec<u64>,
+    pub(crate) claims: Vec<u64>,
 }
 
 impl ParquetSink {
@@ -326,6 +353,7 @@ impl ParquetSink {
             run_id: crate::record::now_ms() as u64,
             seq: 0,
             epochs: None,
+            compacted: Instant::now(),
         })
     }
 
@@ -395,9 +423,9 @@ impl ParquetSink {
     /// Splits records by partition folder; refuses records whose partition
     /// field cannot be read.
     fn partition(&self, records: Vec<Record>) -> (Vec<(String, Vec<Record>)>, Vec<Rejected>) {
-        let by_field = self.config.partition_by.as_deref();
+        let by_field = &self.config.partition_by;
         let by_date = self.config.partition_by_date.as_deref();
-        if by_field.is_none() && by_date.is_none() {
+        if by_field.is_empty() && by_date.is_none() {
             return (vec![(String::new(), records)], Vec::new());
         }
         let today = date_folder(crate::record::now_ms());
@@ -547,10 +575,10 @@ fn date_folder(epoch_ms: i64) -> String {
 fn partition_folder(
     value: &[u8],
     by_date: Option<&str>,
-    by_field: Option<&str>,
+    by_fields: &[String],
     today: &str,
 ) -> std::result::Result<String, String> {
-    let needs_value = by_field.is_some() || by_date.is_some_and(|d| d != "processing-time");
+    let needs_value = !by_fields.is_empty() || by_date.is_some_and(|d| d != "processing-time");
     let object: serde_json::Map<String, serde_json::Value> = if needs_value {
         serde_json::from_slice(value)
             .map_err(|e| format!("cannot read the partition field: not a JSON object: {e}"))?
@@ -578,7 +606,7 @@ fn partition_folder(
         }
         None => {}
     }
-    if let Some(field) = by_field {
+    for field in by_fields {
         let value = match object.get(field) {
             None | Some(serde_json::Value::Null) => "__HIVE_DEFAULT_PARTITION__".to_owned(),
             Some(serde_json::Value::String(s)) => s.clone(),
@@ -840,7 +868,70 @@ impl Sink for ParquetSink {
             Err(PutError::Failed(e)) => return Err(e),
         }
         self.prune_manifests(&pipeline).await;
+        if !manifest.files.is_empty() {
+            self.after_commit().await;
+        }
         Ok(true)
+    }
+}
+
+/// Locations this process is compacting now, and whether a commit asked
+/// for another compaction meanwhile: one compaction at a time per
+/// location, however many partitions' sinks write there, and none asked
+/// for is lost.
+static COMPACTING: std::sync::LazyLock<std::sync::Mutex<HashMap<String, bool>>> =
+    std::sync::LazyLock::new(Default::default);
+
+impl ParquetSink {
+    /// After a commit that added files: rewrites `_weir/committed` and, when
+    /// due, starts a compaction beside the writer (best effort: a reader
+    /// that goes by the manifests is always right; the list catches up at
+    /// the next commit).
+    async fn after_commit(&mut self) {
+        if self.config.committed_list
+            && let Err(e) = crate::table::write_committed_list(&self.location).await
+        {
+            tracing::warn!(sink = %self.describe(), error = %e, "Could not rewrite the committed-file list; the next commit tries again.");
+        }
+        let Some(options) = &self.config.compaction else {
+            return;
+        };
+        let every = options.every.unwrap_or(Duration::from_secs(600));
+        if self.compacted.elapsed() < every {
+            return;
+        }
+        self.compacted = Instant::now();
+        let key = self.location.display.clone();
+        {
+            let mut running = COMPACTING.lock().expect("not poisoned");
+            if let Some(again) = running.get_mut(&key) {
+                *again = true;
+                return;
+            }
+            running.insert(key.clone(), false);
+        }
+        let (location, options) = (self.location.clone(), options.clone());
+        tokio::spawn(async move {
+            loop {
+                match crate::table::compact::compact(&location, &options).await {
+                    Ok(report) if report.version.is_some() => {
+                        tracing::info!(location = %location.display, files_before = report.files_before, files_after = report.files_after, "Scheduled compaction done.");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Scheduled compaction failed; the next one tries again.")
+                    }
+                }
+                let mut running = COMPACTING.lock().expect("not poisoned");
+                match running.get_mut(&key) {
+                    Some(again) if *again => *again = false,
+                    _ => {
+                        running.remove(&key);
+                        return;
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -1029,22 +1120,32 @@ mod tests {
     fn partition_folders_come_from_fields_and_dates() {
         let v = br#"{"city":"Oslo/Nord","ts":"2024-03-05 23:10:00"}"#;
         assert_eq!(
-            partition_folder(v, Some("ts"), Some("city"), "date=x/").unwrap(),
+            partition_folder(v, Some("ts"), &["city".into()], "date=x/").unwrap(),
             "date=2024-03-05/city=Oslo_Nord/"
+        );
+        assert_eq!(
+            partition_folder(
+                br#"{"season":"2023-24","game_date":"2023-10-24"}"#,
+                None,
+                &["season".into(), "game_date".into()],
+                ""
+            )
+            .unwrap(),
+            "season=2023-24/game_date=2023-10-24/"
         );
         assert_eq!(
             partition_folder(
                 b"not json",
                 Some("processing-time"),
-                None,
+                &[],
                 "date=2026-01-02/"
             )
             .unwrap(),
             "date=2026-01-02/"
         );
-        assert!(partition_folder(b"{}", Some("ts"), None, "").is_err());
+        assert!(partition_folder(b"{}", Some("ts"), &[], "").is_err());
         assert_eq!(
-            partition_folder(b"{}", None, Some("city"), "").unwrap(),
+            partition_folder(b"{}", None, &["city".into()], "").unwrap(),
             "city=__HIVE_DEFAULT_PARTITION__/"
         );
     }

@@ -1,0 +1,256 @@
+//! `weir compact` and `weir files` on a real S3 server beside a running
+//! writer (seed 002's shots pipeline), across a kill -9 of either: a reader
+//! that goes by the manifests (weir) and one that goes by `_weir/committed`
+//! (pyarrow) never see a row twice, never lose one they saw, and in the end
+//! hold every row exactly once.
+
+mod common;
+mod services;
+
+use common::root;
+use serde_json::Value;
+use services::{Running, unique, weir, weir_env, weir_output};
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Both readers' rows, checked against `expected`; `all`: every expected
+/// row must be there. Each reader's shot ids must include those it saw
+/// before (`seen`).
+async fn check_readers(
+    url: &str,
+    expected: &BTreeMap<String, Value>,
+    all: bool,
+    seen: &mut [BTreeSet<String>; 2],
+    when: &str,
+) {
+    let views = [
+        ("weir", services::committed_rows(url).await),
+        ("pyarrow", services::pyarrow_rows(url)),
+    ];
+    for ((reader, rows), before) in views.iter().zip(seen.iter_mut()) {
+        common::check_shot_rows(rows, expected, all, &format!("{reader} {when}"));
+        let now: BTreeSet<String> = rows
+            .iter()
+            .map(|(_, r)| r["shot_id"].as_str().unwrap().to_owned())
+            .collect();
+        let lost = before.difference(&now).count();
+        assert_eq!(
+            lost, 0,
+            "{reader} {when}: {lost} rows it read before are gone"
+        );
+        *before = now;
+    }
+}
+
+/// Waits until weir's view of `url` holds exactly the rows of `expected`.
+async fn wait_for_rows(url: &str, expected: &BTreeMap<String, Value>) {
+    let started = Instant::now();
+    loop {
+        let rows = services::committed_rows(url).await.len();
+        if rows == expected.len() {
+            return;
+        }
+        assert!(
+            rows < expected.len(),
+            "{rows} rows committed, {} expected",
+            expected.len()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{rows} of {} rows committed after 120 s",
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `weir compact` of `url`, merging folders of at least `min_files`.
+fn compact_args<'a>(url: &'a str, min_files: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "compact",
+        url,
+        "--min-files",
+        min_files,
+        "--sort-by",
+        "shot_id",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compaction_beside_a_running_writer_and_across_kill_9_of_either_never_shows_a_row_twice_or_loses_one()
+ {
+    let topic = unique("shot_charts");
+    let bucket = unique("compact");
+    let env: Vec<(String, String)> = weir_env()
+        .into_iter()
+        .chain([
+            ("SHOTS_TOPIC".to_owned(), topic.clone()),
+            ("SHOTS_BUCKET".to_owned(), bucket.clone()),
+            ("SHOTS_ROLLOVER".to_owned(), "0s".to_owned()),
+            // Only the compactions this test runs.
+            ("SHOTS_COMPACT_EVERY".to_owned(), "24h".to_owned()),
+        ])
+        .collect();
+    let url = format!("s3://{bucket}/charts");
+    weir(&["bucket", "create", &format!("s3://{bucket}")], &env);
+    let lines = weir::sample::shots(2400, 21, 2.0);
+    let rounds = 7;
+    let upto = |round: usize| {
+        let valid: Vec<weir::sample::Line> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % rounds <= round)
+            .map(|(_, l)| l.clone())
+            .collect();
+        common::expected_shots(&valid)
+    };
+    let expected = upto(rounds - 1);
+    let dir = tempfile::tempdir().unwrap();
+    let config = root().join("examples/shots.toml");
+    let mut writer = Some(Running::start(&config, &env, dir.path()));
+    let mut seen: [BTreeSet<String>; 2] = Default::default();
+    for round in 0..rounds {
+        let part: Vec<&str> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % rounds == round)
+            .map(|(_, l)| l.text.as_str())
+            .collect();
+        // A compaction runs while the writer takes this round.
+        let compaction = (round >= 2).then(|| {
+            let crash = match round {
+                2 => "compact-after-merge",
+                3 => "compact-after-commit",
+                _ => "",
+            };
+            Command::new(env!("CARGO_BIN_EXE_weir"))
+                .args(compact_args(&url, "2", &[]))
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .env("WEIR_CRASH_AT", crash)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        });
+        services::produce(&topic, part).await;
+        if round == 4 {
+            // kill -9 of the writer while it takes the round; a new one
+            // replays what it had not committed.
+            writer.take().unwrap().kill9();
+            writer = Some(Running::start(&config, &env, dir.path()));
+        }
+        check_readers(
+            &url,
+            &expected,
+            false,
+            &mut seen,
+            &format!("during round {round}"),
+        )
+        .await;
+        if let Some(child) = compaction {
+            let out = child.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stderr);
+            if round <= 3 {
+                assert!(
+                    !out.status.success(),
+                    "round {round}: the crash point was not reached: {text}"
+                );
+            } else {
+                assert!(out.status.success(), "round {round}: {text}");
+            }
+        }
+        wait_for_rows(&url, &upto(round)).await;
+        check_readers(
+            &url,
+            &upto(round),
+            true,
+            &mut seen,
+            &format!("after round {round}"),
+        )
+        .await;
+    }
+    writer.take().unwrap().stop();
+
+    // The last compaction, with no retention: replaced files and the merged
+    // files of the compaction killed before its commit are deleted.
+    let report = weir(&compact_args(&url, "2", &["--retention", "0s"]), &env);
+    assert!(report.contains("committed as rewrite"), "{report}");
+    let report = weir(&compact_args(&url, "1000", &["--retention", "0s"]), &env);
+    assert!(report.contains("deleted"), "{report}");
+    check_readers(&url, &expected, true, &mut seen, "at the end").await;
+    let location =
+        weir::store::open(&url, &services::s3_options(), std::path::Path::new(".")).unwrap();
+    let snapshot = weir::table::snapshot(&location).await.unwrap();
+    assert!(
+        snapshot.uncommitted.is_empty() && snapshot.rewrites.replaced.is_empty(),
+        "left behind: {:?} {:?}",
+        snapshot.uncommitted,
+        snapshot.rewrites.replaced
+    );
+    // One merged file per game day, its rows sorted by shot_id.
+    let mut per_folder: BTreeMap<&str, usize> = BTreeMap::new();
+    for file in &snapshot.files {
+        *per_folder.entry(file.folder.as_str()).or_default() += 1;
+        assert!(file.name.contains("/compact-"), "{}", file.name);
+    }
+    assert!(per_folder.values().all(|n| *n == 1), "{per_folder:?}");
+    for file in &snapshot.files {
+        let rows = services::object_rows(&location, &location.child(&file.name)).await;
+        let ids: Vec<&str> = rows
+            .iter()
+            .map(|r| r["shot_id"].as_str().unwrap())
+            .collect();
+        assert!(ids.is_sorted(), "{} is not sorted by shot_id", file.name);
+    }
+    // `weir files --write` gives what `_weir/committed` holds.
+    let listed = weir(&["files", &url, "--write"], &env);
+    let names: Vec<&str> = snapshot.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        listed
+            .lines()
+            .filter(|l| l.ends_with(".parquet"))
+            .collect::<Vec<_>>(),
+        names
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_changes_nothing_and_a_bad_location_is_refused_with_what_to_do() {
+    let bucket = unique("dry");
+    let env = weir_env();
+    weir(&["bucket", "create", &format!("s3://{bucket}")], &env);
+    let url = format!("s3://{bucket}/t");
+    // Three small files written without exactly-once (complete = committed).
+    for seed in 1..=3 {
+        weir(
+            &[
+                "gen",
+                "taxi",
+                "--count",
+                "200",
+                "--seed",
+                &seed.to_string(),
+                "--format",
+                "parquet",
+                "--to",
+                &url,
+            ],
+            &env,
+        );
+    }
+    let before = weir(&["files", &url], &env);
+    assert_eq!(
+        before.lines().filter(|l| l.ends_with(".parquet")).count(),
+        3,
+        "{before}"
+    );
+    let dry = weir(&["compact", &url, "--min-files", "2", "--dry-run"], &env);
+    assert!(dry.contains("would merge 3 files"), "{dry}");
+    assert_eq!(weir(&["files", &url], &env), before);
+    let (status, text) = weir_output(&["compact", "s3://"], &env);
+    assert!(!status.success() && text.contains("s3://"), "{text}");
+}
