@@ -12,7 +12,6 @@ use serde_json::Value;
 use services::{Running, unique, weir, weir_env, weir_output};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// Both readers' rows, checked against `expected`; `all`: every expected
 /// row must be there. Each reader's shot ids must include those it saw
@@ -40,28 +39,6 @@ async fn check_readers(
             "{reader} {when}: {lost} rows it read before are gone"
         );
         *before = now;
-    }
-}
-
-/// Waits until weir's view of `url` holds exactly the rows of `expected`.
-async fn wait_for_rows(url: &str, expected: &BTreeMap<String, Value>) {
-    let started = Instant::now();
-    loop {
-        let rows = services::committed_rows(url).await.len();
-        if rows == expected.len() {
-            return;
-        }
-        assert!(
-            rows < expected.len(),
-            "{rows} rows committed, {} expected",
-            expected.len()
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{rows} of {} rows committed after 120 s",
-            expected.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -99,13 +76,10 @@ async fn compaction_beside_a_running_writer_and_across_kill_9_of_either_never_sh
     let lines = weir::sample::shots(2400, 21, 2.0);
     let rounds = 7;
     let upto = |round: usize| {
-        let valid: Vec<weir::sample::Line> = lines
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % rounds <= round)
-            .map(|(_, l)| l.clone())
+        let so_far: Vec<weir::sample::Line> = (0..=round)
+            .flat_map(|r| common::round_of(&lines, rounds, r))
             .collect();
-        common::expected_shots(&valid)
+        common::expected_shots(&so_far)
     };
     let expected = upto(rounds - 1);
     let dir = tempfile::tempdir().unwrap();
@@ -113,12 +87,7 @@ async fn compaction_beside_a_running_writer_and_across_kill_9_of_either_never_sh
     let mut writer = Some(Running::start(&config, &env, dir.path()));
     let mut seen: [BTreeSet<String>; 2] = Default::default();
     for round in 0..rounds {
-        let part: Vec<&str> = lines
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % rounds == round)
-            .map(|(_, l)| l.text.as_str())
-            .collect();
+        let part = common::round_of(&lines, rounds, round);
         // A compaction runs while the writer takes this round.
         let compaction = (round >= 2).then(|| {
             let crash = match round {
@@ -136,7 +105,7 @@ async fn compaction_beside_a_running_writer_and_across_kill_9_of_either_never_sh
                 .spawn()
                 .unwrap()
         });
-        services::produce(&topic, part).await;
+        services::produce(&topic, part.iter().map(|l| l.text.as_str())).await;
         if round == 4 {
             // kill -9 of the writer while it takes the round; a new one
             // replays what it had not committed.
@@ -163,7 +132,7 @@ async fn compaction_beside_a_running_writer_and_across_kill_9_of_either_never_sh
                 assert!(out.status.success(), "round {round}: {text}");
             }
         }
-        wait_for_rows(&url, &upto(round)).await;
+        services::wait_for_committed_rows(&url, upto(round).len()).await;
         check_readers(
             &url,
             &upto(round),

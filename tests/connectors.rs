@@ -466,24 +466,16 @@ async fn shots_example_partitions_clean_shots_by_season_and_game_date_and_its_co
     let mut run = Running::start(&root().join("examples/shots.toml"), &env, dir.path());
     let rounds = 6;
     let mut produced = 0;
+    let mut want = 0;
     for round in 0..rounds {
-        let part: Vec<&str> = lines
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % rounds == round)
-            .map(|(_, l)| l.text.as_str())
-            .collect();
+        let part = common::round_of(&lines, rounds, round);
         produced += part.len();
-        services::produce(&topic, part).await;
+        want += part.iter().filter(|l| l.defect.is_none()).count();
+        services::produce(&topic, part.iter().map(|l| l.text.as_str())).await;
         run.wait_for_records("shots", produced as u64);
         // The round's rows are committed before the next round starts, so
         // each round writes its own files.
-        let want = lines
-            .iter()
-            .enumerate()
-            .filter(|(i, l)| i % rounds <= round && l.defect.is_none())
-            .count();
-        wait_for_rows(&url, want).await;
+        services::wait_for_committed_rows(&url, want).await;
     }
     // Five rounds gave every game day five small files: the sink compacts.
     let location =
@@ -650,23 +642,6 @@ fn every_dashboard_panel_reads_a_table_a_seed_test_fills() {
             "panel {title:?} reads {}, which no test checks",
             table_of(sql)
         );
-    }
-}
-
-/// Waits until the committed rows of `url` number `count`.
-async fn wait_for_rows(url: &str, count: usize) {
-    let started = std::time::Instant::now();
-    loop {
-        let rows = services::committed_rows(url).await.len();
-        if rows == count {
-            return;
-        }
-        assert!(rows < count, "{rows} rows committed, only {count} expected");
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(120),
-            "{rows} of {count} rows committed after 120 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 

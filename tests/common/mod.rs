@@ -304,3 +304,18 @@ pub fn check_shot_rows(
         assert_eq!(seen.len(), expected.len(), "{reader}: rows missing");
     }
 }
+
+/// The lines of round `round` of `rounds`: every `rounds`-th line, so that
+/// each round touches every game day (or any other grouping by position).
+pub fn round_of(
+    lines: &[weir::sample::Line],
+    rounds: usize,
+    round: usize,
+) -> Vec<weir::sample::Line> {
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % rounds == round)
+        .map(|(_, l)| l.clone())
+        .collect()
+}

@@ -721,3 +721,21 @@ pub fn pyarrow_rows(url: &str) -> Vec<(String, serde_json::Value)> {
         })
         .collect()
 }
+
+/// Waits until the committed rows of `url` (weir's view) number `count`;
+/// more than `count` fails at once.
+pub async fn wait_for_committed_rows(url: &str, count: usize) {
+    let started = Instant::now();
+    loop {
+        let rows = committed_rows(url).await.len();
+        if rows == count {
+            return;
+        }
+        assert!(rows < count, "{rows} rows committed, only {count} expected");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{rows} of {count} rows committed after 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
