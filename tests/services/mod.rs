@@ -739,3 +739,14 @@ pub async fn wait_for_committed_rows(url: &str, count: usize) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The files `weir files <args…>` prints (its log lines left out).
+pub fn weir_files(args: &[&str], env: &[(String, String)]) -> Vec<String> {
+    let mut all = vec!["files"];
+    all.extend_from_slice(args);
+    weir(&all, env)
+        .lines()
+        .filter(|l| l.ends_with(".parquet"))
+        .map(str::to_owned)
+        .collect()
+}
