@@ -167,7 +167,25 @@ async fn compaction_beside_a_running_writer_and_across_kill_9_of_either_never_sh
         assert!(file.name.contains("/compact-"), "{}", file.name);
     }
     assert!(per_folder.values().all(|n| *n == 1), "{per_folder:?}");
+    // The columns and their types are the configured schema's.
+    let example: toml::Value = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let columns: Vec<weir::sink::parquet::Column> = example["pipelines"]["shots"]["sink"]["schema"]
+        .clone()
+        .try_into()
+        .unwrap();
+    let schema = weir::sink::parquet::configured_schema(&columns).unwrap();
     for file in &snapshot.files {
+        use object_store::ObjectStoreExt;
+        let bytes = location
+            .store
+            .get(&location.child(&file.name))
+            .await
+            .unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes.bytes().await.unwrap(),
+        )
+        .unwrap();
+        assert_eq!(reader.schema().fields(), schema.fields(), "{}", file.name);
         let rows = services::object_rows(&location, &location.child(&file.name)).await;
         let ids: Vec<&str> = rows
             .iter()
