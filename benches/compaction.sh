@@ -5,15 +5,16 @@
 #  1. a game day as a live stream writes it: each shot committed on its own
 #     (one commit every ~10 s of play over a 5-hour game day = 1 800
 #     commits), then `weir compact`: files and bytes before and after;
-#  2. a season of shots written with a commit every second: the writer's
+#  2. a million shots (735 game days of 8 games) written with a commit every
+#     second: the writer's
 #     throughput (records/s, MB/s of Parquet) without compaction, then with
 #     the sink compacting beside it (`every = "1s"`), as a ratio; then
-#     `weir compact` of the first season's files: its throughput in MB/s
+#     `weir compact` of the first plain run's files: its throughput in MB/s
 #     read, next to the writer's MB/s written.
-# Usage: benches/compaction.sh [day-shots] [season-shots]  (defaults 1800, 210000)
+# Usage: benches/compaction.sh [day-shots] [shots]  (defaults 1800, 1000000)
 set -euo pipefail
 day="${1:-1800}"
-season="${2:-210000}"
+season="${2:-1000000}"
 source "$(dirname "$0")/lib.sh"
 
 bytes_of() { # location: committed files and bytes
@@ -35,7 +36,7 @@ echo "before compaction: $(bytes_of "s3://$id/charts")"
 "$weir" compact "s3://$id/charts" --sort-by shot_id | sed 's/^/  /'
 echo "after compaction:  $(bytes_of "s3://$id/charts")"
 
-# 2. A season, a commit every second: the writer alone, then beside the
+# 2. A million shots, a commit every second: the writer alone, then beside the
 # sink's own compaction; paired rounds.
 records=$season
 for round in 1 2; do
@@ -44,7 +45,7 @@ for round in 1 2; do
     "$weir" gen shots --count "$season" --seed 3 --invalid-pct 0 --topic "$id" --partitions 2 --brokers "$WEIR_KAFKA" 2>/dev/null
     every=1000h
     [[ $mode == compacting ]] && every=1s
-    line=$(run_shots "season, $mode (round $round)" examples/shots.toml "$id" "$id" 1s "$every")
+    line=$(run_shots "season, $mode (round $round)" examples/shots.toml "$id" "$id" 1s "$every" | tail -n 1)
     echo "$line" | tee -a "$work/season"
     secs=$(awk '{ print $(NF-8) }' <<<"$line")
     mb=$("$weir" files --long "s3://$id/charts" | awk -F'\t' '{ b += $2 } END { print b / 1e6 }')
@@ -52,5 +53,5 @@ for round in 1 2; do
   done
 done
 awk '/plain/ { p += $(NF-5) } /compacting/ { c += $(NF-5) } END { printf "writer beside compaction / alone: %.2f (records/s, both rounds)\n", c / p }' "$work/season"
-echo "compacting the first plain season (min-files 2):"
+echo "compacting the first plain run (min-files 2):"
 "$weir" compact "s3://season-plain-1-$$/charts" --min-files 2 | sed 's/^/  /'

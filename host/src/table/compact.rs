@@ -18,6 +18,7 @@ use super::{
 };
 use crate::store::Location;
 use arrow_array::RecordBatch;
+use futures::StreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStoreExt, PutMode, PutOptions};
@@ -309,6 +310,10 @@ async fn delete_all(location: &Location, names: impl Iterator<Item = &str>) {
     }
 }
 
+/// Bytes of input files a merge reads ahead, and at most how many files.
+const READ_AHEAD_BYTES: u64 = 64 << 20;
+const MAX_READS: u64 = 16;
+
 struct Merged {
     rows: u64,
     bytes: u64,
@@ -328,9 +333,30 @@ async fn merge(
     let mut schema = None;
     let mut held: Vec<RecordBatch> = Vec::new();
     let mut rows_in = 0u64;
+    // Inputs are small (under ¾ of the target): each is read whole, several
+    // at once (an object store's latency, not its bandwidth, bounds reading
+    // many small files), at most READ_AHEAD_BYTES of them, in order.
+    let largest = group
+        .inputs
+        .iter()
+        .map(|f| f.size)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let in_flight = (READ_AHEAD_BYTES / largest).clamp(1, MAX_READS) as usize;
+    let paths: Vec<StorePath> = group
+        .inputs
+        .iter()
+        .map(|f| location.child(&f.name))
+        .collect();
+    let mut reads = futures::stream::iter(paths)
+        .map(|path| {
+            let location = location.clone();
+            async move { super::get(&location, &path).await }
+        })
+        .buffered(in_flight);
     for input in &group.inputs {
-        // Inputs are small (under ¾ of the target): read each whole.
-        let bytes = super::get(location, &location.child(&input.name)).await?;
+        let bytes = reads.next().await.expect("one read per input")?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .map_err(|e| fail(format!("read {}", input.name), &e))?;
         rows_in += builder.metadata().file_metadata().num_rows() as u64;
@@ -526,18 +552,33 @@ async fn expire(location: &Location, retention: Duration) -> Result<usize, Error
         .filter(|(_, at)| **at <= cutoff)
         .map(|(name, _)| name.as_str())
         .collect();
-    let mut gone = Vec::new();
-    for name in expired.iter().chain(&orphans) {
-        match location.store.delete(&location.child(name)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => gone.push(*name),
-            Err(e) => {
-                tracing::warn!(file = name, error = %e, "Could not delete an expired file; the next compaction tries again.");
+    // Several deletes at once: each is a round trip.
+    let doomed: Vec<String> = expired
+        .iter()
+        .chain(&orphans)
+        .map(|n| (*n).to_owned())
+        .collect();
+    let deletes = doomed.into_iter().map(|name| {
+        let location = location.clone();
+        async move {
+            match location.store.delete(&location.child(&name)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Some(name),
+                Err(e) => {
+                    tracing::warn!(file = name, error = %e, "Could not delete an expired file; the next compaction tries again.");
+                    None
+                }
             }
         }
-    }
+    });
+    let gone: Vec<String> = futures::stream::iter(deletes)
+        .buffer_unordered(MAX_READS as usize)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    let gone: std::collections::HashSet<&str> = gone.iter().map(String::as_str).collect();
     let forgotten: Vec<&str> = expired
         .iter()
-        .filter(|n| gone.contains(n))
+        .filter(|n| gone.contains(**n))
         .copied()
         .collect();
     if !forgotten.is_empty() {
