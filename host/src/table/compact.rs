@@ -260,24 +260,41 @@ pub async fn compact(location: &Location, options: &Options) -> Result<Report, E
         return Ok(report);
     }
     let run = format!("{}-{}", crate::record::now_ms(), std::process::id());
-    let mut outputs: Vec<(String, u64)> = Vec::new();
-    for (seq, group) in groups.iter().enumerate() {
+    // Folders merge several at once: each merge is mostly round trips.
+    let jobs = groups.clone().into_iter().enumerate().map(|(seq, group)| {
         let name = format!("{}{PREFIX}{run}-{:05}.parquet", group.folder, seq + 1);
-        match merge(location, group, &name, options.sort_by.as_deref()).await {
+        let location = location.clone();
+        let sort_by = options.sort_by.clone();
+        async move {
+            let merged = merge(&location, &group, &name, sort_by.as_deref()).await;
+            (group, name, merged)
+        }
+    });
+    let results: Vec<(Group, String, Result<Merged, Error>)> = futures::stream::iter(jobs)
+        .buffer_unordered(MERGES_AT_ONCE)
+        .collect()
+        .await;
+    let mut outputs: Vec<(String, u64)> = Vec::new();
+    let mut failed = None;
+    for (group, name, merged) in results {
+        match merged {
             Ok(merged) => {
+                let read: u64 = group.inputs.iter().map(|f| f.size).sum();
                 report.rows += merged.rows;
-                report.bytes_read += group.inputs.iter().map(|f| f.size).sum::<u64>();
-                report.bytes_after = report.bytes_after + merged.bytes
-                    - group.inputs.iter().map(|f| f.size).sum::<u64>();
+                report.bytes_read += read;
+                report.bytes_after = report.bytes_after + merged.bytes - read;
                 report.files_after -= group.inputs.len() - 1;
                 outputs.push((name, merged.bytes));
             }
             Err(e) => {
-                delete_all(location, outputs.iter().map(|(n, _)| n.as_str())).await;
                 let _ = location.store.delete(&location.child(&name)).await;
-                return Err(e);
+                failed.get_or_insert(e);
             }
         }
+    }
+    if let Some(e) = failed {
+        delete_all(location, outputs.iter().map(|(n, _)| n.as_str())).await;
+        return Err(e);
     }
     crate::crash::point("compact-after-merge");
     let inputs: Vec<&str> = groups
@@ -309,6 +326,9 @@ async fn delete_all(location: &Location, names: impl Iterator<Item = &str>) {
         }
     }
 }
+
+/// Merges running at once (each reads ahead at most READ_AHEAD_BYTES).
+const MERGES_AT_ONCE: usize = 4;
 
 /// Bytes of input files a merge reads ahead, and at most how many files.
 const READ_AHEAD_BYTES: u64 = 64 << 20;
