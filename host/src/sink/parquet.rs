@@ -45,7 +45,10 @@
 //! (`max-rows-per-file`, `max-file-size`, `rollover-interval`) or the
 //! pipeline stops; without `rollover-interval`, every checkpoint commits.
 //! A longer interval gives bigger files but later visibility and a longer
-//! replay after a crash.
+//! replay after a crash. Compaction merges committed small files afterwards
+//! (`compaction` here, or `weir compact`; see [`crate::table`]), and after
+//! each commit that added files the sink rewrites `_weir/committed`, the
+//! committed-file list for readers that are not weir.
 
 use super::{Error, Rejected, Result, Sink};
 use crate::Record;
