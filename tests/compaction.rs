@@ -234,3 +234,76 @@ async fn a_dry_run_changes_nothing_and_a_bad_location_is_refused_with_what_to_do
     let (status, text) = weir_output(&["compact", "s3://"], &env);
     assert!(!status.success() && text.contains("s3://"), "{text}");
 }
+
+/// Two compactions of the same files at once: the second to commit finds
+/// its inputs replaced and backs out (or, if it merged other files, commits
+/// on top); either way every row is there once, and no merged file that
+/// was not committed stays committed.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_compactions_at_once_leave_every_row_exactly_once() {
+    let bucket = unique("twice");
+    let env = weir_env();
+    weir(&["bucket", "create", &format!("s3://{bucket}")], &env);
+    let url = format!("s3://{bucket}/t");
+    for seed in 1..=6 {
+        weir(
+            &[
+                "gen",
+                "taxi",
+                "--count",
+                "300",
+                "--seed",
+                &seed.to_string(),
+                "--invalid-pct",
+                "0",
+                "--format",
+                "parquet",
+                "--to",
+                &url,
+            ],
+            &env,
+        );
+    }
+    let rows = |rows: Vec<(String, Value)>| {
+        let mut values: Vec<String> = rows.into_iter().map(|(_, r)| r.to_string()).collect();
+        values.sort();
+        values
+    };
+    let before = rows(services::committed_rows(&url).await);
+    assert_eq!(before.len(), 6 * 300);
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["compact", &url, "--min-files", "2"])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let outcomes: Vec<(bool, String)> = [a, b]
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), text)
+        })
+        .collect();
+    assert!(outcomes.iter().any(|(ok, _)| *ok), "{outcomes:?}");
+    for (ok, text) in &outcomes {
+        assert!(
+            *ok || text.contains("another compaction replaced"),
+            "a compaction failed for another reason: {text}"
+        );
+    }
+    assert_eq!(rows(services::committed_rows(&url).await), before);
+    let location =
+        weir::store::open(&url, &services::s3_options(), std::path::Path::new(".")).unwrap();
+    let snapshot = weir::table::snapshot(&location).await.unwrap();
+    assert_eq!(snapshot.files.len(), 1, "{:?}", snapshot.files);
+}
