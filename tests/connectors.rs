@@ -480,21 +480,13 @@ async fn shots_example_partitions_clean_shots_by_season_and_game_date_and_its_co
     // Five rounds gave every game day five small files: the sink compacts.
     let location =
         weir::store::open(&url, &services::s3_options(), std::path::Path::new(".")).unwrap();
-    let started = std::time::Instant::now();
-    while weir::table::snapshot(&location)
-        .await
-        .unwrap()
-        .rewrites
-        .version
-        == 0
-    {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(120),
-            "no compaction ran:\n{}",
-            run.log_text()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    // Its log line comes after the swap is committed and `_weir/committed`
+    // rewritten: stopping earlier could cut the compaction short.
+    run.wait_until(
+        "a scheduled compaction",
+        std::time::Duration::from_secs(120),
+        |r| r.log_text().contains("Scheduled compaction done"),
+    );
     let log = run.stop();
     assert!(log.contains("Scheduled compaction done"), "{log}");
 
