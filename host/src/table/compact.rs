@@ -83,6 +83,16 @@ fn default_retention() -> Duration {
     Duration::from_secs(3600)
 }
 
+impl Options {
+    /// Whether `file` lies under `partition` (every file without one).
+    fn in_scope(&self, file: &CommittedFile) -> bool {
+        self.partition.as_deref().is_none_or(|p| {
+            let p = p.trim_matches('/');
+            file.folder.starts_with(p) && file.folder[p.len()..].starts_with('/')
+        })
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -182,16 +192,9 @@ impl std::fmt::Display for Report {
 
 /// The merges to do in a snapshot.
 pub fn plan(snapshot: &Snapshot, options: &Options) -> Vec<Group> {
-    let partition = options
-        .partition
-        .as_deref()
-        .map(|p| format!("{}/", p.trim_matches('/')));
     let mut folders: BTreeMap<&str, Vec<&CommittedFile>> = BTreeMap::new();
     for file in &snapshot.files {
-        if partition
-            .as_deref()
-            .is_none_or(|p| file.folder.starts_with(p))
-        {
+        if options.in_scope(file) {
             folders.entry(&file.folder).or_default().push(file);
         }
     }
@@ -233,21 +236,16 @@ pub fn plan(snapshot: &Snapshot, options: &Options) -> Vec<Group> {
 /// commits, and rewrites `_weir/committed`.
 pub async fn compact(location: &Location, options: &Options) -> Result<Report, Error> {
     let started = Instant::now();
+    let mut before = snapshot(location).await?;
     let mut deleted = 0;
     if !options.dry_run {
-        deleted = expire(location, options.retention).await?;
+        deleted = expire(location, &mut before, options.retention).await;
     }
-    let before = snapshot(location).await?;
     let groups = plan(&before, options);
-    let in_scope = |f: &&CommittedFile| {
-        options
-            .partition
-            .as_deref()
-            .is_none_or(|p| f.folder.starts_with(&format!("{}/", p.trim_matches('/'))))
-    };
+    let in_scope = before.files.iter().filter(|f| options.in_scope(f));
     let mut report = Report {
-        files_before: before.files.iter().filter(in_scope).count(),
-        bytes_before: before.files.iter().filter(in_scope).map(|f| f.size).sum(),
+        files_before: in_scope.clone().count(),
+        bytes_before: in_scope.map(|f| f.size).sum(),
         groups: groups.clone(),
         deleted,
         ..Report::default()
@@ -521,17 +519,8 @@ async fn commit(
             next.replaced.insert((*input).to_owned(), now);
         }
         next.live.extend(outputs.iter().map(|o| (*o).to_owned()));
-        let body = serde_json::to_vec_pretty(&next).expect("a rewrite record serialises");
-        let create = PutOptions {
-            mode: PutMode::Create,
-            ..PutOptions::default()
-        };
-        match location
-            .store
-            .put_opts(&rewrite_path(location, next.version), body.into(), create)
-            .await
-        {
-            Ok(_) => return Ok(next.version),
+        match put_rewrites(location, &next).await {
+            Ok(()) => return Ok(next.version),
             Err(object_store::Error::AlreadyExists { .. }) => {
                 newest = newest_rewrites(location).await?;
             }
@@ -545,13 +534,25 @@ async fn commit(
     ))
 }
 
+/// Writes rewrite record `next.version`, only if that slot is free.
+async fn put_rewrites(location: &Location, next: &Rewrites) -> object_store::Result<()> {
+    let body = serde_json::to_vec_pretty(next).expect("a rewrite record serialises");
+    let create = PutOptions {
+        mode: PutMode::Create,
+        ..PutOptions::default()
+    };
+    let path = rewrite_path(location, next.version);
+    location.store.put_opts(&path, body.into(), create).await?;
+    Ok(())
+}
+
 /// Deletes replaced files, and merged files no record commits, that are
-/// older than `retention`; records the replaced ones as gone. The number
-/// of files deleted.
-async fn expire(location: &Location, retention: Duration) -> Result<usize, Error> {
+/// older than `retention` (as `state` lists them); records the replaced
+/// ones as gone, in the store and in `state.rewrites`. The number of files
+/// deleted (best effort: what could not be deleted waits for the next run).
+async fn expire(location: &Location, state: &mut Snapshot, retention: Duration) -> usize {
     let now = crate::record::now_ms();
     let cutoff = now - retention.as_millis() as i64;
-    let state = snapshot(location).await?;
     let orphans: Vec<&str> = state
         .uncommitted
         .iter()
@@ -609,20 +610,14 @@ async fn expire(location: &Location, retention: Duration) -> Result<usize, Error
         for name in &forgotten {
             next.replaced.remove(*name);
         }
-        let body = serde_json::to_vec_pretty(&next).expect("a rewrite record serialises");
-        let create = PutOptions {
-            mode: PutMode::Create,
-            ..PutOptions::default()
-        };
-        if let Err(e) = location
-            .store
-            .put_opts(&rewrite_path(location, next.version), body.into(), create)
-            .await
-        {
-            tracing::debug!(error = %e, "Deleted files stay named in the rewrite record until the next compaction.");
+        match put_rewrites(location, &next).await {
+            Ok(()) => state.rewrites = next,
+            Err(e) => {
+                tracing::debug!(error = %e, "Deleted files stay named in the rewrite record until the next compaction.");
+            }
         }
     }
-    Ok(gone.len())
+    gone.len()
 }
 
 #[cfg(test)]
