@@ -198,22 +198,26 @@ async fn compaction_beside_a_running_writer_and_across_kill_9_of_either_never_sh
     assert_eq!(services::weir_files(&[&url, "--write"], &env), names);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_dry_run_changes_nothing_and_a_bad_location_is_refused_with_what_to_do() {
-    let bucket = unique("dry");
+/// A new bucket holding `files` Parquet files of `rows` valid taxi trips
+/// each, written by `weir gen` (no manifests: complete means committed);
+/// their location and weir's environment.
+fn small_taxi_files(name: &str, files: u64, rows: usize) -> (String, Vec<(String, String)>) {
+    let bucket = unique(name);
     let env = weir_env();
     weir(&["bucket", "create", &format!("s3://{bucket}")], &env);
     let url = format!("s3://{bucket}/t");
-    // Three small files written without exactly-once (complete = committed).
-    for seed in 1..=3 {
+    for seed in 1..=files {
+        let (seed, rows) = (seed.to_string(), rows.to_string());
         weir(
             &[
                 "gen",
                 "taxi",
                 "--count",
-                "200",
+                &rows,
                 "--seed",
-                &seed.to_string(),
+                &seed,
+                "--invalid-pct",
+                "0",
                 "--format",
                 "parquet",
                 "--to",
@@ -222,6 +226,13 @@ async fn a_dry_run_changes_nothing_and_a_bad_location_is_refused_with_what_to_do
             &env,
         );
     }
+    (url, env)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_changes_nothing_and_a_bad_location_is_refused_with_what_to_do() {
+    // Three small files written without exactly-once (complete = committed).
+    let (url, env) = small_taxi_files("dry", 3, 200);
     let before = weir(&["files", &url], &env);
     assert_eq!(
         before.lines().filter(|l| l.ends_with(".parquet")).count(),
@@ -241,29 +252,7 @@ async fn a_dry_run_changes_nothing_and_a_bad_location_is_refused_with_what_to_do
 /// was not committed stays committed.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_compactions_at_once_leave_every_row_exactly_once() {
-    let bucket = unique("twice");
-    let env = weir_env();
-    weir(&["bucket", "create", &format!("s3://{bucket}")], &env);
-    let url = format!("s3://{bucket}/t");
-    for seed in 1..=6 {
-        weir(
-            &[
-                "gen",
-                "taxi",
-                "--count",
-                "300",
-                "--seed",
-                &seed.to_string(),
-                "--invalid-pct",
-                "0",
-                "--format",
-                "parquet",
-                "--to",
-                &url,
-            ],
-            &env,
-        );
-    }
+    let (url, env) = small_taxi_files("twice", 6, 300);
     let rows = |rows: Vec<(String, Value)>| {
         let mut values: Vec<String> = rows.into_iter().map(|(_, r)| r.to_string()).collect();
         values.sort();

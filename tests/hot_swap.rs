@@ -116,32 +116,14 @@ fn numbered_taxi(count: usize, seed: u64) -> (Vec<String>, BTreeSet<i64>) {
 /// Produces `lines` to `topic` (one partition, so that topic order is
 /// input order).
 async fn produce_lines(topic: &str, lines: &[String]) {
-    use weir::sink::Sink;
-    let brokers = services::kafka();
     let connection = weir::kafka::Connection {
-        brokers: brokers.clone(),
+        brokers: services::kafka(),
         options: Default::default(),
     };
     weir::kafka::ensure_topic(&connection, topic, 1)
         .await
         .unwrap();
-    let mut sink = weir::sink::kafka::KafkaSink::open(&weir::sink::kafka::KafkaSinkConfig {
-        brokers,
-        topic: topic.to_owned(),
-        options: Default::default(),
-    })
-    .unwrap();
-    let records = lines
-        .iter()
-        .map(|l| weir::Record {
-            key: None,
-            value: l.clone().into_bytes(),
-            timestamp_ms: weir::pipeline::now_ms(),
-            headers: vec![],
-        })
-        .collect();
-    assert!(sink.write(records).await.unwrap().is_empty());
-    sink.close().await.unwrap();
+    services::produce(topic, lines.iter().map(String::as_str)).await;
 }
 
 /// Produces `lines` in chunks of 500 until `stop` turns true (or the lines
