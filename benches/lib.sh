@@ -7,8 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/services.sh up >/dev/null
 eval "$(scripts/services.sh env)"
 scripts/build-plugins.sh >/dev/null
-cargo build --release -p weir
-weir=$PWD/target/release/weir
+# WEIR_BIN: measure another build of weir (an A/B of two commits).
+if [[ -z ${WEIR_BIN:-} ]]; then cargo build --release -p weir; fi
+weir=${WEIR_BIN:-$PWD/target/release/weir}
 export WEIR_KAFKA=$WEIR_TEST_KAFKA WEIR_PG=$WEIR_TEST_PG WEIR_S3_ENDPOINT=$WEIR_TEST_S3 \
   WEIR_S3_KEY=$WEIR_TEST_S3_KEY WEIR_S3_SECRET=$WEIR_TEST_S3_SECRET WEIR_PLUGINS=$PWD/plugins/dist \
   AWS_ENDPOINT=$WEIR_TEST_S3 AWS_ACCESS_KEY_ID=$WEIR_TEST_S3_KEY AWS_SECRET_ACCESS_KEY=$WEIR_TEST_S3_SECRET \

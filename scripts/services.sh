@@ -43,10 +43,12 @@ wait_for() { # port name log
   exit 1
 }
 
+built=0
 install_crate() { # binary crate [cargo install args...]
   local bin=$1; shift
   command -v "$bin" >/dev/null 2>&1 && return 0
   [ -x "$HOME/.cargo/bin/$bin" ] && return 0
+  built=1
   rustup toolchain list | grep -q "^$TOOLCHAIN" ||
     rustup toolchain install "$TOOLCHAIN" --profile minimal
   echo "services: installing $bin (cached in ~/.cargo/bin afterwards)" >&2
@@ -64,8 +66,9 @@ install_all() { # [BIN...]: all three when none is named
       *) echo "services: cannot install $bin (s3s-fs, nisshi or cargo-component)" >&2; exit 2 ;;
     esac
   done
-  # The build folder only speeds up the installs after the first.
-  rm -rf "$STATE/build"
+  # The build folder only speeds up the installs after the first. Left
+  # alone when nothing was built here: another install may be using it.
+  if [ $built = 1 ]; then rm -rf "$STATE/build"; fi
 }
 
 start_kafka() {

@@ -217,6 +217,11 @@ pub struct PipelineConfig {
     /// Most records handed to a plugin in one call.
     #[serde(default = "defaults::batch_size")]
     pub batch_size: usize,
+    /// Batches of output that may wait for the sink before the plugins
+    /// pause: they let the next batch be transformed while the sink writes,
+    /// and bound the memory output takes.
+    #[serde(default = "defaults::queue_depth")]
+    pub queue_depth: usize,
     /// How often plugins get `on-tick` (to close windows with no traffic).
     #[serde(default = "defaults::tick_interval", deserialize_with = "duration")]
     pub tick_interval: Duration,
@@ -307,6 +312,9 @@ mod defaults {
     }
     pub fn batch_size() -> usize {
         1024
+    }
+    pub fn queue_depth() -> usize {
+        2
     }
     pub fn tick_interval() -> Duration {
         Duration::from_secs(1)
@@ -566,6 +574,12 @@ impl Config {
                     "must be at least 1".into(),
                 );
             }
+            if pipeline.queue_depth == 0 {
+                problem(
+                    format!("pipelines.{name}.queue-depth"),
+                    "must be at least 1".into(),
+                );
+            }
             if let Err(message) = pipeline.delivery() {
                 problem(format!("pipelines.{name}.delivery"), message);
             }
@@ -782,6 +796,37 @@ mod tests {
         assert!(problems[0].message.contains("unknown unit"), "{problems:?}");
         assert_eq!(parse_byte_size("64MiB"), Ok(64 << 20));
         assert!(parse_byte_size("9XB").is_err());
+    }
+
+    #[test]
+    fn memory_bounds_default_small_and_bad_ones_are_refused_by_key() {
+        let kafka = |extra: &str| {
+            format!(
+                "[pipelines.p]\nsource = {{ type = \"kafka\", brokers = \"b:9092\", topics = [\"t\"], group = \"g\"{extra} }}\nsink = {{ type = \"ndjson\", path = \"-\" }}\n"
+            )
+        };
+        let config = Config::parse(&kafka(""), Path::new("."), &env).unwrap();
+        let pipeline = &config.pipelines["p"];
+        assert_eq!(pipeline.queue_depth, 2);
+        let crate::source::SourceConfig::Kafka(source) = &pipeline.source else {
+            panic!("a Kafka source");
+        };
+        assert_eq!(source.prefetch, 8 << 20);
+        let problems =
+            Config::parse(&kafka(", prefetch = \"512B\""), Path::new("."), &env).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.key.as_deref().is_some_and(|k| k.ends_with("prefetch"))),
+            "{problems:?}"
+        );
+        let problems = Config::parse(
+            &format!("{}queue-depth = 0\n", kafka("")),
+            Path::new("."),
+            &env,
+        )
+        .unwrap_err();
+        assert_eq!(problems[0].key.as_deref(), Some("pipelines.p.queue-depth"));
     }
 
     #[test]

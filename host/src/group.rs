@@ -580,20 +580,23 @@ fn open(
         .assignment
         .strategy()
         .expect("group mode has an assignor");
+    let fetch = kafka.fetch_settings();
+    let mut settings = vec![
+        ("group.id", kafka.group.as_str()),
+        ("partition.assignment.strategy", strategy),
+        ("session.timeout.ms", &session),
+        ("heartbeat.interval.ms", &heartbeat),
+        ("max.poll.interval.ms", &rebalance),
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("auto.offset.reset", kafka.start.reset()),
+        ("enable.partition.eof", "false"),
+        ("statistics.interval.ms", "5000"),
+    ];
+    settings.extend(fetch.iter().map(|(k, v)| (*k, v.as_str())));
     let consumer: BaseConsumer<GroupContext> = kafka
         .connection()
-        .client_config(&[
-            ("group.id", &kafka.group),
-            ("partition.assignment.strategy", strategy),
-            ("session.timeout.ms", &session),
-            ("heartbeat.interval.ms", &heartbeat),
-            ("max.poll.interval.ms", &rebalance),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", kafka.start.reset()),
-            ("enable.partition.eof", "false"),
-            ("statistics.interval.ms", "5000"),
-        ])
+        .client_config(&settings)
         .create_with_context(context)
         .map_err(|e| fail("create consumer", e))?;
     let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();

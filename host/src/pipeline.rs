@@ -449,6 +449,7 @@ impl Pipeline {
             committer,
             self.stats.clone(),
             source.describe(),
+            pc.queue_depth,
         );
         Ok(Parts {
             source,

@@ -5,6 +5,7 @@
 //! schema); it returns them as [`Rejected`] so the pipeline sends them to the
 //! dead-letter sink. A sink must never drop a record silently.
 
+pub mod fields;
 pub mod kafka;
 pub mod ndjson;
 pub mod parquet;

@@ -1,5 +1,7 @@
 //! Rows in a PostgreSQL table, written with `COPY … FROM STDIN` (text
-//! format).
+//! format). A batch's rows are encoded into one buffer, each column's value
+//! read straight from the record's JSON bytes ([`super::fields`]), and sent
+//! as one COPY.
 //!
 //! Exactly-once (the default): one transaction per epoch. Each batch is
 //! COPYed inside it (under a savepoint), and at the epoch's end the
@@ -25,15 +27,16 @@
 //! `INSERT … ON CONFLICT (key) DO UPDATE`; within one batch the last
 //! record for a key wins.
 
+use super::fields::{Field, Paths};
 use super::{Error, Rejected, Result, Sink};
 use crate::Record;
 use crate::checkpoint::{Checkpoint, PluginState};
 use async_trait::async_trait;
 use serde::Deserialize;
-use serde_json::Value;
 use sqlx::Acquire;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, Postgres};
 use std::collections::HashMap;
+use std::ops::Range;
 use std::time::Duration;
 
 /// `type = "postgres"`.
@@ -139,8 +142,15 @@ impl Kind {
 
 struct Column {
     name: String,
-    path: Vec<String>,
     kind: Kind,
+}
+
+/// Why a cell cannot be written.
+enum Refusal {
+    /// The value does not fit the column's SQL type.
+    Type(&'static str),
+    /// The text cannot be carried by COPY.
+    Text(&'static str),
 }
 
 /// The sink.
@@ -148,6 +158,8 @@ pub struct PostgresSink {
     name: String,
     pool: PgPool,
     columns: Vec<Column>,
+    /// Where each column's value is in a record.
+    paths: Paths,
     copy_sql: String,
     /// For upserts: statements run in the batch's transaction around COPY.
     upsert: Option<(String, String)>,
@@ -213,7 +225,7 @@ async fn copy_rows(
     conn: &mut PgConnection,
     copy_sql: &str,
     upsert: Option<&(String, String)>,
-    buf: Vec<u8>,
+    buf: &[u8],
 ) -> std::result::Result<(), sqlx::Error> {
     if let Some((create, _)) = upsert {
         sqlx::query(create).execute(&mut *conn).await?;
@@ -388,6 +400,11 @@ impl PostgresSink {
                 )
             }
         };
+        let paths: Vec<Vec<String>> = config
+            .columns
+            .iter()
+            .map(|c| parse_path(c.path.as_deref().unwrap_or(&c.name)))
+            .collect();
         Ok(PostgresSink {
             name,
             pool,
@@ -396,10 +413,10 @@ impl PostgresSink {
                 .iter()
                 .map(|c| Column {
                     name: c.name.clone(),
-                    path: parse_path(c.path.as_deref().unwrap_or(&c.name)),
                     kind: Kind::of(&c.sql_type),
                 })
                 .collect(),
+            paths: Paths::new(paths.iter().map(Vec::as_slice)),
             copy_sql,
             upsert,
             key_columns,
@@ -409,41 +426,40 @@ impl PostgresSink {
         })
     }
 
-    /// One COPY text line for a record, or why it cannot be written.
-    fn encode(&self, record: &Record) -> std::result::Result<Vec<u8>, String> {
-        let value: Value = serde_json::from_slice(&record.value)
-            .map_err(|e| format!("not JSON, cannot map to columns: {e}"))?;
-        let mut line = Vec::with_capacity(record.value.len());
-        for (i, column) in self.columns.iter().enumerate() {
-            if i > 0 {
-                line.push(b'\t');
-            }
-            let field = column
-                .path
-                .iter()
-                .try_fold(&value, |v, part| v.get(part.as_str()));
-            match field {
-                None | Some(Value::Null) => line.extend_from_slice(b"\\N"),
-                Some(v) => {
-                    let text = cell(column.kind, v).map_err(|why| {
-                        format!("column {} ({why}): got {}", column.name, abbreviate(v))
-                    })?;
-                    escape_into(&mut line, &text)
-                        .map_err(|why| format!("column {}: {why}", column.name))?;
-                }
-            }
+    /// Appends a record's COPY text line to `buf`, or says why it cannot
+    /// be written (and leaves `buf` as it was).
+    fn encode_into(&self, record: &Record, buf: &mut Vec<u8>) -> std::result::Result<(), String> {
+        let start = buf.len();
+        let encoded = self.encode_fields(record, buf);
+        if encoded.is_err() {
+            buf.truncate(start);
         }
-        line.push(b'\n');
-        Ok(line)
+        encoded
     }
 
-    /// COPYs the lines atomically: in their own transaction, or under a
-    /// savepoint of the epoch's transaction.
-    async fn copy(&mut self, lines: &[&[u8]]) -> std::result::Result<(), sqlx::Error> {
-        let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len()).sum());
-        for line in lines {
-            buf.extend_from_slice(line);
+    fn encode_fields(&self, record: &Record, buf: &mut Vec<u8>) -> std::result::Result<(), String> {
+        let fields = self
+            .paths
+            .read(&record.value)
+            .map_err(|e| format!("not JSON, cannot map to columns: {e}"))?;
+        for (i, (column, field)) in self.columns.iter().zip(&fields).enumerate() {
+            if i > 0 {
+                buf.push(b'\t');
+            }
+            cell_into(column.kind, field, buf).map_err(|refusal| match refusal {
+                Refusal::Type(why) => {
+                    format!("column {} ({why}): got {}", column.name, abbreviate(field))
+                }
+                Refusal::Text(why) => format!("column {}: {why}", column.name),
+            })?;
         }
+        buf.push(b'\n');
+        Ok(())
+    }
+
+    /// COPYs `data` (whole lines) atomically: in its own transaction, or
+    /// under a savepoint of the epoch's transaction.
+    async fn copy(&mut self, data: &[u8]) -> std::result::Result<(), sqlx::Error> {
         let upsert = self.upsert.as_ref();
         if self.exactly_once {
             if self.epoch.is_none() {
@@ -451,11 +467,11 @@ impl PostgresSink {
             }
             let epoch = self.epoch.as_mut().expect("just begun");
             let mut savepoint = epoch.begin().await?;
-            copy_rows(&mut savepoint, &self.copy_sql, upsert, buf).await?;
+            copy_rows(&mut savepoint, &self.copy_sql, upsert, data).await?;
             savepoint.commit().await
         } else {
             let mut tx = self.pool.begin().await?;
-            copy_rows(&mut tx, &self.copy_sql, upsert, buf).await?;
+            copy_rows(&mut tx, &self.copy_sql, upsert, data).await?;
             tx.commit().await
         }
     }
@@ -590,42 +606,59 @@ impl PostgresSink {
         }))
     }
 
-    /// COPYs `rows`; when PostgreSQL refuses the data, splits the batch to
-    /// find the refused rows and returns them with its message.
-    async fn copy_isolating(&mut self, rows: Vec<(Record, Vec<u8>)>) -> Result<Vec<Rejected>> {
-        let mut rejected = Vec::new();
-        let mut todo = vec![rows];
-        while let Some(rows) = todo.pop() {
-            if rows.is_empty() {
+    /// COPYs `rows` (each a record and its line in `buf`, in order, back
+    /// to back); when PostgreSQL refuses the data, splits the batch to find
+    /// the refused rows and returns them with its message.
+    async fn copy_isolating(
+        &mut self,
+        rows: Vec<(Record, Range<usize>)>,
+        buf: &[u8],
+    ) -> Result<Vec<Rejected>> {
+        let mut refused: Vec<(usize, String)> = Vec::new();
+        // Spans of rows still to COPY, last first.
+        let mut todo: Vec<Range<usize>> = Vec::new();
+        todo.push(0..rows.len());
+        while let Some(span) = todo.pop() {
+            if span.is_empty() {
                 continue;
             }
-            let lines: Vec<&[u8]> = rows.iter().map(|(_, l)| l.as_slice()).collect();
-            match self.copy(&lines).await {
+            let bytes = &buf[rows[span.start].1.start..rows[span.end - 1].1.end];
+            match self.copy(bytes).await {
                 Ok(()) => {}
                 Err(e) if is_data_error(&e) => {
-                    if rows.len() == 1 {
-                        let (record, _) = rows.into_iter().next().expect("one row");
-                        rejected.push(Rejected {
-                            record,
-                            reason: format!("refused by PostgreSQL: {}", db_message(&e)),
-                        });
+                    if span.len() == 1 {
+                        refused.push((
+                            span.start,
+                            format!("refused by PostgreSQL: {}", db_message(&e)),
+                        ));
                     } else {
-                        let mut first = rows;
-                        let second = first.split_off(first.len() / 2);
-                        todo.push(second);
-                        todo.push(first);
+                        let middle = span.start + span.len() / 2;
+                        todo.push(middle..span.end);
+                        todo.push(span.start..middle);
                     }
                 }
                 Err(e) => {
                     return Err(self.error(
-                        format!("COPY {} rows", rows.len()),
+                        format!("COPY {} rows", span.len()),
                         &e,
                         "check the table is unchanged and the user may write to it",
                     ));
                 }
             }
         }
-        Ok(rejected)
+        if refused.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rows: Vec<Option<Record>> = rows.into_iter().map(|(r, _)| Some(r)).collect();
+        Ok(refused
+            .into_iter()
+            .filter_map(|(i, reason)| {
+                Some(Rejected {
+                    record: rows[i].take()?,
+                    reason,
+                })
+            })
+            .collect())
     }
 }
 
@@ -645,8 +678,8 @@ fn db_message(e: &sqlx::Error) -> String {
     }
 }
 
-fn abbreviate(v: &Value) -> String {
-    let mut text = v.to_string();
+fn abbreviate(field: &Field) -> String {
+    let mut text = field.to_json();
     if text.len() > 80 {
         let mut cut = 77;
         while !text.is_char_boundary(cut) {
@@ -658,39 +691,58 @@ fn abbreviate(v: &Value) -> String {
     text
 }
 
-/// The text of one cell, checked against the column's kind.
-fn cell(kind: Kind, v: &Value) -> std::result::Result<String, &'static str> {
-    match (kind, v) {
-        (Kind::Int { min, max }, Value::Number(n)) => {
-            let i = n.as_i64().ok_or("expected an integer")?;
-            if i < min || i > max {
-                return Err("integer out of range for the column type");
+/// Appends one cell, checked against the column's kind, as COPY text.
+fn cell_into(kind: Kind, field: &Field, out: &mut Vec<u8>) -> std::result::Result<(), Refusal> {
+    let number = |out: &mut Vec<u8>| match field {
+        Field::Int(i) => write_json(out, i),
+        Field::BigInt(u) => write_json(out, u),
+        Field::Float(f) => write_json(out, f),
+        _ => unreachable!("called for numbers only"),
+    };
+    let text = |out: &mut Vec<u8>, s: &str| escape_into(out, s).map_err(Refusal::Text);
+    match (kind, field) {
+        (_, Field::Null) => out.extend_from_slice(b"\\N"),
+        (Kind::Int { min, max }, Field::Int(i)) => {
+            if *i < min || *i > max {
+                return Err(Refusal::Type("integer out of range for the column type"));
             }
-            Ok(i.to_string())
+            write_json(out, i);
         }
-        (Kind::Int { .. }, _) => Err("expected an integer"),
-        (Kind::Float, Value::Number(n)) => Ok(n.to_string()),
-        (Kind::Float, _) => Err("expected a number"),
-        (Kind::Numeric, Value::Number(n)) => Ok(n.to_string()),
-        (Kind::Numeric, Value::String(s)) if s.parse::<f64>().is_ok() => Ok(s.clone()),
-        (Kind::Numeric, _) => Err("expected a number"),
-        (Kind::Bool, Value::Bool(b)) => Ok(b.to_string()),
-        (Kind::Bool, _) => Err("expected true or false"),
-        (Kind::Json, v) => Ok(v.to_string()),
-        (Kind::Time, Value::Number(n)) => n
-            .as_i64()
-            .map(weir_plugin_kit::time::format_rfc3339)
-            .ok_or("expected a timestamp or epoch milliseconds"),
-        (Kind::Time | Kind::Text, Value::String(s)) => Ok(s.clone()),
-        (Kind::Time, _) => Err("expected a timestamp or epoch milliseconds"),
-        (Kind::Text, Value::Number(n)) => Ok(n.to_string()),
-        (Kind::Text, Value::Bool(b)) => Ok(b.to_string()),
-        (Kind::Text, v) => Ok(v.to_string()),
+        (Kind::Int { .. }, _) => return Err(Refusal::Type("expected an integer")),
+        (
+            Kind::Float | Kind::Numeric | Kind::Text,
+            Field::Int(_) | Field::BigInt(_) | Field::Float(_),
+        ) => number(out),
+        (Kind::Float, _) => return Err(Refusal::Type("expected a number")),
+        (Kind::Numeric, Field::Str(s)) if s.parse::<f64>().is_ok() => text(out, s)?,
+        (Kind::Numeric, _) => return Err(Refusal::Type("expected a number")),
+        (Kind::Bool | Kind::Text, Field::Bool(b)) => {
+            out.extend_from_slice(if *b { b"true" } else { b"false" })
+        }
+        (Kind::Bool, _) => return Err(Refusal::Type("expected true or false")),
+        (Kind::Json, field) => text(out, &field.to_json())?,
+        (Kind::Time, Field::Int(ms)) => text(out, &weir_plugin_kit::time::format_rfc3339(*ms))?,
+        (Kind::Time | Kind::Text, Field::Str(s)) => text(out, s)?,
+        (Kind::Time, _) => {
+            return Err(Refusal::Type("expected a timestamp or epoch milliseconds"));
+        }
+        (Kind::Text, Field::Tree(v)) => text(out, &v.to_string())?,
     }
+    Ok(())
+}
+
+/// A number as JSON writes it (and PostgreSQL reads it).
+fn write_json<T: serde::Serialize>(out: &mut Vec<u8>, n: &T) {
+    serde_json::to_writer(out, n).expect("a number serialises into memory");
 }
 
 /// Escapes a cell for COPY's text format.
 fn escape_into(out: &mut Vec<u8>, text: &str) -> std::result::Result<(), &'static str> {
+    let special = |b: &u8| matches!(b, 0 | b'\\' | b'\n' | b'\r' | b'\t');
+    if !text.as_bytes().iter().any(special) {
+        out.extend_from_slice(text.as_bytes());
+        return Ok(());
+    }
     for b in text.bytes() {
         match b {
             0 => return Err("contains a NUL character, which PostgreSQL text cannot hold"),
@@ -713,16 +765,18 @@ impl Sink for PostgresSink {
     async fn write(&mut self, records: Vec<Record>) -> Result<Vec<Rejected>> {
         let mut rejected = Vec::new();
         let mut rows = Vec::with_capacity(records.len());
+        let mut buf = Vec::with_capacity(records.iter().map(|r| r.value.len()).sum());
         for record in records {
-            match self.encode(&record) {
-                Ok(line) => rows.push((record, line)),
+            let start = buf.len();
+            match self.encode_into(&record, &mut buf) {
+                Ok(()) => rows.push((record, start..buf.len())),
                 Err(reason) => rejected.push(Rejected { record, reason }),
             }
         }
         if !self.key_columns.is_empty() {
-            rows = last_per_key(rows, &self.key_columns);
+            (rows, buf) = last_per_key(rows, &buf, &self.key_columns);
         }
-        rejected.extend(self.copy_isolating(rows).await?);
+        rejected.extend(self.copy_isolating(rows, &buf).await?);
         Ok(rejected)
     }
 
@@ -929,11 +983,17 @@ impl OwnerBoard {
 }
 
 /// Keeps the last row for each key (an upsert cannot touch a row twice in
-/// one statement); earlier rows for the key are superseded, not lost.
-fn last_per_key(rows: Vec<(Record, Vec<u8>)>, key: &[usize]) -> Vec<(Record, Vec<u8>)> {
+/// one statement); earlier rows for the key are superseded, not lost. The
+/// kept lines are copied into a buffer of their own, back to back.
+fn last_per_key(
+    rows: Vec<(Record, Range<usize>)>,
+    buf: &[u8],
+    key: &[usize],
+) -> (Vec<(Record, Range<usize>)>, Vec<u8>) {
     let keys: Vec<Vec<&[u8]>> = rows
         .iter()
-        .map(|(_, line)| {
+        .map(|(_, range)| {
+            let line = &buf[range.clone()];
             let cells: Vec<&[u8]> = line
                 .strip_suffix(b"\n")
                 .unwrap_or(line)
@@ -948,38 +1008,80 @@ fn last_per_key(rows: Vec<(Record, Vec<u8>)>, key: &[usize]) -> Vec<(Record, Vec
     for (i, k) in keys.iter().enumerate() {
         last.insert(k.as_slice(), i);
     }
-    let keep: Vec<bool> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| last.get(k.as_slice()) == Some(&i))
-        .collect();
-    rows.into_iter()
-        .zip(keep)
-        .filter_map(|(row, keep)| keep.then_some(row))
-        .collect()
+    let mut kept_buf = Vec::with_capacity(buf.len());
+    let mut kept = Vec::with_capacity(last.len());
+    for (i, (record, range)) in rows.into_iter().enumerate() {
+        if last.get(keys[i].as_slice()) == Some(&i) {
+            let start = kept_buf.len();
+            kept_buf.extend_from_slice(&buf[range]);
+            kept.push((record, start..kept_buf.len()));
+        }
+    }
+    (kept, kept_buf)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn cell(kind: Kind, json: &str) -> std::result::Result<String, ()> {
+        let field = Paths::new([&[][..]])
+            .read(json.as_bytes())
+            .unwrap()
+            .remove(0);
+        let mut out = Vec::new();
+        cell_into(kind, &field, &mut out).map_err(|_| ())?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
     #[test]
     fn cells_are_checked_against_their_sql_type() {
         let int4 = Kind::of("integer");
-        assert_eq!(cell(int4, &serde_json::json!(7)).unwrap(), "7");
-        assert!(cell(int4, &serde_json::json!("7")).is_err());
-        assert!(cell(int4, &serde_json::json!(1u64 << 40)).is_err());
-        assert!(cell(Kind::of("double precision"), &serde_json::json!(true)).is_err());
+        assert_eq!(cell(int4, "7").unwrap(), "7");
+        assert!(cell(int4, r#""7""#).is_err());
+        assert!(cell(int4, &(1u64 << 40).to_string()).is_err());
+        assert!(cell(int4, "7.0").is_err());
         assert_eq!(
-            cell(Kind::of("timestamptz"), &serde_json::json!(0)).unwrap(),
-            "1970-01-01T00:00:00Z"
+            cell(Kind::of("bigint"), "-9223372036854775808").unwrap(),
+            "-9223372036854775808"
         );
+        assert!(cell(Kind::of("bigint"), "9223372036854775808").is_err());
+        assert!(cell(Kind::of("double precision"), "true").is_err());
+        assert_eq!(cell(Kind::of("double precision"), "2.50").unwrap(), "2.5");
+        assert_eq!(cell(Kind::of("double precision"), "1e3").unwrap(), "1000.0");
+        assert_eq!(cell(Kind::of("numeric"), r#""12.30""#).unwrap(), "12.30");
+        assert!(cell(Kind::of("numeric"), r#""twelve""#).is_err());
+        assert_eq!(cell(Kind::of("text"), "null").unwrap(), "\\N");
+        assert_eq!(cell(Kind::of("text"), r#""a\tb""#).unwrap(), "a\\tb");
         assert_eq!(
-            cell(Kind::of("jsonb"), &serde_json::json!({"a":[1]})).unwrap(),
+            cell(Kind::of("text"), r#"{"a": [1]}"#).unwrap(),
             r#"{"a":[1]}"#
         );
+        assert_eq!(
+            cell(Kind::of("timestamptz"), "0").unwrap(),
+            "1970-01-01T00:00:00Z"
+        );
+        assert!(cell(Kind::of("timestamptz"), "0.5").is_err());
+        assert_eq!(
+            cell(Kind::of("jsonb"), r#"{"a":[1]}"#).unwrap(),
+            r#"{"a":[1]}"#
+        );
+        assert_eq!(cell(Kind::of("jsonb"), r#""x""#).unwrap(), r#""x""#);
         assert_eq!(Kind::of("varchar(20)"), Kind::Text);
         assert_eq!(Kind::of("NUMERIC(10,2)"), Kind::Numeric);
+    }
+
+    #[test]
+    fn a_float_a_plugin_wrote_is_stored_as_the_same_double() {
+        // The default serde_json parser reads these one unit in the last
+        // place off (…685, …537); the Python peer stored them exactly.
+        for text in [
+            "15.683168316831683",
+            "13.612813370473537",
+            "23.933333333333334",
+        ] {
+            assert_eq!(cell(Kind::of("double precision"), text).unwrap(), text);
+        }
     }
 
     #[test]

@@ -26,9 +26,6 @@ use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-/// Batches that may wait for the writer before the pipeline blocks.
-const QUEUE: usize = 4;
-
 /// Who stores checkpoints.
 pub enum Committer {
     /// The sink, with its data (exactly-once).
@@ -60,15 +57,17 @@ pub struct SinkWriter {
 
 impl SinkWriter {
     /// Starts the writer; `origin` names the source for dead letters the
-    /// sink causes.
+    /// sink causes. Up to `depth` batches wait for it before the pipeline
+    /// blocks.
     pub fn spawn(
         sink: Box<dyn Sink>,
         dead_letter: Box<dyn Sink>,
         committer: Committer,
         stats: Arc<Stats>,
         origin: String,
+        depth: usize,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (tx, rx) = mpsc::channel(depth.max(1));
         let (committed_tx, committed) = watch::channel(None);
         let task = tokio::spawn(drive(
             rx,
@@ -358,6 +357,7 @@ mod tests {
             Committer::Store(Box::new(saved.clone())),
             Arc::default(),
             "test".into(),
+            2,
         );
         writer
             .write(vec![record()], Vec::new(), None)

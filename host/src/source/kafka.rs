@@ -56,6 +56,15 @@ pub struct KafkaConfig {
         deserialize_with = "crate::config::duration"
     )]
     pub session_timeout: Duration,
+    /// Most fetched records librdkafka holds ahead of the pipeline, in
+    /// bytes (`queued.max.messages.kbytes`; per partition in group mode).
+    /// It bounds the source's memory; librdkafka's own default, 64 MiB,
+    /// costs memory without adding speed (BENCHMARKS.md).
+    #[serde(
+        default = "default_prefetch",
+        deserialize_with = "crate::config::byte_size"
+    )]
+    pub prefetch: u64,
     /// librdkafka properties (TLS, SASL, …), passed through.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
@@ -64,6 +73,19 @@ pub struct KafkaConfig {
 fn default_max_wait() -> Duration {
     Duration::from_millis(200)
 }
+
+fn default_prefetch() -> u64 {
+    PREFETCH
+}
+
+/// The default `prefetch`.
+pub const PREFETCH: u64 = 8 << 20;
+
+/// librdkafka's upper limit of `queued.max.messages.kbytes`.
+const MAX_PREFETCH_KB: u64 = 2_097_151;
+
+/// `fetch.queue.backoff.ms`, see [`KafkaConfig::fetch_settings`].
+const FETCH_BACKOFF_MS: u32 = 10;
 
 fn default_session_timeout() -> Duration {
     Duration::from_secs(6)
@@ -127,9 +149,31 @@ impl KafkaConfig {
         }
     }
 
+    /// What both consumers (one process, group mode) set for fetching:
+    /// the bound of [`KafkaConfig::prefetch`], and how soon librdkafka
+    /// fetches again once the pipeline has taken from a full queue. Its own
+    /// default waits a whole second (`fetch.queue.backoff.ms` = 1000), which
+    /// held the source to a third of what the broker here delivers
+    /// (BENCHMARKS.md); a bounded queue drains in tens of milliseconds.
+    pub(crate) fn fetch_settings(&self) -> [(&'static str, String); 2] {
+        [
+            (
+                "queued.max.messages.kbytes",
+                (self.prefetch / 1024).clamp(1, MAX_PREFETCH_KB).to_string(),
+            ),
+            ("fetch.queue.backoff.ms", FETCH_BACKOFF_MS.to_string()),
+        ]
+    }
+
     /// Problems found without connecting.
     pub fn check(&self) -> Vec<(&'static str, String)> {
         let mut problems = self.connection().check();
+        if !(1024..=MAX_PREFETCH_KB * 1024).contains(&self.prefetch) {
+            problems.push((
+                "prefetch",
+                "must be between 1KiB and 2GiB (librdkafka's queued.max.messages.kbytes)".into(),
+            ));
+        }
         if self.topics.is_empty() {
             problems.push(("topics", "is empty: name at least one topic".into()));
         }
@@ -171,16 +215,19 @@ impl KafkaSource {
         };
         let reset = config.start.reset();
         let context = Context::default();
+        let fetch = config.fetch_settings();
+        let mut settings = vec![
+            ("group.id", config.group.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", reset),
+            ("enable.partition.eof", "false"),
+            ("statistics.interval.ms", "5000"),
+        ];
+        settings.extend(fetch.iter().map(|(k, v)| (*k, v.as_str())));
         let consumer: StreamConsumer<Context> = config
             .connection()
-            .client_config(&[
-                ("group.id", &config.group),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-                ("auto.offset.reset", reset),
-                ("enable.partition.eof", "false"),
-                ("statistics.interval.ms", "5000"),
-            ])
+            .client_config(&settings)
             .create_with_context(context.clone())
             .map_err(|e| fail("create consumer", e))?;
         Ok(KafkaSource {
