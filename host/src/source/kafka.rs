@@ -9,6 +9,11 @@
 //! never trusts them over the checkpoint. Keys, headers and timestamps are
 //! kept. A batch ends at `max` records or after `max-wait`, whichever comes
 //! first, so an idle topic still lets the pipeline tick and checkpoint.
+//!
+//! A task reads one batch ahead: while the plugins work on batch n, batch
+//! n+1 is copied out of librdkafka's queue on the other core. The mark moves
+//! only when a batch is handed to the pipeline, so a batch read ahead and
+//! dropped (at a stop) is read again on the restart.
 
 use super::{Error, Mark, Position, Result, Source, SourceBatch};
 use crate::kafka::{Connection, Context};
@@ -19,7 +24,10 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// `type = "kafka"` as a source.
 #[derive(Debug, Clone, Deserialize)]
@@ -194,12 +202,22 @@ impl KafkaConfig {
 pub struct KafkaSource {
     name: String,
     topics: Vec<String>,
-    consumer: StreamConsumer<Context>,
+    consumer: Arc<StreamConsumer<Context>>,
     context: Context,
     max_wait: Duration,
     next: Mark,
     committed: TopicPartitionList,
     assigned: bool,
+    /// The task reading ahead, once the partitions are assigned.
+    ahead: Option<(mpsc::Receiver<SourceBatch>, JoinHandle<()>)>,
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        if let Some((_, task)) = &self.ahead {
+            task.abort();
+        }
+    }
 }
 
 impl KafkaSource {
@@ -233,12 +251,13 @@ impl KafkaSource {
         Ok(KafkaSource {
             name,
             topics: config.topics.clone(),
-            consumer,
+            consumer: Arc::new(consumer),
             context,
             max_wait: config.max_wait,
             next: Mark::new(),
             committed: TopicPartitionList::new(),
             assigned: false,
+            ahead: None,
         })
     }
 
@@ -286,9 +305,45 @@ impl KafkaSource {
         self.assigned = true;
         Ok(())
     }
+}
 
-    fn topic_index(&self, topic: &str) -> u16 {
-        self.topics.iter().position(|t| t == topic).unwrap_or(0) as u16
+/// Reads batches of up to `max` records (or what `max_wait` brings) into
+/// `batches`, one ahead of the pipeline, until the receiver is gone.
+async fn read_ahead(
+    name: String,
+    consumer: Arc<StreamConsumer<Context>>,
+    topics: Vec<String>,
+    max: usize,
+    max_wait: Duration,
+    batches: mpsc::Sender<SourceBatch>,
+) {
+    loop {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let mut batch = SourceBatch::default();
+        while batch.records.len() < max {
+            let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Err(_elapsed) => break,
+                Ok(Ok(message)) => message,
+                Ok(Err(e)) => {
+                    // librdkafka retries transport problems by itself; what
+                    // reaches here is worth a warning, not a stop.
+                    tracing::warn!(source = %name, error = %e, "Kafka consumer error; retrying.");
+                    continue;
+                }
+            };
+            let position = Position::Kafka {
+                topic: topics
+                    .iter()
+                    .position(|t| t == message.topic())
+                    .unwrap_or(0) as u16,
+                partition: message.partition(),
+                offset: message.offset(),
+            };
+            push(&mut batch, position, &message);
+        }
+        if batches.send(batch).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -345,26 +400,27 @@ impl Source for KafkaSource {
         if !self.assigned {
             tokio::task::block_in_place(|| self.assign())?;
         }
-        let deadline = tokio::time::Instant::now() + self.max_wait;
-        let mut batch = SourceBatch::default();
-        while batch.records.len() < max {
-            let message = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Err(_elapsed) => break,
-                Ok(Ok(message)) => message,
-                Ok(Err(e)) => {
-                    // librdkafka retries transport problems by itself; what
-                    // reaches here is worth a warning, not a stop.
-                    tracing::warn!(source = %self.name, error = %e, "Kafka consumer error; retrying.");
-                    continue;
-                }
-            };
-            let position = Position::Kafka {
-                topic: self.topic_index(message.topic()),
-                partition: message.partition(),
-                offset: message.offset(),
-            };
-            push(&mut batch, position, &message);
-        }
+        let (batches, _) = self.ahead.get_or_insert_with(|| {
+            // One batch waits while the next is being read.
+            let (tx, rx) = mpsc::channel(1);
+            let task = tokio::spawn(read_ahead(
+                self.name.clone(),
+                self.consumer.clone(),
+                self.topics.clone(),
+                max,
+                self.max_wait,
+                tx,
+            ));
+            (rx, task)
+        });
+        // Receiving is cancel-safe: a stop between batches loses nothing.
+        let batch = batches.recv().await.ok_or_else(|| Error::Client {
+            source_name: self.name.clone(),
+            action: "read ahead".into(),
+            reason: "the task reading the topic ended".into(),
+            hint: "report this with the log: the reader task failed",
+            retryable: true,
+        })?;
         // The mark moves once per partition and batch, not per record.
         let mut last: Vec<(u16, i32, i64)> = Vec::new();
         let refused = batch.refused.iter().map(|(p, _, _)| p);
