@@ -65,7 +65,7 @@ pub struct KafkaConfig {
     )]
     pub session_timeout: Duration,
     /// Most fetched records librdkafka holds ahead of the pipeline, in
-    /// bytes (`queued.max.messages.kbytes`; per partition in group mode).
+    /// bytes (`queued.max.messages.kbytes`, for the consumer as a whole).
     /// It bounds the source's memory; librdkafka's own default, 64 MiB,
     /// costs memory without adding speed (BENCHMARKS.md).
     #[serde(
