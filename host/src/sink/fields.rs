@@ -69,6 +69,8 @@ impl Field<'_> {
 pub struct Paths {
     ends: Vec<usize>,
     children: Vec<(String, Paths)>,
+    /// How many paths were given (kept at the root).
+    len: usize,
 }
 
 impl Paths {
@@ -76,7 +78,9 @@ impl Paths {
     /// the whole record.
     pub fn new<'p>(paths: impl IntoIterator<Item = &'p [String]>) -> Paths {
         let mut root = Paths::default();
+        let mut len = 0;
         for (i, path) in paths.into_iter().enumerate() {
+            len = i + 1;
             let mut node = &mut root;
             for key in path {
                 let at = match node.children.iter().position(|(k, _)| k == key) {
@@ -90,22 +94,13 @@ impl Paths {
             }
             node.ends.push(i);
         }
+        root.len = len;
         root
-    }
-
-    fn count(&self) -> usize {
-        self.ends.iter().copied().max().map_or(0, |m| m + 1).max(
-            self.children
-                .iter()
-                .map(|(_, c)| c.count())
-                .max()
-                .unwrap_or(0),
-        )
     }
 
     /// The wanted values of `json`, in the order the paths were given.
     pub fn read<'a>(&self, json: &'a [u8]) -> Result<Vec<Field<'a>>, serde_json::Error> {
-        let mut out = vec![Field::Null; self.count()];
+        let mut out = vec![Field::Null; self.len];
         let mut de = serde_json::Deserializer::from_slice(json);
         Walk {
             node: self,
