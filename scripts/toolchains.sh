@@ -3,7 +3,8 @@
 # of their own (nothing is installed system-wide):
 #   ~/.cache/weir/python   a venv with componentize-py, pytest and weir_sdk's
 #                          dependencies (none: the SDK is pure Python), and
-#                          pyarrow: the reader that is not weir in the tests
+#                          the readers that are not weir in the tests:
+#                          pyarrow, deltalake (delta-rs) and polars
 #   ~/.cache/weir/node     @bytecodealliance/componentize-js, esbuild
 #
 #   scripts/toolchains.sh install   install what is missing (idempotent)
@@ -17,6 +18,8 @@ cd "$(dirname "$0")/.."
 CACHE="${WEIR_TOOLCHAINS_DIR:-$HOME/.cache/weir}"
 COMPONENTIZE_PY="componentize-py==0.25.1"   # the versions weir is tested with
 PYARROW="pyarrow==26.0.1"
+DELTALAKE="deltalake==1.6.6"                 # reads the Delta tables the Parquet sink writes
+POLARS="polars==2.1.0"
 COMPONENTIZE_JS="@bytecodealliance/componentize-js@0.23.0"
 ESBUILD="esbuild@0.25.12"                    # bundles a JS plugin's npm dependencies
 # componentize-js 0.23.0 imports preview2-shim at run time but lists it only
@@ -31,8 +34,8 @@ install() {
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --upgrade "$COMPONENTIZE_PY" pytest
   fi
-  if ! "$venv/bin/python" -c "import pyarrow" 2>/dev/null; then
-    "$venv/bin/python" -m pip install --quiet "$PYARROW"
+  if ! "$venv/bin/python" -c "import pyarrow, deltalake, polars" 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet "$PYARROW" "$DELTALAKE" "$POLARS"
   fi
   if [ ! -x "$node/node_modules/.bin/componentize-js" ] || [ ! -x "$node/node_modules/.bin/esbuild" ] ||
     [ ! -d "$node/node_modules/@bytecodealliance/preview2-shim" ]; then

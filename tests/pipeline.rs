@@ -475,3 +475,128 @@ fn at_least_once_crash_before_the_checkpoint_file_repeats_at_most_one_epoch() {
         "only the uncheckpointed epoch repeats, not {repeated} records"
     );
 }
+
+/// Runs `input` through the echoing fixture into `sink`; the pipeline's
+/// error, as the user would read it.
+async fn echo_into(dir: &Path, input: &str, sink: &str) -> Result<Summary, String> {
+    std::fs::write(dir.join("in.ndjson"), input).unwrap();
+    let text = pipeline_toml(
+        &hostile(),
+        r#"{ mode = "echo" }"#,
+        64,
+        r#"{ type = "file", path = "in.ndjson" }"#,
+        sink,
+    );
+    try_run_pipeline(&text, dir)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Every file under `dir`, with its bytes.
+fn tree(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delta_table_of_another_schema_a_newer_protocol_or_a_corrupt_log_is_refused_naming_the_table_and_nothing_is_rewritten()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    // A table of {a: long}, written by an earlier run.
+    echo_into(
+        dir.path(),
+        "{\"a\":1}\n",
+        r#"{ type = "parquet", path = "out" }"#,
+    )
+    .await
+    .unwrap();
+    assert!(dir.path().join("out/_delta_log").is_dir());
+    let before = tree(&dir.path().join("out"));
+
+    // The same location with a schema where `a` is a string, and another
+    // partitioning.
+    let err = echo_into(
+        dir.path(),
+        "{\"a\":\"x\",\"b\":\"y\"}\n",
+        r#"{ type = "parquet", path = "out", partition-by = "b", schema = [{ name = "a", type = "string" }, { name = "b", type = "string" }] }"#,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("parquet out")
+            && err.contains(r#"column "a" is long in the table, string in the sink"#)
+            && err.contains(r#"column "b" is not in the table"#)
+            && err.contains("partitioned by []"),
+        "{err}"
+    );
+    assert_eq!(
+        tree(&dir.path().join("out")),
+        before,
+        "the table was changed"
+    );
+
+    // A table whose protocol needs a reader feature weir does not know.
+    let log = dir.path().join("newer/_delta_log");
+    std::fs::create_dir_all(&log).unwrap();
+    std::fs::write(
+        log.join("00000000000000000000.json"),
+        concat!(
+            r#"{"protocol":{"minReaderVersion":3,"minWriterVersion":7,"readerFeatures":["weirFutureFeature"],"writerFeatures":["weirFutureFeature"]}}"#,
+            "\n",
+            r#"{"metaData":{"id":"x","format":{"provider":"parquet","options":{}},"schemaString":"{\"type\":\"struct\",\"fields\":[{\"name\":\"a\",\"type\":\"long\",\"nullable\":true,\"metadata\":{}}]}","partitionColumns":[],"configuration":{},"createdTime":0}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let err = echo_into(
+        dir.path(),
+        "{\"a\":1}\n",
+        r#"{ type = "parquet", path = "newer" }"#,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("parquet newer") && err.contains("weirFutureFeature"),
+        "{err}"
+    );
+
+    // A damaged log entry: a clear error, and the entry is left as it is.
+    let commits = std::fs::read_dir(dir.path().join("out/_delta_log"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count();
+    let entry = dir
+        .path()
+        .join(format!("out/_delta_log/{commits:020}.json"));
+    std::fs::write(&entry, "{\"add\": {\"path\": \n").unwrap();
+    let before = tree(&dir.path().join("out"));
+    let err = echo_into(
+        dir.path(),
+        "{\"a\":2}\n",
+        r#"{ type = "parquet", path = "out" }"#,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("parquet out") && err.contains("does not repair or overwrite"),
+        "{err}"
+    );
+    assert_eq!(tree(&dir.path().join("out")), before, "the log was changed");
+}

@@ -263,11 +263,13 @@ sink = { type = "ndjson", path = "out.ndjson" }
     );
 }
 
-/// Seed 003 in group mode: logs → log-extract → Parquet on S3, three
-/// processes, one killed, one stopped: every partition has its own manifest
-/// chain, and the files hold every valid log line once.
+/// Seed 003 in group mode: logs → log-extract → one Delta table on S3,
+/// three processes: one killed, one paused past the session timeout (its
+/// partitions move; when it wakes, its commits are refused) and then
+/// stopped. delta-rs reads every valid log line once.
 #[tokio::test(flavor = "multi_thread")]
-async fn three_processes_write_parquet_on_s3_through_a_kill_9_and_a_sigterm_with_every_row_once() {
+async fn three_processes_write_one_delta_table_through_kill_9_sigstop_and_sigterm_with_every_row_once()
+ {
     let topic = unique("group-logs");
     let bucket = unique("group-logs");
     let group = unique("group-logs");
@@ -279,7 +281,13 @@ async fn three_processes_write_parquet_on_s3_through_a_kill_9_and_a_sigterm_with
         ])
         .collect();
     services::weir(&["bucket", "create", &format!("s3://{bucket}")], &env);
-    let batches = [(4_000, 31), (4_000, 32), (4_000, 33), (4_000, 34)];
+    let batches = [
+        (4_000, 31),
+        (4_000, 32),
+        (4_000, 33),
+        (4_000, 34),
+        (4_000, 35),
+    ];
     let produce_logs = |(count, seed): (usize, u64)| {
         flows::produce("logs", count, seed, &topic, PARTITIONS);
     };
@@ -304,6 +312,7 @@ async fn three_processes_write_parquet_on_s3_through_a_kill_9_and_a_sigterm_with
     let config = dir.path().join("logs.toml");
     std::fs::write(&config, text).unwrap();
     let url = format!("s3://{bucket}/extracted");
+    let committed = || services::delta_group_checkpoint(&url, "logs", &topic, PARTITIONS);
 
     let mut a = Running::start(&config, &env, dir.path());
     let mut b = Running::start(&config, &env, dir.path());
@@ -318,26 +327,46 @@ async fn three_processes_write_parquet_on_s3_through_a_kill_9_and_a_sigterm_with
     b.kill9();
     wait_shared(&mut [&mut a, &mut c], "logs");
     produce_logs(batches[2]);
-    c.stop();
-    a.wait_until("A to own every partition", Duration::from_secs(60), |r| {
-        owned(r, "logs") == u64::from(PARTITIONS)
+    c.wait_until("C to read records", Duration::from_secs(60), |r| {
+        r.metric("weir_records_in_total", "logs") > 0
     });
+    // C pauses holding uncommitted rows; A takes its partitions.
+    c.signal(libc::SIGSTOP);
+    a.wait_until(
+        "A to take every partition from the paused C",
+        Duration::from_secs(60),
+        |r| owned(r, "logs") == u64::from(PARTITIONS),
+    );
     produce_logs(batches[3]);
-    flows::until(
-        &mut a,
-        "every partition's manifest at the end offsets",
-        || async {
-            services::at_end(
-                &services::parquet_group_checkpoint(&url, "logs").await,
-                &services::end_offsets(&topic),
-            )
+    flows::until(&mut a, "every partition committed to the end", || async {
+        services::at_end(&committed().await, &services::end_offsets(&topic))
+    })
+    .await;
+    // C wakes: what it held is A's now; its commits are refused (fenced),
+    // or librdkafka tells it first that it lost them.
+    c.signal(libc::SIGCONT);
+    c.wait_until(
+        "C to notice it lost its partitions",
+        Duration::from_secs(60),
+        |r| {
+            let text = r.log_text();
+            text.contains("Commit fenced") || text.contains("Partitions lost")
         },
-    )
+    );
+    eprintln!(
+        "C after SIGCONT: fenced commits {}, lost: {}",
+        c.metric("weir_fenced_commits_total", "logs"),
+        c.log_text().contains("Partitions lost")
+    );
+    c.stop();
+    produce_logs(batches[4]);
+    flows::until(&mut a, "every partition committed to the end", || async {
+        services::at_end(&committed().await, &services::end_offsets(&topic))
+    })
     .await;
     a.stop();
 
-    let (rows, paths) = services::parquet_rows(&url).await;
-    assert!(paths.iter().all(|p| p.ends_with(".parquet")), "{paths:?}");
+    let rows = services::delta_rows(&url, None);
     let lines: Vec<weir::sample::Line> = batches
         .iter()
         .flat_map(|&(count, seed)| weir::sample::logs(count, seed, 1_546_300_800_000, 2.0))

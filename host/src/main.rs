@@ -89,8 +89,9 @@ enum Command {
         repeat: usize,
     },
     /// Prints the committed Parquet files of a sink's location, one per
-    /// line (paths relative to it): what a reader that is not weir should
-    /// read. S3 settings from the AWS_* environment variables.
+    /// line (paths relative to it): a Delta table's newest version, or what
+    /// a weir-manifest location's reader should read. S3 settings from the
+    /// AWS_* environment variables.
     Files {
         /// A folder, `file:///dir` or `s3://bucket/prefix`.
         location: String,
@@ -388,6 +389,27 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
             long,
         } => {
             let location = open_location(&location)?;
+            let mut delta = weir::table::delta::DeltaTable::open(&location, 100)?;
+            if delta.exists().await? {
+                if write {
+                    bail!(
+                        "{}: is a Delta table: its log says which files are committed (readers read the table, not a list); --write is for weir-manifest locations",
+                        location.display
+                    );
+                }
+                let (files, version) = delta.files().await?;
+                tracing::info!(table = %location.display, version = ?version, files = files.len(), "Files of the Delta table's newest version.");
+                let mut out = std::io::stdout().lock();
+                for file in &files {
+                    if long {
+                        let folder = file.path.rfind('/').map_or("", |end| &file.path[..=end]);
+                        writeln!(out, "{}\t{}\t{}", file.path, file.size, folder)?;
+                    } else {
+                        writeln!(out, "{}", file.path)?;
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let snapshot = if write {
                 weir::table::write_committed_list(&location).await?
             } else {
@@ -523,8 +545,12 @@ async fn gen_write(
         if to == "-" {
             bail!("--format parquet needs --to <folder or s3://bucket/prefix>");
         }
-        let config: weir::sink::parquet::ParquetConfig =
-            toml::from_str(&format!("path = {}", toml::Value::from(to)))?;
+        // Plain Parquet files (sample input for the object-store source),
+        // not a table.
+        let config: weir::sink::parquet::ParquetConfig = toml::from_str(&format!(
+            "path = {}\ntable = \"weir\"",
+            toml::Value::from(to)
+        ))?;
         Box::new(weir::sink::parquet::ParquetSink::open(
             &config,
             &std::env::current_dir()?,

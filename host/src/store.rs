@@ -40,6 +40,9 @@ pub struct Location {
     /// The location as the user wrote it, for logs (never holds secrets:
     /// those live in `options`).
     pub display: String,
+    /// The location as a folder URL (`s3://bucket/prefix/`,
+    /// `file:///abs/dir/`), as table formats address it.
+    pub root: Url,
 }
 
 impl std::fmt::Debug for Location {
@@ -148,10 +151,15 @@ pub fn open(
             )));
         }
     };
+    let mut root = url;
+    if !root.path().ends_with('/') {
+        root.set_path(&format!("{}/", root.path()));
+    }
     Ok(Location {
         store,
         prefix,
         display: location.to_owned(),
+        root,
     })
 }
 

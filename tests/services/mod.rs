@@ -548,53 +548,6 @@ impl Dice {
     }
 }
 
-/// Group mode on Parquet: the positions of the newest manifest of every
-/// partition chain of `pipeline` under `url`, merged (empty while they
-/// cannot be read).
-pub async fn parquet_group_checkpoint(url: &str, pipeline: &str) -> BTreeMap<String, i64> {
-    use futures::TryStreamExt;
-    use object_store::ObjectStoreExt;
-    let location = weir::store::open(url, &s3_options(), Path::new(".")).unwrap();
-    let Ok(objects) = location
-        .store
-        .list(Some(&location.child("_weir")))
-        .try_collect::<Vec<_>>()
-        .await
-    else {
-        return BTreeMap::new();
-    };
-    let chain_prefix = format!("{pipeline}@");
-    let mut newest: BTreeMap<String, object_store::path::Path> = BTreeMap::new();
-    for meta in objects {
-        let parts: Vec<String> = meta
-            .location
-            .parts()
-            .map(|p| p.as_ref().to_owned())
-            .collect();
-        let [.., chain, file] = parts.as_slice() else {
-            continue;
-        };
-        if chain.starts_with(&chain_prefix) && file.starts_with("epoch-") {
-            let entry = newest.entry(chain.clone()).or_insert(meta.location.clone());
-            if meta.location > *entry {
-                *entry = meta.location;
-            }
-        }
-    }
-    let mut positions = BTreeMap::new();
-    for path in newest.values() {
-        let Ok(got) = location.store.get(path).await else {
-            return BTreeMap::new();
-        };
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&got.bytes().await.unwrap()).unwrap();
-        for (partition, next) in manifest["checkpoint"]["positions"].as_object().unwrap() {
-            positions.insert(partition.clone(), next.as_i64().unwrap());
-        }
-    }
-    positions
-}
-
 /// Which partition of `topic` each key went to, read back from the topic
 /// (its first `count` records).
 pub fn partitions_by_key(topic: &str, count: usize) -> std::collections::HashMap<String, i32> {
@@ -720,6 +673,64 @@ pub fn pyarrow_rows(url: &str) -> Vec<(String, serde_json::Value)> {
             (file, row)
         })
         .collect()
+}
+
+/// The rows of the Delta table at `url` as delta-rs reads it
+/// (tests/readers/delta_rows.py), at `version` or the newest. The reader
+/// also fails if a file the log names is missing or an epoch is in the log
+/// twice.
+pub fn delta_rows(url: &str, version: Option<u64>) -> Vec<serde_json::Value> {
+    let mut command = Command::new(toolchain_python());
+    command
+        .arg(super::common::root().join("tests/readers/delta_rows.py"))
+        .arg(url);
+    if let Some(version) = version {
+        command.arg(version.to_string());
+    }
+    let out = command
+        .envs(weir_env())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "deltalake could not read {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// The source positions of the last commit of `app_id` (a pipeline, or
+/// `pipeline@topic.partition`) in the Delta table at `url`; empty while
+/// there is none.
+pub async fn delta_checkpoint(url: &str, app_id: &str) -> BTreeMap<String, i64> {
+    let location = weir::store::open(url, &s3_options(), Path::new(".")).unwrap();
+    let mut table = weir::table::delta::DeltaTable::open(&location, 100).unwrap();
+    match table.recover(app_id).await {
+        Ok(Some((_, checkpoint, _))) => {
+            serde_json::from_value(serde_json::to_value(&checkpoint.positions).unwrap()).unwrap()
+        }
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Group mode on Delta: the committed positions of every partition of
+/// `topic` (`partitions` of them) for `pipeline`, merged.
+pub async fn delta_group_checkpoint(
+    url: &str,
+    pipeline: &str,
+    topic: &str,
+    partitions: u32,
+) -> BTreeMap<String, i64> {
+    let mut positions = BTreeMap::new();
+    for partition in 0..partitions {
+        positions.extend(delta_checkpoint(url, &format!("{pipeline}@{topic}.{partition}")).await);
+    }
+    positions
 }
 
 /// Waits until the committed rows of `url` (weir's view) number `count`;

@@ -54,10 +54,12 @@ use super::{Error, Rejected, Result, Sink};
 use crate::Record;
 use crate::checkpoint::Checkpoint;
 use crate::store::Location;
+use crate::table::delta::{DataFile, DeltaTable, Layout, Outcome};
 use arrow_array::RecordBatch;
 use arrow_json::reader::{ReaderBuilder, infer_json_schema_from_iterator};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
+use delta_kernel_default_engine::stats::FileStatsAccumulator;
 use futures::TryStreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as StorePath;
@@ -117,6 +119,29 @@ pub struct ParquetConfig {
     /// Compact small committed files while writing (`every`, and the
     /// options of `weir compact`).
     pub compaction: Option<crate::table::compact::Options>,
+    /// The table format: `"delta"` (a Delta Lake table, readable by every
+    /// engine that reads Delta) or `"weir"` (weir's own epoch manifests).
+    /// By default a location that already holds weir manifests and no
+    /// Delta log stays `"weir"`; every other location is `"delta"`.
+    pub table: Option<TableFormat>,
+    /// Delta: write a log checkpoint every this many commits.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+}
+
+/// How a Parquet location records which files hold committed rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TableFormat {
+    /// A Delta Lake table (`_delta_log/`).
+    Delta,
+    /// weir's epoch manifests (`_weir/`), readable by weir and through
+    /// `_weir/committed`.
+    Weir,
+}
+
+fn default_checkpoint_every() -> u64 {
+    100
 }
 
 /// `"field"` or `["field", …]`.
@@ -214,6 +239,19 @@ struct OpenFile {
     path: StorePath,
     rows: u64,
     opened: Instant,
+    /// Delta: the file's statistics so far, and its partition values.
+    stats: Option<FileStatsAccumulator>,
+    partition: Vec<Option<String>>,
+}
+
+/// The Delta side of a sink writing a Delta table.
+struct Delta {
+    table: DeltaTable,
+    /// Once prepared: the table's layout, and which columns of the record
+    /// schema a data file holds (partition columns live in the log only).
+    layout: Option<Layout>,
+    data_columns: Vec<usize>,
+    data_schema: Option<SchemaRef>,
 }
 
 /// The sink.
@@ -230,6 +268,10 @@ pub struct ParquetSink {
     epochs: Option<Epochs>,
     /// When this sink opened or last started a scheduled compaction.
     compacted: Instant,
+    /// The table format, once known (the default needs a look at the
+    /// location); with Delta, the table.
+    format: Option<TableFormat>,
+    delta: Option<Delta>,
 }
 
 struct Epochs {
@@ -241,6 +283,8 @@ struct Epochs {
     /// Number in the names of files written now: last committed + 1.
     pending: u64,
     finished: Vec<String>,
+    /// Delta: the finished files with what their `add` actions need.
+    added: Vec<DataFile>,
     /// Rows written since the last commit.
     rows: u64,
     /// The last committed checkpoint, to skip empty manifests when idle.
@@ -357,7 +401,141 @@ impl ParquetSink {
             seq: 0,
             epochs: None,
             compacted: Instant::now(),
+            format: config.table,
+            delta: None,
         })
+    }
+
+    /// The table format: as configured, else `weir` for a location that
+    /// holds weir manifests and no Delta log, else `delta`. With Delta, the
+    /// table is opened.
+    async fn format(&mut self) -> Result<TableFormat> {
+        if let Some(format) = self.format
+            && (format == TableFormat::Weir || self.delta.is_some())
+        {
+            return Ok(format);
+        }
+        let table = DeltaTable::open(&self.location, self.config.checkpoint_every)
+            .map_err(|e| self.table_error(e))?;
+        let format = match self.format {
+            Some(format) => format,
+            None => {
+                let delta = table.exists().await.map_err(|e| self.table_error(e))?;
+                let mut manifests = self
+                    .location
+                    .store
+                    .list(Some(&self.location.child("_weir")));
+                let weir = manifests
+                    .try_next()
+                    .await
+                    .map_err(|e| self.store_error("list _weir/".into(), e))?
+                    .is_some();
+                if weir && !delta {
+                    tracing::info!(sink = %self.describe(), "The location holds weir manifests and no Delta log: writing weir manifests (set table = \"weir\" to say so; see the README, Table formats).");
+                    TableFormat::Weir
+                } else {
+                    TableFormat::Delta
+                }
+            }
+        };
+        if format == TableFormat::Delta {
+            self.delta = Some(Delta {
+                table,
+                layout: None,
+                data_columns: Vec::new(),
+                data_schema: None,
+            });
+        }
+        self.format = Some(format);
+        Ok(format)
+    }
+
+    fn table_error(&self, e: crate::table::delta::Error) -> Error {
+        match e {
+            crate::table::delta::Error::Unavailable { action, reason, .. } => Error::Unavailable {
+                sink: self.describe(),
+                action,
+                reason,
+            },
+            crate::table::delta::Error::Table { action, reason, .. } => Error::Format {
+                sink: self.describe(),
+                action,
+                reason,
+            },
+        }
+    }
+
+    /// Delta: the layout the sink writes, from the record schema.
+    fn wanted_layout(&self, schema: &SchemaRef) -> Layout {
+        let mut fields: Vec<arrow_schema::FieldRef> = schema.fields().iter().cloned().collect();
+        let mut partition_columns = Vec::new();
+        if self.config.partition_by_date.is_some() {
+            fields.push(Arc::new(crate::table::delta::date_partition_field()));
+            partition_columns.push("date".to_owned());
+        }
+        partition_columns.extend(self.config.partition_by.iter().cloned());
+        Layout {
+            schema: Arc::new(Schema::new(fields)),
+            partition_columns,
+        }
+    }
+
+    /// Delta: creates or checks the table for `schema` (the records'),
+    /// once.
+    async fn prepare_delta(&mut self, schema: &SchemaRef) -> Result<()> {
+        let wanted = self.wanted_layout(schema);
+        let Some(delta) = self.delta.as_mut() else {
+            return Ok(());
+        };
+        if delta.layout.is_some() {
+            return Ok(());
+        }
+        let layout = match delta.table.prepare(&wanted).await {
+            Ok(layout) => layout,
+            Err(e) => return Err(self.table_error(e)),
+        };
+        let data_columns: Vec<usize> = (0..schema.fields().len())
+            .filter(|&i| !layout.partition_columns.contains(schema.field(i).name()))
+            .collect();
+        let data_schema = Arc::new(
+            schema
+                .project(&data_columns)
+                .map_err(|e| self.format_error("project the data columns", e))?,
+        );
+        let delta = self.delta.as_mut().expect("checked above");
+        delta.layout = Some(layout);
+        delta.data_columns = data_columns;
+        delta.data_schema = Some(data_schema);
+        Ok(())
+    }
+
+    /// Delta with no configured schema: the existing table's, if any (the
+    /// records' columns: the table's less a `partition-by-date` column).
+    async fn schema_from_table(&mut self) -> Result<()> {
+        if self.schema.is_some() {
+            return Ok(());
+        }
+        let Some(delta) = self.delta.as_mut() else {
+            return Ok(());
+        };
+        let layout = match delta.table.existing_layout().await {
+            Ok(layout) => layout,
+            Err(e) => return Err(self.table_error(e)),
+        };
+        if let Some(layout) = layout {
+            let by_date = self.config.partition_by_date.is_some();
+            let fields: Vec<arrow_schema::FieldRef> = layout
+                .schema
+                .fields()
+                .iter()
+                .filter(|f| !(by_date && f.name() == "date"))
+                .cloned()
+                .collect();
+            let schema = Arc::new(Schema::new(fields));
+            self.schema = Some(schema.clone());
+            self.prepare_delta(&schema).await?;
+        }
+        Ok(())
     }
 
     fn format_error(&self, action: &str, e: impl std::fmt::Display) -> Error {
@@ -423,27 +601,68 @@ impl ParquetSink {
         Ok((batches, rejected))
     }
 
-    /// Splits records by partition folder; refuses records whose partition
-    /// field cannot be read.
-    fn partition(&self, records: Vec<Record>) -> (Vec<(String, Vec<Record>)>, Vec<Rejected>) {
+    /// Splits records by partition folder, each group with its partition
+    /// values (in folder order; `None` is null); refuses records whose
+    /// partition field cannot be read, or (Delta) does not fit its column.
+    fn partition(&self, records: Vec<Record>) -> (Vec<Group>, Vec<Rejected>) {
         let by_field = &self.config.partition_by;
         let by_date = self.config.partition_by_date.as_deref();
         if by_field.is_empty() && by_date.is_none() {
-            return (vec![(String::new(), records)], Vec::new());
+            return (
+                vec![Group {
+                    folder: String::new(),
+                    values: Vec::new(),
+                    records,
+                }],
+                Vec::new(),
+            );
         }
+        let layout = self.delta.as_ref().and_then(|d| d.layout.as_ref());
         let today = date_folder(crate::record::now_ms());
-        let mut groups: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+        let mut groups: BTreeMap<String, Group> = BTreeMap::new();
         let mut rejected = Vec::new();
         for record in records {
-            match partition_folder(&record.value, by_date, by_field, &today) {
-                Ok(folder) => groups.entry(folder).or_default().push(record),
+            match partition_folder(&record.value, by_date, by_field, &today, layout.is_some()) {
+                Ok((folder, values)) => groups
+                    .entry(folder.clone())
+                    .or_insert_with(|| Group {
+                        folder,
+                        values,
+                        records: Vec::new(),
+                    })
+                    .records
+                    .push(record),
                 Err(reason) => rejected.push(Rejected { record, reason }),
             }
         }
-        (groups.into_iter().collect(), rejected)
+        let mut fitting = Vec::with_capacity(groups.len());
+        for group in groups.into_values() {
+            let unfit =
+                layout.and_then(|layout| {
+                    layout.partition_columns.iter().zip(&group.values).find_map(
+                        |(column, value)| {
+                            crate::table::delta::partition_scalar(layout, column, value.as_deref())
+                                .err()
+                        },
+                    )
+                });
+            match unfit {
+                Some(reason) => rejected.extend(group.records.into_iter().map(|record| Rejected {
+                    record,
+                    reason: reason.clone(),
+                })),
+                None => fitting.push(group),
+            }
+        }
+        (fitting, rejected)
     }
 
-    fn writer(&mut self, folder: &str, schema: &SchemaRef) -> Result<&mut OpenFile> {
+    fn writer(
+        &mut self,
+        folder: &str,
+        values: &[Option<String>],
+        schema: &SchemaRef,
+    ) -> Result<&mut OpenFile> {
         if !self.files.contains_key(folder) {
             self.seq += 1;
             let name = match &self.epochs {
@@ -471,6 +690,15 @@ impl ParquetSink {
             let object = BufWriter::new(self.location.store.clone(), path.clone());
             let writer = AsyncArrowWriter::try_new(object, schema.clone(), Some(props))
                 .map_err(|e| self.format_error("open writer", e))?;
+            let stats = match &self.delta {
+                Some(delta) => Some(
+                    delta
+                        .table
+                        .stats_collector(schema)
+                        .map_err(|e| self.table_error(e))?,
+                ),
+                None => None,
+            };
             self.files.insert(
                 folder.to_owned(),
                 OpenFile {
@@ -478,6 +706,8 @@ impl ParquetSink {
                     path,
                     rows: 0,
                     opened: Instant::now(),
+                    stats,
+                    partition: values.to_vec(),
                 },
             );
         }
@@ -487,16 +717,44 @@ impl ParquetSink {
     /// Completes a file: its last row group and footer are written and the
     /// upload completed, which makes it visible.
     async fn finish(&mut self, folder: &str) -> Result<()> {
-        let Some(open) = self.files.remove(folder) else {
+        let Some(mut open) = self.files.remove(folder) else {
             return Ok(());
         };
         open.writer
-            .close()
+            .finish()
             .await
             .map_err(|e| self.format_error(&format!("complete {}", open.path), e))?;
         tracing::debug!(file = %open.path, rows = open.rows, "Finished Parquet file.");
-        if let Some(epochs) = &mut self.epochs {
-            epochs.finished.push(open.path.to_string());
+        let added = match open.stats {
+            Some(stats) => {
+                let stats = stats
+                    .finish()
+                    .map_err(|e| self.format_error(&format!("statistics of {}", open.path), e))?
+                    .ok_or_else(|| {
+                        self.format_error(&format!("statistics of {}", open.path), "no rows")
+                    })?;
+                Some(DataFile {
+                    path: open.path.clone(),
+                    size: open.writer.bytes_written() as u64,
+                    partition: open.partition,
+                    stats,
+                })
+            }
+            None => None,
+        };
+        match (&mut self.epochs, added) {
+            (Some(epochs), added) => {
+                epochs.finished.push(open.path.to_string());
+                epochs.added.extend(added);
+            }
+            // Delta without exactly-once: each file is its own commit.
+            (None, Some(added)) => {
+                let delta = self.delta.as_mut().expect("stats are collected for Delta");
+                if let Err(e) = delta.table.append(vec![added]).await {
+                    return Err(self.table_error(e));
+                }
+            }
+            (None, None) => {}
         }
         Ok(())
     }
@@ -574,13 +832,27 @@ fn date_folder(epoch_ms: i64) -> String {
     format!("date={y:04}-{m:02}-{d:02}/")
 }
 
-/// The partition folder of one record value.
+/// Records of one partition folder, with the partition values.
+struct Group {
+    folder: String,
+    /// Per partition column (`date` first, then `partition-by`), its value
+    /// as text; `None` is null.
+    values: Vec<Option<String>>,
+    records: Vec<Record>,
+}
+
+/// The partition folder of one record value, and the partition values.
+/// With `distinct` (Delta, where the log holds the values and a folder
+/// name is only a name), a value that had to be altered to be a folder
+/// name gets a digest of itself appended, so distinct values never share a
+/// folder (and a file).
 fn partition_folder(
     value: &[u8],
     by_date: Option<&str>,
     by_fields: &[String],
     today: &str,
-) -> std::result::Result<String, String> {
+    distinct: bool,
+) -> std::result::Result<(String, Vec<Option<String>>), String> {
     let needs_value = !by_fields.is_empty() || by_date.is_some_and(|d| d != "processing-time");
     let object: serde_json::Map<String, serde_json::Value> = if needs_value {
         serde_json::from_slice(value)
@@ -589,6 +861,7 @@ fn partition_folder(
         serde_json::Map::new()
     };
     let mut folder = String::new();
+    let mut values = Vec::with_capacity(by_fields.len() + 1);
     match by_date {
         Some("processing-time") => folder.push_str(today),
         Some(field) => {
@@ -609,31 +882,43 @@ fn partition_folder(
         }
         None => {}
     }
+    if by_date.is_some() {
+        let date = folder.trim_start_matches("date=").trim_end_matches('/');
+        values.push(Some(date.to_owned()));
+    }
     for field in by_fields {
         let value = match object.get(field) {
-            None | Some(serde_json::Value::Null) => "__HIVE_DEFAULT_PARTITION__".to_owned(),
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
         };
+        let name = value.as_deref().unwrap_or("__HIVE_DEFAULT_PARTITION__");
         // A value must stay one folder: no separators, no `..`.
-        let safe: String = value
+        let safe: String = name
             .chars()
             .map(|c| {
-                if matches!(c, '/' | '\\' | '=' | '\0') || c.is_control() {
-                    '_'
+                let plain = if distinct {
+                    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
                 } else {
-                    c
-                }
+                    !(matches!(c, '/' | '\\' | '=' | '\0') || c.is_control())
+                };
+                if plain { c } else { '_' }
             })
             .collect();
-        let safe = if safe.is_empty() || safe == "." || safe == ".." {
+        let mut safe = if safe.is_empty() || safe == "." || safe == ".." {
             format!("_{safe}")
         } else {
             safe
         };
+        if distinct && (safe != name || value.is_some() && name == "__HIVE_DEFAULT_PARTITION__") {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(name.as_bytes());
+            safe = format!("{safe}-{}", hex::encode(&digest[..4]));
+        }
         folder.push_str(&format!("{field}={safe}/"));
+        values.push(value);
     }
-    Ok(folder)
+    Ok((folder, values))
 }
 
 #[async_trait]
@@ -646,6 +931,9 @@ impl Sink for ParquetSink {
         if records.is_empty() {
             return Ok(Vec::new());
         }
+        if self.format().await? == TableFormat::Delta {
+            self.schema_from_table().await?;
+        }
         let schema = match &self.schema {
             Some(schema) => schema.clone(),
             None => {
@@ -654,21 +942,43 @@ impl Sink for ParquetSink {
                 schema
             }
         };
+        self.prepare_delta(&schema).await?;
+        // What a file holds: with Delta, the columns less the partition
+        // columns (their values are in the log).
+        let (file_schema, data_columns) = match &self.delta {
+            Some(Delta {
+                data_schema: Some(data),
+                data_columns,
+                ..
+            }) => (data.clone(), Some(data_columns.clone())),
+            _ => (schema.clone(), None),
+        };
         let (groups, mut rejected) = self.partition(records);
-        for (folder, records) in groups {
-            let (batches, refused) = self.decode(&schema, records)?;
+        for group in groups {
+            let folder = group.folder;
+            let (batches, refused) = self.decode(&schema, group.records)?;
             rejected.extend(refused);
             for batch in batches {
+                let batch = match &data_columns {
+                    Some(columns) => batch
+                        .project(columns)
+                        .map_err(|e| self.format_error("project the data columns", e))?,
+                    None => batch,
+                };
                 let rows = batch.num_rows() as u64;
                 if let Some(epochs) = &mut self.epochs {
                     epochs.rows += rows;
                 }
-                let open = self.writer(&folder, &schema)?;
+                let open = self.writer(&folder, &group.values, &file_schema)?;
                 let written = open.writer.write(&batch).await;
                 open.rows += rows;
+                let merged = open.stats.as_mut().map(|stats| stats.merge(&batch));
                 let path = open.path.clone();
                 let due = self.due(&self.files[&folder]);
                 written.map_err(|e| self.format_error(&format!("write {path}"), e))?;
+                if let Some(Err(e)) = merged {
+                    return Err(self.format_error(&format!("statistics of {path}"), e));
+                }
                 if due {
                     self.finish(&folder).await?;
                 }
@@ -699,8 +1009,26 @@ impl Sink for ParquetSink {
     }
 
     async fn recover(&mut self, pipeline: &str) -> Result<Option<Checkpoint>> {
+        if self.format().await? == TableFormat::Delta {
+            self.schema_from_table().await?;
+            if let Some(schema) = self.schema.clone() {
+                self.prepare_delta(&schema).await?;
+            }
+            let delta = self.delta.as_mut().expect("opened by format()");
+            let last = match delta.table.recover(pipeline).await {
+                Ok(last) => last,
+                Err(e) => return Err(self.table_error(e)),
+            };
+            let committed = last.as_ref().map_or(0, |(epoch, _, _)| *epoch);
+            let checkpoint = last.map(|(_, checkpoint, _)| checkpoint);
+            return self
+                .start_epochs(pipeline, committed, checkpoint, None)
+                .await;
+        }
         let newest = self.read_manifests(pipeline).await?;
-        self.start_epochs(pipeline, newest, None).await
+        let committed = newest.as_ref().map_or(0, |m| m.checkpoint.epoch);
+        self.start_epochs(pipeline, committed, newest.map(|m| m.checkpoint), None)
+            .await
     }
 
     async fn holder(&mut self, key: &str) -> Result<Option<crate::owner::Holder>> {
@@ -726,6 +1054,9 @@ impl Sink for ParquetSink {
     }
 
     async fn claim(&mut self, key: &str, owner: &str) -> Result<Option<Checkpoint>> {
+        if self.format().await? == TableFormat::Delta {
+            return self.claim_delta(key, owner).await;
+        }
         for _ in 0..CLAIM_ATTEMPTS {
             let newest = self.read_manifests(key).await?;
             let slot = newest.as_ref().map_or(0, |m| m.checkpoint.epoch) + 1;
@@ -763,7 +1094,10 @@ impl Sink for ParquetSink {
                     if claimed.scope.is_none() && self.write_lease(key, owner).await {
                         claimed.leased = Some(Instant::now());
                     }
-                    return self.start_epochs(key, Some(manifest), Some(claimed)).await;
+                    let checkpoint = Some(manifest.checkpoint);
+                    return self
+                        .start_epochs(key, slot, checkpoint, Some(claimed))
+                        .await;
                 }
                 // The previous owner committed, or another process claimed,
                 // since the manifests were read: read them again.
@@ -837,6 +1171,10 @@ impl Sink for ParquetSink {
         epochs.rows = 0;
         epochs.last = Some(checkpoint.clone());
         self.seq = 0;
+        if self.delta.is_some() {
+            let added = std::mem::take(&mut epochs.added);
+            return self.commit_delta(&pipeline, &manifest, added).await;
+        }
         match self.put_manifest(&pipeline, &manifest).await {
             Ok(()) => {}
             Err(PutError::Taken(path)) => {
@@ -878,6 +1216,109 @@ impl Sink for ParquetSink {
     }
 }
 
+impl ParquetSink {
+    /// Delta: claims `key` with a commit of its next `txn` version (see
+    /// [`crate::table::delta`]), then holds epochs from there.
+    async fn claim_delta(&mut self, key: &str, owner: &str) -> Result<Option<Checkpoint>> {
+        self.schema_from_table().await?;
+        if let Some(schema) = self.schema.clone() {
+            self.prepare_delta(&schema).await?;
+        }
+        let board = key
+            .rsplit_once('@')
+            .map(|(pipeline, _)| pipeline.to_owned());
+        let delta = self.delta.as_mut().expect("opened by format()");
+        let (slot, last) = match delta.table.claim(key, owner, board.as_deref()).await {
+            Ok(claimed) => claimed,
+            Err(e) => return Err(self.table_error(e)),
+        };
+        tracing::debug!(sink = %self.describe(), partition = key, slot, "Partition claimed.");
+        let mut claimed = Claimed {
+            scope: key.contains('@').then(|| scope_of(key)),
+            owner: owner.to_owned(),
+            slot,
+            claims: vec![slot],
+            leased: None,
+        };
+        if claimed.scope.is_none() && self.write_lease(key, owner).await {
+            claimed.leased = Some(Instant::now());
+        }
+        let checkpoint = match last {
+            Some(last) => Checkpoint {
+                epoch: slot,
+                ..last
+            },
+            None => Checkpoint {
+                pipeline: key.to_owned(),
+                epoch: slot,
+                ..Checkpoint::default()
+            },
+        };
+        self.start_epochs(key, slot, Some(checkpoint), Some(claimed))
+            .await
+    }
+
+    /// Delta: commits the epoch `manifest` describes (its files, `txn` and
+    /// checkpoint) in one Delta commit; a process whose epoch the log holds
+    /// already (another claimed or committed it) is fenced and deletes the
+    /// epoch's files.
+    async fn commit_delta(
+        &mut self,
+        pipeline: &str,
+        manifest: &Manifest,
+        added: Vec<DataFile>,
+    ) -> Result<bool> {
+        let epoch = manifest.checkpoint.epoch;
+        let delta = self.delta.as_mut().expect("checked by the caller");
+        let outcome = delta
+            .table
+            .commit(
+                pipeline,
+                &manifest.checkpoint,
+                manifest.owner.as_deref(),
+                added,
+            )
+            .await;
+        let newer = match outcome {
+            Ok(Outcome::Committed(version)) => {
+                tracing::debug!(sink = %self.describe(), checkpoint = pipeline, epoch, version, "Epoch committed.");
+                if !manifest.files.is_empty() {
+                    self.after_commit().await;
+                }
+                return Ok(true);
+            }
+            Ok(Outcome::Fenced { newer }) => newer,
+            Err(e) => return Err(self.table_error(e)),
+        };
+        // Fenced: the files of this epoch will never be committed.
+        for file in manifest
+            .files
+            .iter()
+            .filter_map(|f| StorePath::parse(f).ok())
+        {
+            if let Err(e) = self.location.store.delete(&file).await {
+                tracing::warn!(%file, error = %e, "Could not delete a part file of a fenced epoch; it is in no commit, so no reader sees it.");
+            }
+        }
+        let claimed = self.epochs.as_ref().and_then(|e| e.claimed.as_ref());
+        match claimed {
+            Some(claimed) => Err(Error::Fenced {
+                sink: self.describe(),
+                partition: pipeline.to_owned(),
+                owner_epoch: claimed.slot as i64,
+            }),
+            None => Err(Error::Client {
+                sink: self.describe(),
+                action: format!("commit epoch {epoch}"),
+                reason: format!(
+                    "the Delta log holds epoch {newer} of {pipeline} already: another weir process runs pipeline {pipeline}"
+                ),
+                hint: "run each pipeline in one process; this one stops without committing",
+            }),
+        }
+    }
+}
+
 /// Locations this process is compacting now, and whether a commit asked
 /// for another compaction meanwhile: one compaction at a time per
 /// location, however many partitions' sinks write there, and none asked
@@ -892,6 +1333,7 @@ impl ParquetSink {
     /// the next commit).
     async fn after_commit(&mut self) {
         if self.config.committed_list
+            && self.delta.is_none()
             && let Err(e) = crate::table::write_committed_list(&self.location).await
         {
             tracing::warn!(sink = %self.describe(), error = %e, "Could not rewrite the committed-file list; the next commit tries again.");
@@ -1008,10 +1450,10 @@ impl ParquetSink {
     async fn start_epochs(
         &mut self,
         pipeline: &str,
-        newest: Option<Manifest>,
+        committed: u64,
+        checkpoint: Option<Checkpoint>,
         claimed: Option<Claimed>,
     ) -> Result<Option<Checkpoint>> {
-        let committed = newest.as_ref().map_or(0, |m| m.checkpoint.epoch);
         let scope = claimed.as_ref().and_then(|g| g.scope.clone());
         let void: Vec<u64> = claimed
             .as_ref()
@@ -1044,12 +1486,12 @@ impl ParquetSink {
         if !uncommitted.is_empty() {
             tracing::info!(sink = %self.describe(), checkpoint = pipeline, files = uncommitted.len(), after_epoch = committed, "Deleted part files no manifest commits; their records are written again.");
         }
-        let checkpoint = newest.map(|m| m.checkpoint);
         self.epochs = Some(Epochs {
             pipeline: pipeline.to_owned(),
             claimed,
             pending: committed + 1,
             finished: Vec::new(),
+            added: Vec::new(),
             rows: 0,
             last: checkpoint.clone(),
         });
@@ -1073,6 +1515,13 @@ impl ParquetSink {
     /// Group mode: `(partition, owner)` for every partition chain of
     /// `pipeline`, as its newest manifest names the process that wrote it.
     pub(crate) async fn owners(&mut self, pipeline: &str) -> Result<Vec<(String, String)>> {
+        if self.format().await? == TableFormat::Delta {
+            let delta = self.delta.as_mut().expect("opened by format()");
+            return match delta.table.owners(pipeline).await {
+                Ok(owners) => Ok(owners),
+                Err(e) => Err(self.table_error(e)),
+            };
+        }
         let prefix = format!("{pipeline}@");
         let chains = self
             .location
@@ -1123,17 +1572,32 @@ mod tests {
     fn partition_folders_come_from_fields_and_dates() {
         let v = br#"{"city":"Oslo/Nord","ts":"2024-03-05 23:10:00"}"#;
         assert_eq!(
-            partition_folder(v, Some("ts"), &["city".into()], "date=x/").unwrap(),
+            partition_folder(v, Some("ts"), &["city".into()], "date=x/", false)
+                .unwrap()
+                .0,
             "date=2024-03-05/city=Oslo_Nord/"
         );
+        let (folder, values) =
+            partition_folder(v, Some("ts"), &["city".into()], "date=x/", true).unwrap();
+        assert_eq!(folder, "date=2024-03-05/city=Oslo_Nord-f6af9365/");
+        assert_eq!(
+            values,
+            vec![Some("2024-03-05".to_owned()), Some("Oslo/Nord".to_owned())]
+        );
+        // Two values that read alike as folder names stay apart.
+        let other =
+            partition_folder(br#"{"city":"Oslo_Nord"}"#, None, &["city".into()], "", true).unwrap();
+        assert_eq!(other.0, "city=Oslo_Nord/");
         assert_eq!(
             partition_folder(
                 br#"{"season":"2023-24","game_date":"2023-10-24"}"#,
                 None,
                 &["season".into(), "game_date".into()],
-                ""
+                "",
+                false
             )
-            .unwrap(),
+            .unwrap()
+            .0,
             "season=2023-24/game_date=2023-10-24/"
         );
         assert_eq!(
@@ -1141,15 +1605,17 @@ mod tests {
                 b"not json",
                 Some("processing-time"),
                 &[],
-                "date=2026-01-02/"
+                "date=2026-01-02/",
+                false
             )
-            .unwrap(),
+            .unwrap()
+            .0,
             "date=2026-01-02/"
         );
-        assert!(partition_folder(b"{}", Some("ts"), &[], "").is_err());
+        assert!(partition_folder(b"{}", Some("ts"), &[], "", false).is_err());
         assert_eq!(
-            partition_folder(b"{}", None, &["city".into()], "").unwrap(),
-            "city=__HIVE_DEFAULT_PARTITION__/"
+            partition_folder(b"{}", None, &["city".into()], "", false).unwrap(),
+            ("city=__HIVE_DEFAULT_PARTITION__/".to_owned(), vec![None])
         );
     }
 

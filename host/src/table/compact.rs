@@ -12,12 +12,17 @@
 //! what it wrote and did not commit is deleted by a later run once the
 //! retention period has passed.
 
+use super::delta::{DataFile, DeltaTable};
 use super::{
     CommittedFile, Error, Rewrites, Snapshot, error, newest_rewrites, prune_rewrites, rewrite_path,
     snapshot, write_committed_list,
 };
 use crate::store::Location;
 use arrow_array::RecordBatch;
+use delta_kernel::engine::arrow_conversion::TryFromArrow;
+use delta_kernel::expressions::ColumnName;
+use delta_kernel::schema::StructType;
+use delta_kernel_default_engine::stats::FileStatsAccumulator;
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as StorePath;
@@ -27,7 +32,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 /// Name prefix of merged files.
@@ -236,11 +241,8 @@ pub fn plan(snapshot: &Snapshot, options: &Options) -> Vec<Group> {
 /// commits, and rewrites `_weir/committed`.
 pub async fn compact(location: &Location, options: &Options) -> Result<Report, Error> {
     let started = Instant::now();
-    let mut before = snapshot(location).await?;
-    let mut deleted = 0;
-    if !options.dry_run {
-        deleted = expire(location, &mut before, options.retention).await;
-    }
+    let mut table = Table::open(location).await?;
+    let (before, deleted) = table.expire_and_list(location, options).await?;
     let groups = plan(&before, options);
     let in_scope = before.files.iter().filter(|f| options.in_scope(f));
     let mut report = Report {
@@ -263,8 +265,9 @@ pub async fn compact(location: &Location, options: &Options) -> Result<Report, E
         let name = format!("{}{PREFIX}{run}-{:05}.parquet", group.folder, seq + 1);
         let location = location.clone();
         let sort_by = options.sort_by.clone();
+        let stats = table.stats_columns();
         async move {
-            let merged = merge(&location, &group, &name, sort_by.as_deref()).await;
+            let merged = merge(&location, &group, &name, sort_by.as_deref(), stats).await;
             (group, name, merged)
         }
     });
@@ -272,7 +275,7 @@ pub async fn compact(location: &Location, options: &Options) -> Result<Report, E
         .buffer_unordered(MERGES_AT_ONCE)
         .collect()
         .await;
-    let mut outputs: Vec<(String, u64)> = Vec::new();
+    let mut outputs: Vec<(String, Merged, String)> = Vec::new();
     let mut failed = None;
     for (group, name, merged) in results {
         match merged {
@@ -282,7 +285,7 @@ pub async fn compact(location: &Location, options: &Options) -> Result<Report, E
                 report.bytes_read += read;
                 report.bytes_after = report.bytes_after + merged.bytes - read;
                 report.files_after -= group.inputs.len() - 1;
-                outputs.push((name, merged.bytes));
+                outputs.push((name, merged, group.folder));
             }
             Err(e) => {
                 let _ = location.store.delete(&location.child(&name)).await;
@@ -290,8 +293,9 @@ pub async fn compact(location: &Location, options: &Options) -> Result<Report, E
             }
         }
     }
+    let names: Vec<String> = outputs.iter().map(|(n, _, _)| n.clone()).collect();
     if let Some(e) = failed {
-        delete_all(location, outputs.iter().map(|(n, _)| n.as_str())).await;
+        delete_all(location, names.iter().map(String::as_str)).await;
         return Err(e);
     }
     crate::crash::point("compact-after-merge");
@@ -299,22 +303,143 @@ pub async fn compact(location: &Location, options: &Options) -> Result<Report, E
         .iter()
         .flat_map(|g| g.inputs.iter().map(|f| f.name.as_str()))
         .collect();
-    let outputs: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
-    match commit(location, &before.rewrites, &inputs, &outputs).await {
+    match table.commit(location, &before, &inputs, outputs).await {
         Ok(version) => report.version = Some(version),
         Err(e) => {
-            delete_all(location, outputs.iter().copied()).await;
+            delete_all(location, names.iter().map(String::as_str)).await;
             return Err(e);
         }
     }
     crate::crash::point("compact-after-commit");
     report.elapsed = started.elapsed();
-    prune_rewrites(location).await;
-    if let Err(e) = write_committed_list(location).await {
-        tracing::warn!(error = %e, "Compaction committed, but {} was not rewritten; the next commit rewrites it.", super::COMMITTED_LIST);
+    if let Table::Weir = table {
+        prune_rewrites(location).await;
+        if let Err(e) = write_committed_list(location).await {
+            tracing::warn!(error = %e, "Compaction committed, but {} was not rewritten; the next commit rewrites it.", super::COMMITTED_LIST);
+        }
     }
     tracing::info!(location = %location.display, groups = report.groups.len(), files = inputs.len(), rows = report.rows, version = ?report.version, "Compacted.");
     Ok(report)
+}
+
+/// The table format of the location: what lists its committed files,
+/// expires what is no longer read and commits a swap.
+enum Table {
+    /// weir's manifests and rewrite log.
+    Weir,
+    /// A Delta table, with each partition folder's partition values.
+    Delta(Box<DeltaTable>, HashMap<String, Vec<Option<String>>>),
+}
+
+impl Table {
+    async fn open(location: &Location) -> Result<Table, Error> {
+        let fail = |e: super::delta::Error| error(location, "open the Delta table", e);
+        let mut delta = DeltaTable::open(location, 100).map_err(fail)?;
+        if !delta.exists().await.map_err(fail)? {
+            return Ok(Table::Weir);
+        }
+        delta.prepare_existing().await.map_err(fail)?;
+        Ok(Table::Delta(Box::new(delta), HashMap::new()))
+    }
+
+    /// Deletes what is past its retention (not in a dry run), then lists
+    /// the committed files; also the number of files deleted.
+    async fn expire_and_list(
+        &mut self,
+        location: &Location,
+        options: &Options,
+    ) -> Result<(Snapshot, usize), Error> {
+        match self {
+            Table::Weir => {
+                let mut before = snapshot(location).await?;
+                let mut deleted = 0;
+                if !options.dry_run {
+                    deleted = expire(location, &mut before, options.retention).await;
+                }
+                Ok((before, deleted))
+            }
+            Table::Delta(delta, partitions) => {
+                let fail = |e: super::delta::Error| error(location, "compact", e);
+                let mut deleted = 0;
+                if !options.dry_run {
+                    deleted = delta.vacuum(options.retention).await.map_err(fail)?;
+                }
+                let columns = delta.partition_columns();
+                let (live, _) = delta.files().await.map_err(fail)?;
+                let mut files = Vec::with_capacity(live.len());
+                for file in live {
+                    let folder = match file.path.rfind('/') {
+                        Some(end) => file.path[..=end].to_owned(),
+                        None => String::new(),
+                    };
+                    let values = columns
+                        .iter()
+                        .map(|c| file.partition.get(c).cloned().flatten())
+                        .collect();
+                    partitions.insert(folder.clone(), values);
+                    files.push(CommittedFile {
+                        name: file.path,
+                        folder,
+                        size: file.size,
+                    });
+                }
+                files.sort();
+                let before = Snapshot {
+                    files,
+                    ..Snapshot::default()
+                };
+                Ok((before, deleted))
+            }
+        }
+    }
+
+    /// The columns merged files keep statistics of (Delta).
+    fn stats_columns(&self) -> Option<Vec<ColumnName>> {
+        match self {
+            Table::Weir => None,
+            Table::Delta(delta, _) => Some(delta.stats_columns()),
+        }
+    }
+
+    /// Commits the swap of `inputs` for `outputs`; the new table or
+    /// rewrite-log version.
+    async fn commit(
+        &mut self,
+        location: &Location,
+        before: &Snapshot,
+        inputs: &[&str],
+        outputs: Vec<(String, Merged, String)>,
+    ) -> Result<u64, Error> {
+        match self {
+            Table::Weir => {
+                let names: Vec<&str> = outputs.iter().map(|(n, _, _)| n.as_str()).collect();
+                commit(location, &before.rewrites, inputs, &names).await
+            }
+            Table::Delta(delta, partitions) => {
+                let mut files = Vec::with_capacity(outputs.len());
+                for (name, merged, folder) in outputs {
+                    let stats = merged.stats.ok_or_else(|| {
+                        error(
+                            location,
+                            format!("merge {folder}"),
+                            "no statistics were collected",
+                        )
+                    })?;
+                    files.push(DataFile {
+                        path: location.child(&name),
+                        size: merged.bytes,
+                        partition: partitions.get(&folder).cloned().unwrap_or_default(),
+                        stats,
+                    });
+                }
+                let inputs: Vec<String> = inputs.iter().map(|i| (*i).to_owned()).collect();
+                delta
+                    .rewrite(&inputs, files)
+                    .await
+                    .map_err(|e| error(location, "commit compaction", e))
+            }
+        }
+    }
 }
 
 async fn delete_all(location: &Location, names: impl Iterator<Item = &str>) {
@@ -335,6 +460,8 @@ const MAX_READS: u64 = 16;
 struct Merged {
     rows: u64,
     bytes: u64,
+    /// Delta: the merged file's statistics.
+    stats: Option<arrow_array::StructArray>,
 }
 
 /// Reads a group's files in order and writes them as one file `name`
@@ -344,10 +471,12 @@ async fn merge(
     group: &Group,
     name: &str,
     sort_by: Option<&str>,
+    stats_columns: Option<Vec<ColumnName>>,
 ) -> Result<Merged, Error> {
     let path = location.child(name);
     let fail = |action: String, e: &dyn std::fmt::Display| error(location, action, e);
     let mut writer: Option<AsyncArrowWriter<BufWriter>> = None;
+    let mut stats: Option<FileStatsAccumulator> = None;
     let mut schema = None;
     let mut held: Vec<RecordBatch> = Vec::new();
     let mut rows_in = 0u64;
@@ -380,7 +509,14 @@ async fn merge(
         rows_in += builder.metadata().file_metadata().num_rows() as u64;
         let file_schema = builder.schema().clone();
         match &schema {
-            None => schema = Some(file_schema.clone()),
+            None => {
+                schema = Some(file_schema.clone());
+                if let Some(columns) = &stats_columns {
+                    let physical = StructType::try_from_arrow(file_schema.as_ref())
+                        .map_err(|e| fail(format!("read {}", input.name), &e))?;
+                    stats = Some(FileStatsAccumulator::new(columns, &physical));
+                }
+            }
             Some(first) if first.fields() != file_schema.fields() => {
                 return Err(fail(
                     format!("merge {}", group.folder),
@@ -411,6 +547,11 @@ async fn merge(
             w.write(&batch)
                 .await
                 .map_err(|e| fail(format!("write {name}"), &e))?;
+            if let Some(stats) = &mut stats {
+                stats
+                    .merge(&batch)
+                    .map_err(|e| fail(format!("statistics of {name}"), &e))?;
+            }
         }
     }
     let schema = schema.expect("a group has at least two files");
@@ -423,6 +564,11 @@ async fn merge(
         w.write(&sorted)
             .await
             .map_err(|e| fail(format!("write {name}"), &e))?;
+        if let Some(stats) = &mut stats {
+            stats
+                .merge(&sorted)
+                .map_err(|e| fail(format!("statistics of {name}"), &e))?;
+        }
     }
     let writer = match writer {
         Some(w) => w,
@@ -446,9 +592,15 @@ async fn merge(
         .await
         .map_err(|e| fail(format!("read {name}"), &e))?
         .size;
+    let stats = stats
+        .map(|s| s.finish())
+        .transpose()
+        .map_err(|e| fail(format!("statistics of {name}"), &e))?
+        .flatten();
     Ok(Merged {
         rows: rows_out,
         bytes,
+        stats,
     })
 }
 

@@ -27,6 +27,7 @@
 //! its swap. `weir files <location>` prints the same list, computed afresh.
 
 pub mod compact;
+pub mod delta;
 
 use crate::sink::parquet::{Manifest, manifest_epoch, part_epoch, scope_of};
 use crate::store::Location;

@@ -1,0 +1,1200 @@
+//! A Parquet location as a Delta Lake table: the log (`_delta_log/`) says
+//! which files hold committed rows, so every engine that reads Delta —
+//! Spark, Trino, Athena, DuckDB's `delta_scan`, Polars, delta-rs — reads
+//! exactly the rows weir committed, never an epoch in flight or a file a
+//! killed process left behind.
+//!
+//! The protocol (log replay, commits, checkpoints) is the official Delta
+//! kernel's (`delta_kernel`). What it leaves to a writer, weir does here:
+//!
+//! - **Exactly-once.** Each epoch is one commit: its `add` actions, a
+//!   `txn { appId, version: epoch }` action (appId = the pipeline, or
+//!   `pipeline@topic.partition` in group mode) and a domain metadata entry
+//!   `weir.checkpoint.<appId>` holding what recovery needs (source
+//!   positions, plugin state; a state too large for the log goes to an
+//!   object under `_weir/state/` written before the commit and named by
+//!   it). The kernel does not refuse a `txn` version that is not newer, so
+//!   before every attempt weir reads the appId's version on the snapshot it
+//!   commits against: an epoch already in the log is never committed again.
+//! - **Races.** A commit is a put-if-absent of the next
+//!   `_delta_log/<version>.json`. The loser of a race reads the log again,
+//!   checks its `txn` again and retries (weir's epochs only append, so a
+//!   retry never conflicts on data).
+//! - **Fencing.** A process that takes over a pipeline or a partition first
+//!   *claims* it: a commit of the next `txn` version with no files. A
+//!   previous owner still running (paused, cut off) then finds its epoch's
+//!   version taken at its next commit and is fenced.
+//! - **Checkpoints.** Every `checkpoint-every` commits (default 100) the
+//!   committer writes `<version>.checkpoint.parquet` and
+//!   `_last_checkpoint`, so readers and weir do not replay every commit.
+//!
+//! The kernel is synchronous (its default engine runs the I/O on the tokio
+//! runtime); every call into it runs on a blocking thread.
+
+use crate::checkpoint::Checkpoint;
+use crate::store::Location;
+use arrow_array::StructArray;
+use arrow_schema::{Schema, SchemaRef};
+use delta_kernel::committer::FileSystemCommitter;
+use delta_kernel::engine::arrow_conversion::{TryFromArrow, TryFromKernel};
+use delta_kernel::engine::arrow_data::ArrowEngineData;
+use delta_kernel::expressions::Scalar;
+use delta_kernel::schema::{DataType as DeltaType, StructType};
+use delta_kernel::snapshot::{Snapshot, SnapshotRef};
+use delta_kernel::transaction::create_table::create_table;
+use delta_kernel::transaction::data_layout::DataLayout;
+use delta_kernel::transaction::{CommitResult, UpdateTableOperation, WriteState};
+use delta_kernel::{FileMeta, KernelError};
+use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
+use delta_kernel_default_engine::parquet::DataFileMetadata;
+use delta_kernel_default_engine::stats::FileStatsAccumulator;
+use delta_kernel_default_engine::{DefaultEngine, DefaultEngineBuilder, build_add_file_metadata};
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use url::Url;
+
+/// What the commits name as their writer (`commitInfo.engineInfo`).
+const ENGINE_INFO: &str = concat!("weir/", env!("CARGO_PKG_VERSION"));
+
+/// The log folder, under the table root.
+pub const LOG: &str = "_delta_log";
+
+/// A checkpoint larger than this goes to an object of its own, named by the
+/// commit, rather than into the log (every reader replays the log).
+const INLINE_CHECKPOINT_BYTES: usize = 64 << 10;
+
+/// How often a commit reads the log again after losing a race before it
+/// gives up (each loss means another writer committed: progress).
+const COMMIT_ATTEMPTS: usize = 100;
+
+/// Reading or writing the table failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kernel or the store refused; retrying cannot help.
+    #[error("Delta table {table}: {action}: {reason}")]
+    Table {
+        /// The table's location.
+        table: String,
+        /// What was being done.
+        action: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// The store did not answer or failed transiently: back off, retry.
+    #[error("Delta table {table}: {action}: {reason} (will retry; check the store is reachable)")]
+    Unavailable {
+        /// The table's location.
+        table: String,
+        /// What was being done.
+        action: String,
+        /// The store's message.
+        reason: String,
+    },
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a commit of weir's holds besides its files: the checkpoint of its
+/// epoch (inline, or the object it was written to) and who wrote it.
+#[derive(Debug, Serialize, Deserialize)]
+struct EpochRecord {
+    epoch: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<Checkpoint>,
+    /// The object holding the checkpoint, relative to the table root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checkpoint_object: Option<String>,
+}
+
+/// A finished data file of an epoch, to be added by its commit.
+#[derive(Debug)]
+pub struct DataFile {
+    /// Its path in the store.
+    pub path: StorePath,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The value of each partition column (in the table's order), as text;
+    /// `None` is null.
+    pub partition: Vec<Option<String>>,
+    /// Its statistics (row count, min/max/null counts per column).
+    pub stats: StructArray,
+}
+
+/// How a commit ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed as this table version.
+    Committed(u64),
+    /// The appId's `txn` version in the log is already this epoch or newer:
+    /// another process committed or claimed it.
+    Fenced {
+        /// The appId's version in the log.
+        newer: u64,
+    },
+}
+
+/// What the table must look like for the sink: its columns (data and
+/// partition columns) and which of them are partition columns.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Every column, as the table holds it (partition columns included).
+    pub schema: SchemaRef,
+    /// Partition columns, in folder order.
+    pub partition_columns: Vec<String>,
+}
+
+/// An open Delta table.
+pub struct DeltaTable {
+    location: Location,
+    root: Url,
+    engine: Arc<DefaultEngine<TokioMultiThreadExecutor>>,
+    /// The newest snapshot read, updated incrementally.
+    snapshot: Option<SnapshotRef>,
+    /// The table version of this process's last commit: when the log has
+    /// not moved since, the appId's version is the one it wrote.
+    own_version: Option<u64>,
+    /// Set once the table exists.
+    write_state: Option<Arc<WriteState>>,
+    layout: Option<Layout>,
+    checkpoint_every: u64,
+}
+
+impl DeltaTable {
+    /// Opens `location` as a Delta table (created at the first commit if it
+    /// has no log yet).
+    pub fn open(location: &Location, checkpoint_every: u64) -> Result<Self> {
+        let root = location.root.clone();
+        // The kernel addresses objects by their URL's path: for a local
+        // folder that is the absolute path, so it gets a store rooted at /.
+        let store: Arc<dyn ObjectStore> = if root.scheme() == "file" {
+            Arc::new(object_store::local::LocalFileSystem::new())
+        } else {
+            location.store.clone()
+        };
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| Error::Table {
+            table: location.display.clone(),
+            action: "open".into(),
+            reason: format!("no tokio runtime: {e}"),
+        })?;
+        let engine = DefaultEngineBuilder::new(store)
+            .with_task_executor(Arc::new(TokioMultiThreadExecutor::new(handle)))
+            .build();
+        Ok(DeltaTable {
+            location: location.clone(),
+            root,
+            engine: Arc::new(engine),
+            snapshot: None,
+            own_version: None,
+            write_state: None,
+            layout: None,
+            checkpoint_every: checkpoint_every.max(1),
+        })
+    }
+
+    /// The table's location as configured.
+    pub fn display(&self) -> &str {
+        &self.location.display
+    }
+
+    fn fail(&self, action: impl Into<String>, e: impl std::fmt::Display) -> Error {
+        Error::Table {
+            table: self.location.display.clone(),
+            action: action.into(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// A kernel error: transient I/O is an outage, the rest is final.
+    fn kernel(&self, action: impl Into<String>, e: KernelError) -> Error {
+        let transient = match &e {
+            KernelError::ObjectStore(e) => crate::store::is_transient(e),
+            KernelError::IOError(_) => true,
+            _ => false,
+        };
+        if transient {
+            Error::Unavailable {
+                table: self.location.display.clone(),
+                action: action.into(),
+                reason: e.to_string(),
+            }
+        } else {
+            self.fail(action, e)
+        }
+    }
+
+    /// Runs a kernel call on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        action: &str,
+        work: impl FnOnce(&DefaultEngine<TokioMultiThreadExecutor>) -> Result<T, KernelError>
+        + Send
+        + 'static,
+    ) -> Result<T> {
+        let engine = self.engine.clone();
+        match tokio::task::spawn_blocking(move || work(&engine)).await {
+            Ok(result) => result.map_err(|e| self.kernel(action, e)),
+            Err(e) => Err(self.fail(action, format!("the kernel call panicked: {e}"))),
+        }
+    }
+
+    /// Whether the location holds a Delta log.
+    pub async fn exists(&self) -> Result<bool> {
+        let log = self.location.child(LOG);
+        let mut listing = self.location.store.list(Some(&log));
+        match listing.try_next().await {
+            Ok(first) => Ok(first.is_some()),
+            Err(e) if crate::store::is_transient(&e) => Err(Error::Unavailable {
+                table: self.location.display.clone(),
+                action: format!("list {log}"),
+                reason: e.to_string(),
+            }),
+            Err(e) => Err(self.fail(format!("list {log}"), e)),
+        }
+    }
+
+    /// The newest snapshot of the table (read incrementally from the last
+    /// one), or `None` when it has no log yet.
+    async fn latest(&mut self) -> Result<Option<SnapshotRef>> {
+        let previous = self.snapshot.clone();
+        if previous.is_none() && !self.exists().await? {
+            return Ok(None);
+        }
+        let root = self.root.clone();
+        let snapshot = self
+            .blocking("read the log", move |engine| match previous {
+                Some(previous) => Snapshot::builder_from(previous).build(engine),
+                None => Snapshot::builder_for(root.as_str()).build(engine),
+            })
+            .await
+            .map_err(|e| self.corrupt_or(e))?;
+        self.snapshot = Some(snapshot.clone());
+        Ok(Some(snapshot))
+    }
+
+    /// A log the kernel cannot read is never rewritten: say what to do.
+    fn corrupt_or(&self, e: Error) -> Error {
+        match e {
+            Error::Table {
+                table,
+                action,
+                reason,
+            } => Error::Table {
+                table,
+                action,
+                reason: format!(
+                    "{reason} (weir does not repair or overwrite a Delta log it cannot read: check {LOG}/ for a damaged or foreign entry, or write to a new location)"
+                ),
+            },
+            other => other,
+        }
+    }
+
+    /// Makes sure the table exists with `wanted`'s columns and partitions:
+    /// creates it (version 0) when the location has no log, and otherwise
+    /// refuses a table whose schema, partition columns or protocol differ
+    /// from what the sink writes. Returns the layout the sink must write.
+    pub async fn prepare(&mut self, wanted: &Layout) -> Result<Layout> {
+        if let Some(layout) = &self.layout {
+            return Ok(layout.clone());
+        }
+        let snapshot = match self.latest().await? {
+            Some(snapshot) => snapshot,
+            None => self.create(wanted).await?,
+        };
+        let layout = self.check(&snapshot, wanted)?;
+        let write_state = self
+            .blocking("prepare a write", move |engine| {
+                snapshot
+                    .update_table(UpdateTableOperation::StreamingUpdate, ENGINE_INFO, true)
+                    .build(engine, Box::new(FileSystemCommitter::new()))?
+                    .write_state()
+            })
+            .await
+            .map_err(|e| self.unsupported(e))?;
+        self.write_state = Some(write_state);
+        self.layout = Some(layout.clone());
+        Ok(layout)
+    }
+
+    /// The layout of an existing table, for a sink with no configured
+    /// schema: `None` when the location has no log.
+    pub async fn existing_layout(&mut self) -> Result<Option<Layout>> {
+        let Some(snapshot) = self.latest().await? else {
+            return Ok(None);
+        };
+        let schema = arrow_schema::Schema::try_from_kernel(snapshot.schema().as_ref())
+            .map_err(|e| self.fail("read the table's schema", e))?;
+        Ok(Some(Layout {
+            schema: Arc::new(schema),
+            partition_columns: snapshot
+                .table_configuration()
+                .logical_partition_columns()
+                .to_vec(),
+        }))
+    }
+
+    fn unsupported(&self, e: Error) -> Error {
+        match e {
+            Error::Table { table, reason, .. } => Error::Table {
+                table,
+                action: "check that weir can write the table".into(),
+                reason: format!(
+                    "{reason} (its protocol or table features are beyond what weir's Delta kernel {} writes: write to a new location, or to this one with a writer that supports them)",
+                    "0.30.1"
+                ),
+            },
+            other => other,
+        }
+    }
+
+    async fn create(&mut self, wanted: &Layout) -> Result<SnapshotRef> {
+        let schema = Arc::new(
+            StructType::try_from_arrow(wanted.schema.as_ref())
+                .map_err(|e| self.fail("convert the schema", e))?,
+        );
+        let root = self.root.clone();
+        let partitions = wanted.partition_columns.clone();
+        let created = self
+            .blocking("create the table", move |engine| {
+                let mut builder = create_table(root.as_str(), schema, ENGINE_INFO, true)
+                    .with_table_properties([("delta.feature.domainMetadata", "supported")]);
+                if !partitions.is_empty() {
+                    builder = builder.with_data_layout(DataLayout::partitioned(partitions));
+                }
+                let result = builder
+                    .build(engine, Box::new(FileSystemCommitter::new()))?
+                    .commit(engine)?;
+                Ok(matches!(result, CommitResult::Committed(_)))
+            })
+            .await?;
+        if created {
+            tracing::info!(table = %self.location.display, "Created the Delta table.");
+        } else {
+            tracing::info!(table = %self.location.display, "Another process created the Delta table first; using it.");
+        }
+        self.latest().await?.ok_or_else(|| {
+            self.fail(
+                "create the table",
+                "the log is still empty after creating it",
+            )
+        })
+    }
+
+    /// The table's layout, if it fits `wanted`; otherwise why not.
+    fn check(&self, snapshot: &SnapshotRef, wanted: &Layout) -> Result<Layout> {
+        let table = snapshot.schema();
+        let partitions = snapshot
+            .table_configuration()
+            .logical_partition_columns()
+            .to_vec();
+        let mut differences = Vec::new();
+        if partitions != wanted.partition_columns {
+            differences.push(format!(
+                "the table is partitioned by {partitions:?}, the sink by {:?}",
+                wanted.partition_columns
+            ));
+        }
+        for field in wanted.schema.fields() {
+            let ours = DeltaType::try_from_arrow(field.data_type())
+                .map_err(|e| self.fail("convert the schema", e))?;
+            match table.field(field.name()) {
+                None => differences.push(format!("column {:?} is not in the table", field.name())),
+                Some(theirs) if theirs.data_type() != &ours => differences.push(format!(
+                    "column {:?} is {} in the table, {} in the sink",
+                    field.name(),
+                    theirs.data_type(),
+                    ours
+                )),
+                Some(theirs) if !theirs.is_nullable() && field.is_nullable() => {
+                    differences.push(format!(
+                        "column {:?} is NOT NULL in the table, nullable in the sink",
+                        field.name()
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        for theirs in table.fields() {
+            if wanted.schema.field_with_name(theirs.name()).is_err() && !theirs.is_nullable() {
+                differences.push(format!(
+                    "the table's NOT NULL column {:?} is not in the sink's schema",
+                    theirs.name()
+                ));
+            }
+        }
+        if !differences.is_empty() {
+            return Err(self.fail(
+                "check the table's schema",
+                format!(
+                    "the existing table does not fit the sink: {} (write to a new location, or make the sink's schema and partition-by match the table)",
+                    differences.join("; ")
+                ),
+            ));
+        }
+        Ok(wanted.clone())
+    }
+
+    /// The statistics collector for a new data file.
+    pub fn stats_collector(&self, data_schema: &Schema) -> Result<FileStatsAccumulator> {
+        let write_state = self.write_state.as_ref().ok_or_else(|| {
+            self.fail(
+                "collect statistics",
+                "the table is not prepared (a bug: prepare comes first)",
+            )
+        })?;
+        let physical = StructType::try_from_arrow(data_schema)
+            .map_err(|e| self.fail("convert the schema", e))?;
+        Ok(FileStatsAccumulator::new(
+            write_state.stats_columns(),
+            &physical,
+        ))
+    }
+
+    /// The last commit of `app_id`: its epoch and checkpoint.
+    pub async fn recover(
+        &mut self,
+        app_id: &str,
+    ) -> Result<Option<(u64, Checkpoint, Option<String>)>> {
+        let Some(snapshot) = self.latest().await? else {
+            return Ok(None);
+        };
+        let Some(record) = self.record(&snapshot, app_id).await? else {
+            return Ok(None);
+        };
+        let checkpoint = match (record.checkpoint, &record.checkpoint_object) {
+            (Some(checkpoint), _) => checkpoint,
+            (None, Some(object)) => {
+                let path = self.location.child(object);
+                let bytes = crate::table::get(&self.location, &path)
+                    .await
+                    .map_err(|e| self.fail(format!("read {path}"), e))?;
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    self.fail(
+                        format!("read {path}"),
+                        format!("{e} (the checkpoint a commit names is damaged)"),
+                    )
+                })?
+            }
+            (None, None) => {
+                return Err(self.fail(
+                    format!("read {app_id}'s checkpoint"),
+                    "its domain metadata names no checkpoint",
+                ));
+            }
+        };
+        Ok(Some((record.epoch, checkpoint, record.owner)))
+    }
+
+    async fn record(&self, snapshot: &SnapshotRef, app_id: &str) -> Result<Option<EpochRecord>> {
+        let (snapshot, domain) = (snapshot.clone(), checkpoint_domain(app_id));
+        let config = self
+            .blocking("read a checkpoint", move |engine| {
+                snapshot.get_domain_metadata(&domain, engine)
+            })
+            .await?;
+        config
+            .map(|text| {
+                serde_json::from_str(&text).map_err(|e| {
+                    self.fail(
+                        format!("read {app_id}'s checkpoint"),
+                        format!("{e} (its domain metadata in the log is damaged)"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// The `txn` version of `app_id` on `snapshot`.
+    async fn app_version(&self, snapshot: &SnapshotRef, app_id: &str) -> Result<u64> {
+        let (snapshot, app) = (snapshot.clone(), app_id.to_owned());
+        let version = self
+            .blocking("read a transaction id", move |engine| {
+                snapshot.get_app_id_version(&app, engine)
+            })
+            .await?;
+        Ok(version.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Group mode: who owns each partition of `pipeline` (from the claims).
+    pub async fn owners(&mut self, pipeline: &str) -> Result<Vec<(String, String)>> {
+        let Some(snapshot) = self.latest().await? else {
+            return Ok(Vec::new());
+        };
+        let owners = self.owner_map(&snapshot, pipeline).await?;
+        Ok(owners.into_iter().collect())
+    }
+
+    async fn owner_map(
+        &self,
+        snapshot: &SnapshotRef,
+        pipeline: &str,
+    ) -> Result<BTreeMap<String, String>> {
+        let (snapshot, domain) = (snapshot.clone(), owners_domain(pipeline));
+        let config = self
+            .blocking("read the partition owners", move |engine| {
+                snapshot.get_domain_metadata(&domain, engine)
+            })
+            .await?;
+        Ok(config
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default())
+    }
+
+    /// Commits epoch `checkpoint.epoch` of `app_id`: `files`, the `txn`
+    /// and the checkpoint, in one Delta commit, unless the log holds that
+    /// epoch of `app_id` (or a newer one) already. `owner`: who commits, for
+    /// the owners board in group mode.
+    pub async fn commit(
+        &mut self,
+        app_id: &str,
+        checkpoint: &Checkpoint,
+        owner: Option<&str>,
+        files: Vec<DataFile>,
+    ) -> Result<Outcome> {
+        self.commit_record(app_id, checkpoint, owner, files, None)
+            .await
+    }
+
+    /// Claims `app_id` for `owner`: commits the next `txn` version with no
+    /// files, carrying the last checkpoint forward, so that a previous owner
+    /// still running is fenced at its next commit. `pipeline` names the
+    /// owners board to update (group mode). Returns the slot claimed and the
+    /// last committed checkpoint.
+    pub async fn claim(
+        &mut self,
+        app_id: &str,
+        owner: &str,
+        pipeline: Option<&str>,
+    ) -> Result<(u64, Option<Checkpoint>)> {
+        for _ in 0..COMMIT_ATTEMPTS {
+            let last = self.recover(app_id).await?;
+            let snapshot = self.latest().await?;
+            let current = match &snapshot {
+                Some(s) => self.app_version(s, app_id).await?,
+                None => 0,
+            };
+            let slot = current + 1;
+            let carried = match &last {
+                Some((_, checkpoint, _)) => Checkpoint {
+                    epoch: slot,
+                    ..checkpoint.clone()
+                },
+                None => Checkpoint {
+                    pipeline: app_id.to_owned(),
+                    epoch: slot,
+                    ..Checkpoint::default()
+                },
+            };
+            match self
+                .commit_record(app_id, &carried, Some(owner), Vec::new(), pipeline)
+                .await?
+            {
+                Outcome::Committed(version) => {
+                    tracing::debug!(table = %self.location.display, app_id, slot, version, "Claimed.");
+                    return Ok((slot, last.map(|(_, c, _)| c)));
+                }
+                Outcome::Fenced { .. } => continue,
+            }
+        }
+        Err(self.fail(
+            format!("claim {app_id}"),
+            format!(
+                "another process claimed {app_id} {COMMIT_ATTEMPTS} times in a row: check that every process of the pipeline runs the same config and consumer group"
+            ),
+        ))
+    }
+
+    /// Without exactly-once: commits `files` as a blind append.
+    pub async fn append(&mut self, files: Vec<DataFile>) -> Result<u64> {
+        match self.commit_files(files, None).await? {
+            Outcome::Committed(version) => Ok(version),
+            Outcome::Fenced { .. } => unreachable!("an append carries no txn"),
+        }
+    }
+
+    async fn commit_record(
+        &mut self,
+        app_id: &str,
+        checkpoint: &Checkpoint,
+        owner: Option<&str>,
+        files: Vec<DataFile>,
+        board: Option<&str>,
+    ) -> Result<Outcome> {
+        let record = self.epoch_record(app_id, checkpoint, owner).await?;
+        let epoch = EpochPart {
+            app_id: app_id.to_owned(),
+            epoch: checkpoint.epoch,
+            record: serde_json::to_string(&record).expect("an epoch record serialises"),
+            owner: owner.map(str::to_owned),
+            board: board.map(str::to_owned),
+        };
+        self.commit_files(files, Some(epoch)).await
+    }
+
+    /// One Delta commit of `files` and, for an epoch, its `txn` and record:
+    /// read the log, check the epoch is not in it yet, commit; on a lost
+    /// race, again.
+    async fn commit_files(
+        &mut self,
+        files: Vec<DataFile>,
+        epoch: Option<EpochPart>,
+    ) -> Result<Outcome> {
+        let adds = self.add_rows(&files)?;
+        let what = match &epoch {
+            Some(e) => format!("commit epoch {} of {}", e.epoch, e.app_id),
+            None => format!("append {} files", files.len()),
+        };
+        for _ in 0..COMMIT_ATTEMPTS {
+            let snapshot = self.latest().await?.ok_or_else(|| {
+                self.fail(
+                    what.as_str(),
+                    "the table has no log (a bug: prepare creates it first)",
+                )
+            })?;
+            let mut domains = Vec::new();
+            if let Some(e) = &epoch {
+                // When the log has not moved since this process's own
+                // commit, the appId's version is the one it wrote.
+                if self.own_version != Some(snapshot.version()) {
+                    let current = self.app_version(&snapshot, &e.app_id).await?;
+                    if current >= e.epoch {
+                        return Ok(Outcome::Fenced { newer: current });
+                    }
+                }
+                domains.push((checkpoint_domain(&e.app_id), e.record.clone()));
+                if let (Some(pipeline), Some(owner)) = (&e.board, &e.owner) {
+                    let mut map = self.owner_map(&snapshot, pipeline).await?;
+                    let partition = e.app_id.rsplit_once('@').map_or(&*e.app_id, |(_, p)| p);
+                    map.insert(partition.to_owned(), owner.clone());
+                    domains.push((
+                        owners_domain(pipeline),
+                        serde_json::to_string(&map).expect("owners serialise"),
+                    ));
+                }
+            }
+            let txn_id = epoch.as_ref().map(|e| (e.app_id.clone(), e.epoch as i64));
+            let (adds, every) = (adds.clone(), self.checkpoint_every);
+            let attempt = self
+                .blocking(&what, move |engine| {
+                    let mut builder = snapshot.update_table(
+                        UpdateTableOperation::StreamingUpdate,
+                        ENGINE_INFO,
+                        true,
+                    );
+                    match txn_id {
+                        Some((app, version)) => builder = builder.with_transaction_id(app, version),
+                        None => builder = builder.with_blind_append(),
+                    }
+                    for (domain, configuration) in domains {
+                        builder = builder.with_domain_metadata(domain, configuration);
+                    }
+                    let mut txn = builder.build(engine, Box::new(FileSystemCommitter::new()))?;
+                    for add in adds {
+                        txn.add_files(Box::new(ArrowEngineData::new(add)));
+                    }
+                    Ok(match txn.commit(engine)? {
+                        CommitResult::Committed(done) => {
+                            let version = done.commit_version();
+                            let after = done.post_commit_snapshot().cloned();
+                            if version % every == 0
+                                && let Some(after) = &after
+                                && let Err(e) = after.checkpoint(engine, None)
+                            {
+                                tracing::warn!(version, error = %e, "Could not write the Delta checkpoint; readers replay the JSON commits meanwhile, the next one tries again.");
+                            }
+                            Attempt::Committed(version, after)
+                        }
+                        CommitResult::Conflicted(lost) => Attempt::Lost(lost.conflict_version()),
+                        CommitResult::Retryable(failed) => {
+                            Attempt::Failed(failed.error.to_string())
+                        }
+                    })
+                })
+                .await?;
+            match attempt {
+                Attempt::Committed(version, after) => {
+                    if let Some(after) = after {
+                        self.snapshot = Some(after);
+                    }
+                    self.own_version = Some(version);
+                    return Ok(Outcome::Committed(version));
+                }
+                Attempt::Lost(version) => {
+                    tracing::debug!(table = %self.location.display, version, "Another writer committed this version first; reading the log again.");
+                }
+                Attempt::Gone(_) => unreachable!("only a rewrite checks its inputs"),
+                Attempt::Failed(reason) => {
+                    // The answer was lost, not necessarily the commit:
+                    // recovery reads the log and finds out.
+                    return Err(Error::Unavailable {
+                        table: self.location.display.clone(),
+                        action: what,
+                        reason,
+                    });
+                }
+            }
+        }
+        Err(self.fail(
+            what,
+            format!("lost the race for the next log entry {COMMIT_ATTEMPTS} times in a row"),
+        ))
+    }
+
+    /// The record a commit carries; a large checkpoint is written to its own
+    /// object first (a name no other commit uses) and named.
+    async fn epoch_record(
+        &self,
+        app_id: &str,
+        checkpoint: &Checkpoint,
+        owner: Option<&str>,
+    ) -> Result<EpochRecord> {
+        let inline = serde_json::to_vec(checkpoint).expect("a checkpoint serialises");
+        let mut record = EpochRecord {
+            epoch: checkpoint.epoch,
+            owner: owner.map(str::to_owned),
+            checkpoint: None,
+            checkpoint_object: None,
+        };
+        if inline.len() <= INLINE_CHECKPOINT_BYTES {
+            record.checkpoint = Some(checkpoint.clone());
+            return Ok(record);
+        }
+        let name = format!(
+            "_weir/state/{}/{:020}-{}.json",
+            crate::sink::parquet::scope_of(app_id),
+            checkpoint.epoch,
+            unique()
+        );
+        let path = self.location.child(&name);
+        self.location
+            .store
+            .put(&path, inline.into())
+            .await
+            .map_err(|e| {
+                if crate::store::is_transient(&e) {
+                    Error::Unavailable {
+                        table: self.location.display.clone(),
+                        action: format!("write {path}"),
+                        reason: e.to_string(),
+                    }
+                } else {
+                    self.fail(format!("write {path}"), e)
+                }
+            })?;
+        record.checkpoint_object = Some(name);
+        Ok(record)
+    }
+
+    /// The `add` rows of `files`, as the kernel takes them.
+    fn add_rows(&self, files: &[DataFile]) -> Result<Vec<arrow_array::RecordBatch>> {
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (write_state, layout) = match (&self.write_state, &self.layout) {
+            (Some(w), Some(l)) => (w, l),
+            _ => {
+                return Err(self.fail(
+                    "commit",
+                    "the table is not prepared (a bug: prepare comes first)",
+                ));
+            }
+        };
+        let now = crate::record::now_ms();
+        let mut rows = Vec::with_capacity(files.len());
+        for file in files {
+            let mut builder = write_state.write_context_builder();
+            if !layout.partition_columns.is_empty() {
+                let mut values = HashMap::new();
+                for (column, value) in layout.partition_columns.iter().zip(&file.partition) {
+                    values.insert(
+                        column.clone(),
+                        self.partition_scalar(layout, column, value.as_deref())?,
+                    );
+                }
+                builder = builder.with_partition_values(values);
+            }
+            let context = builder
+                .build()
+                .map_err(|e| self.fail(format!("add {}", file.path), e))?;
+            let relative = file
+                .path
+                .as_ref()
+                .strip_prefix(self.location.prefix.as_ref())
+                .unwrap_or(file.path.as_ref())
+                .trim_start_matches('/');
+            let location = self
+                .root
+                .join(relative)
+                .map_err(|e| self.fail(format!("add {}", file.path), e))?;
+            let meta = DataFileMetadata::new(
+                FileMeta {
+                    location,
+                    last_modified: now,
+                    size: file.size,
+                },
+                file.stats.clone(),
+            );
+            let add = build_add_file_metadata(meta, &context)
+                .map_err(|e| self.fail(format!("add {}", file.path), e))?;
+            let add = ArrowEngineData::try_from_engine_data(add)
+                .map_err(|e| self.fail(format!("add {}", file.path), e))?;
+            rows.push(add.record_batch().clone());
+        }
+        Ok(rows)
+    }
+
+    /// The typed value of a partition column from its text.
+    fn partition_scalar(
+        &self,
+        layout: &Layout,
+        column: &str,
+        text: Option<&str>,
+    ) -> Result<Scalar> {
+        partition_scalar(layout, column, text).map_err(|reason| self.fail("add a file", reason))
+    }
+}
+
+/// The typed value of partition column `column` from its text (`None`:
+/// null), or why it does not fit the column's type.
+pub fn partition_scalar(
+    layout: &Layout,
+    column: &str,
+    text: Option<&str>,
+) -> Result<Scalar, String> {
+    let field = layout
+        .schema
+        .field_with_name(column)
+        .map_err(|_| format!("partition column {column:?} is not in the schema"))?;
+    let delta = DeltaType::try_from_arrow(field.data_type()).map_err(|e| e.to_string())?;
+    match (text, &delta) {
+        (None, _) => Ok(Scalar::Null(delta)),
+        (Some(text), DeltaType::Primitive(primitive)) => primitive
+            .parse_scalar(text)
+            .map_err(|e| format!("partition column {column:?}: {text:?} is not a {delta}: {e}")),
+        (Some(_), _) => Err(format!(
+            "partition column {column:?} must have a primitive type, not {delta}"
+        )),
+    }
+}
+
+/// The epoch part of a commit: its `txn` and record, and for a claim in
+/// group mode the owners board to update.
+struct EpochPart {
+    app_id: String,
+    epoch: u64,
+    record: String,
+    owner: Option<String>,
+    board: Option<String>,
+}
+
+enum Attempt {
+    Committed(u64, Option<SnapshotRef>),
+    Lost(u64),
+    Failed(String),
+    /// Compaction: this many inputs are no longer in the table.
+    Gone(usize),
+}
+
+fn checkpoint_domain(app_id: &str) -> String {
+    format!("weir.checkpoint.{app_id}")
+}
+
+fn owners_domain(pipeline: &str) -> String {
+    format!("weir.owners.{pipeline}")
+}
+
+/// A name no other process picks: the time and the process id.
+fn unique() -> String {
+    format!("{}-{}", crate::record::now_ms(), std::process::id())
+}
+
+/// The Delta schema field for a `date` partition column that comes from
+/// `partition-by-date` (it is in no record, only in the folder).
+pub fn date_partition_field() -> arrow_schema::Field {
+    arrow_schema::Field::new("date", arrow_schema::DataType::Date32, true)
+}
+
+/// A file of the table's current snapshot.
+#[derive(Debug, Clone)]
+pub struct LiveFile {
+    /// Its path relative to the table root, as the log names it.
+    pub path: String,
+    /// Bytes.
+    pub size: u64,
+    /// Its partition values by column (`None`: null).
+    pub partition: BTreeMap<String, Option<String>>,
+}
+
+impl DeltaTable {
+    /// The files of the newest snapshot (what every reader reads now), and
+    /// that snapshot's version; empty when there is no log yet.
+    pub async fn files(&mut self) -> Result<(Vec<LiveFile>, Option<u64>)> {
+        let Some(snapshot) = self.latest().await? else {
+            return Ok((Vec::new(), None));
+        };
+        let version = snapshot.version();
+        let files = self
+            .blocking("list the table's files", move |engine| {
+                let scan = snapshot.scan_builder().build()?;
+                let mut files: Vec<LiveFile> = Vec::new();
+                for metadata in scan.scan_metadata(engine)? {
+                    files = metadata?.visit_scan_files(files, |files, file| {
+                        files.push(LiveFile {
+                            path: file.path,
+                            size: file.size.max(0) as u64,
+                            partition: file
+                                .partition_values
+                                .into_iter()
+                                .map(|(k, v)| (k, Some(v)))
+                                .collect(),
+                        })
+                    })?;
+                }
+                Ok(files)
+            })
+            .await?;
+        let partitions = self
+            .snapshot
+            .as_ref()
+            .map(|s| s.table_configuration().logical_partition_columns().to_vec())
+            .unwrap_or_default();
+        let mut files: Vec<LiveFile> = files
+            .into_iter()
+            .map(|mut f| {
+                // A null partition value is absent from the scan's map.
+                for column in &partitions {
+                    f.partition.entry(column.clone()).or_insert(None);
+                }
+                f
+            })
+            .collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok((files, Some(version)))
+    }
+
+    /// The table's partition columns, in folder order (once prepared).
+    pub fn partition_columns(&self) -> Vec<String> {
+        self.layout
+            .as_ref()
+            .map(|l| l.partition_columns.clone())
+            .unwrap_or_default()
+    }
+
+    /// The columns the table keeps statistics of, for files written
+    /// outside the sink (compaction).
+    pub fn stats_columns(&self) -> Vec<delta_kernel::expressions::ColumnName> {
+        self.write_state
+            .as_ref()
+            .map(|w| w.stats_columns().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Prepares the table for files written outside the sink (compaction):
+    /// its existing layout, as is.
+    pub async fn prepare_existing(&mut self) -> Result<Layout> {
+        let layout = self
+            .existing_layout()
+            .await?
+            .ok_or_else(|| self.fail("open", "the location has no Delta log (no table yet)"))?;
+        self.prepare(&layout).await
+    }
+
+    /// Compaction's commit: `inputs` (paths as [`DeltaTable::files`] gives
+    /// them) removed and `outputs` added with `dataChange = false`, in one
+    /// commit. A writer's appends committed meanwhile do not conflict (the
+    /// commit is retried on the newer log); an input another compaction
+    /// removed first does: nothing is committed and the error says so.
+    pub async fn rewrite(&mut self, inputs: &[String], outputs: Vec<DataFile>) -> Result<u64> {
+        let adds = self.add_rows(&outputs)?;
+        let wanted: std::collections::HashSet<String> = inputs.iter().cloned().collect();
+        for _ in 0..COMMIT_ATTEMPTS {
+            let snapshot = self
+                .latest()
+                .await?
+                .ok_or_else(|| self.fail("commit compaction", "the location has no Delta log"))?;
+            let (adds, wanted) = (adds.clone(), wanted.clone());
+            let every = self.checkpoint_every;
+            let attempt = self
+                .blocking("commit compaction", move |engine| {
+                    let scan = snapshot.clone().scan_builder().build()?;
+                    let mut removes = Vec::new();
+                    let mut found = 0;
+                    for metadata in scan.scan_metadata(engine)? {
+                        let (data, selected) = metadata?.scan_files.into_parts();
+                        let data = ArrowEngineData::try_from_engine_data(data)?;
+                        let batch = data.record_batch().clone();
+                        let paths = batch
+                            .column_by_name("path")
+                            .and_then(|c| c.as_any().downcast_ref::<arrow_array::StringArray>())
+                            .ok_or_else(|| KernelError::generic("scan rows have no path column"))?;
+                        let selection: Vec<bool> = (0..batch.num_rows())
+                            .map(|i| {
+                                selected.get(i).copied().unwrap_or(true)
+                                    && wanted.contains(paths.value(i))
+                            })
+                            .collect();
+                        let hits = selection.iter().filter(|s| **s).count();
+                        if hits > 0 {
+                            found += hits;
+                            removes.push(delta_kernel::engine_data::FilteredEngineData::try_new(
+                                Box::new(ArrowEngineData::new(batch)),
+                                selection,
+                            )?);
+                        }
+                    }
+                    if found != wanted.len() {
+                        return Ok(Attempt::Gone(wanted.len() - found));
+                    }
+                    let mut txn = snapshot
+                        .update_table(UpdateTableOperation::Optimize, ENGINE_INFO, false)
+                        .build(engine, Box::new(FileSystemCommitter::new()))?;
+                    for remove in removes {
+                        txn.remove_files(remove);
+                    }
+                    for add in adds {
+                        txn.add_files(Box::new(ArrowEngineData::new(add)));
+                    }
+                    Ok(match txn.commit(engine)? {
+                        CommitResult::Committed(done) => {
+                            let version = done.commit_version();
+                            let after = done.post_commit_snapshot().cloned();
+                            if version % every == 0
+                                && let Some(after) = &after
+                                && let Err(e) = after.checkpoint(engine, None)
+                            {
+                                tracing::warn!(version, error = %e, "Could not write the Delta checkpoint; the next one tries again.");
+                            }
+                            Attempt::Committed(version, after)
+                        }
+                        CommitResult::Conflicted(lost) => Attempt::Lost(lost.conflict_version()),
+                        CommitResult::Retryable(failed) => Attempt::Failed(failed.error.to_string()),
+                    })
+                })
+                .await?;
+            match attempt {
+                Attempt::Committed(version, after) => {
+                    if let Some(after) = after {
+                        self.snapshot = Some(after);
+                    }
+                    return Ok(version);
+                }
+                Attempt::Lost(_) => continue,
+                Attempt::Gone(count) => {
+                    return Err(self.fail(
+                        "commit compaction",
+                        format!("another compaction removed {count} of its input files first; nothing was changed, run it again"),
+                    ));
+                }
+                Attempt::Failed(reason) => {
+                    return Err(Error::Unavailable {
+                        table: self.location.display.clone(),
+                        action: "commit compaction".into(),
+                        reason,
+                    });
+                }
+            }
+        }
+        Err(self.fail(
+            "commit compaction",
+            format!("lost the race for the next log entry {COMMIT_ATTEMPTS} times in a row"),
+        ))
+    }
+
+    /// When each file a commit removed was removed (epoch ms), from the
+    /// JSON commits of the log (the kernel does not expose tombstones).
+    async fn removed_at(&self) -> Result<HashMap<String, i64>> {
+        let log = self.location.child(LOG);
+        let commits: Vec<object_store::ObjectMeta> = self
+            .location
+            .store
+            .list(Some(&log))
+            .try_filter(|m| {
+                futures::future::ready(m.location.filename().is_some_and(|n| n.ends_with(".json")))
+            })
+            .try_collect()
+            .await
+            .map_err(|e| self.fail(format!("list {log}"), e))?;
+        let mut removed = HashMap::new();
+        for commit in commits {
+            let bytes = crate::table::get(&self.location, &commit.location)
+                .await
+                .map_err(|e| self.fail(format!("read {}", commit.location), e))?;
+            for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                #[derive(Deserialize)]
+                struct Action {
+                    remove: Option<Remove>,
+                }
+                #[derive(Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Remove {
+                    path: String,
+                    deletion_timestamp: Option<i64>,
+                }
+                let action: Action = serde_json::from_slice(line).map_err(|e| {
+                    self.fail(
+                        format!("read {}", commit.location),
+                        format!("{e} (a damaged log entry: weir does not repair it)"),
+                    )
+                })?;
+                if let Some(remove) = action.remove {
+                    let at = remove
+                        .deletion_timestamp
+                        .unwrap_or(commit.last_modified.timestamp_millis());
+                    removed.insert(remove.path, at);
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Vacuum: deletes the data files the newest snapshot does not name —
+    /// removed by a compaction, or orphans (an epoch a killed process never
+    /// committed, a fenced or losing writer's files) — once `retention` has
+    /// passed since their removal (or, for orphans, since they were
+    /// written), so readers of older versions and writers still uploading
+    /// find their files. Returns how many were deleted (best effort: one
+    /// that cannot be deleted waits for the next vacuum).
+    pub async fn vacuum(&mut self, retention: std::time::Duration) -> Result<usize> {
+        let (live, _) = self.files().await?;
+        let live: std::collections::HashSet<String> = live.into_iter().map(|f| f.path).collect();
+        let removed = self.removed_at().await?;
+        let cutoff = crate::record::now_ms() - retention.as_millis() as i64;
+        let all: Vec<object_store::ObjectMeta> = self
+            .location
+            .store
+            .list(Some(&self.location.prefix))
+            .try_collect()
+            .await
+            .map_err(|e| self.fail("list files", e))?;
+        let mut deleted = 0;
+        for meta in all {
+            let name = self.location.relative(&meta.location);
+            let hidden = name
+                .split('/')
+                .any(|part| part.starts_with('_') || part.starts_with('.'));
+            if hidden || !name.ends_with(".parquet") || live.contains(&name) {
+                continue;
+            }
+            let since = removed
+                .get(&name)
+                .copied()
+                .unwrap_or(meta.last_modified.timestamp_millis());
+            if since > cutoff {
+                continue;
+            }
+            match self.location.store.delete(&meta.location).await {
+                Ok(()) => deleted += 1,
+                Err(e) => {
+                    tracing::warn!(file = %meta.location, error = %e, "Could not delete a file no snapshot names; the next vacuum tries again.")
+                }
+            }
+        }
+        Ok(deleted)
+    }
+}
