@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/build-plugins.sh
 cargo build --release -p weir
 ./target/release/weir validate examples/quickstart.toml
-# The checkpoint lives with the output (examples/out/taxi/_weir/): a second
+# The checkpoint lives with the output (examples/out/taxi/_delta_log/): a second
 # run would resume after the last trip and read nothing. Start afresh.
 rm -rf examples/out
 ./target/release/weir run examples/quickstart.toml

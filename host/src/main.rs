@@ -264,10 +264,15 @@ fn limit_malloc_arenas() {
 
 fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
+    // The Delta kernel logs every snapshot and commit at info: warnings
+    // only, unless WEIR_LOG names it.
+    let mut filter = std::env::var("WEIR_LOG").unwrap_or_else(|_| "info".into());
+    if !filter.contains("delta_kernel") {
+        filter.push_str(",delta_kernel=warn,delta_kernel_default_engine=warn");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         // Colours only for people: a log file or a pipe gets plain text.
@@ -486,10 +491,13 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
             // Weather is keyed by city, so that every reading of a city is
             // in one partition: a windowed average per city stays exact
             // when partitions are spread over processes. Shots by game, as
-            // the scraper publishes them.
+            // the scraper publishes them. Log lines by their timestamp:
+            // spread over every partition (unkeyed, librdkafka's sticky
+            // partitioner puts a burst of them in one or two).
             let key_field = match kind {
                 SampleKind::Weather => Some("city"),
                 SampleKind::Shots => Some("game_id"),
+                SampleKind::Logs => Some("timestamp"),
                 _ => None,
             };
             gen_write(lines, key_field, &to, format, brokers, topic, partitions).await?;

@@ -1151,6 +1151,12 @@ impl Sink for ParquetSink {
             // Nothing new: the stored checkpoint is equivalent.
             return Ok(true);
         }
+        let tableless = self.delta.as_ref().is_some_and(|d| d.layout.is_none());
+        if tableless && epochs.rows == 0 && epochs.finished.is_empty() {
+            // Delta with no table yet (its schema comes from the first
+            // batch) and nothing read: nothing to commit, and nowhere to.
+            return Ok(false);
+        }
         let folders: Vec<String> = self.files.keys().cloned().collect();
         for folder in folders {
             self.finish(&folder).await?;
@@ -1221,9 +1227,24 @@ impl ParquetSink {
     /// [`crate::table::delta`]), then holds epochs from there.
     async fn claim_delta(&mut self, key: &str, owner: &str) -> Result<Option<Checkpoint>> {
         self.schema_from_table().await?;
-        if let Some(schema) = self.schema.clone() {
-            self.prepare_delta(&schema).await?;
-        }
+        let Some(schema) = self.schema.clone() else {
+            // No table and no schema yet: the table is made from the first
+            // batch. Nothing can have been committed, so the first epoch's
+            // commit is the claim (its `txn` check refuses it if another
+            // process claimed meanwhile).
+            let mut claimed = Claimed {
+                scope: key.contains('@').then(|| scope_of(key)),
+                owner: owner.to_owned(),
+                slot: 0,
+                claims: Vec::new(),
+                leased: None,
+            };
+            if claimed.scope.is_none() && self.write_lease(key, owner).await {
+                claimed.leased = Some(Instant::now());
+            }
+            return self.start_epochs(key, 0, None, Some(claimed)).await;
+        };
+        self.prepare_delta(&schema).await?;
         let board = key
             .rsplit_once('@')
             .map(|(pipeline, _)| pipeline.to_owned());
@@ -1269,6 +1290,17 @@ impl ParquetSink {
         added: Vec<DataFile>,
     ) -> Result<bool> {
         let epoch = manifest.checkpoint.epoch;
+        // A claim deferred until the table existed (see claim_delta): this
+        // commit also names the partition's owner.
+        let deferred = self
+            .epochs
+            .as_ref()
+            .and_then(|e| e.claimed.as_ref())
+            .is_some_and(|c| c.slot == 0);
+        let board = pipeline
+            .rsplit_once('@')
+            .filter(|_| deferred)
+            .map(|(p, _)| p.to_owned());
         let delta = self.delta.as_mut().expect("checked by the caller");
         let outcome = delta
             .table
@@ -1277,6 +1309,7 @@ impl ParquetSink {
                 &manifest.checkpoint,
                 manifest.owner.as_deref(),
                 added,
+                board.as_deref(),
             )
             .await;
         let newer = match outcome {
@@ -1302,6 +1335,17 @@ impl ParquetSink {
         }
         let claimed = self.epochs.as_ref().and_then(|e| e.claimed.as_ref());
         match claimed {
+            // The claim was deferred (no table yet when this process took
+            // the partition) and another process committed it meanwhile:
+            // this process never held a slot, so it is not a zombie; it
+            // starts over from that commit.
+            Some(_) if deferred => Err(Error::Unavailable {
+                sink: self.describe(),
+                action: format!("commit epoch {epoch} of {pipeline}"),
+                reason: format!(
+                    "another process committed {pipeline} (up to epoch {newer}) while this one waited for the table to be created; resuming from that commit"
+                ),
+            }),
             Some(claimed) => Err(Error::Fenced {
                 sink: self.describe(),
                 partition: pipeline.to_owned(),

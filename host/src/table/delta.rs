@@ -367,10 +367,15 @@ impl DeltaTable {
                 if !partitions.is_empty() {
                     builder = builder.with_data_layout(DataLayout::partitioned(partitions));
                 }
-                let result = builder
-                    .build(engine, Box::new(FileSystemCommitter::new()))?
-                    .commit(engine)?;
-                Ok(matches!(result, CommitResult::Committed(_)))
+                // Another process may create it first: between our look
+                // and the kernel's (already exists) or at the commit (lost
+                // the race for version 0). Either way, use theirs.
+                let txn = match builder.build(engine, Box::new(FileSystemCommitter::new())) {
+                    Ok(txn) => txn,
+                    Err(KernelError::TableAlreadyExistsAtPath(_)) => return Ok(false),
+                    Err(e) => return Err(e),
+                };
+                Ok(matches!(txn.commit(engine)?, CommitResult::Committed(_)))
             })
             .await?;
         if created {
@@ -464,7 +469,17 @@ impl DeltaTable {
         let Some(snapshot) = self.latest().await? else {
             return Ok(None);
         };
-        let Some(record) = self.record(&snapshot, app_id).await? else {
+        self.last_commit(&snapshot, app_id).await
+    }
+
+    /// The last commit of `app_id` on `snapshot`: its epoch, checkpoint and
+    /// owner.
+    async fn last_commit(
+        &self,
+        snapshot: &SnapshotRef,
+        app_id: &str,
+    ) -> Result<Option<(u64, Checkpoint, Option<String>)>> {
+        let Some(record) = self.record(snapshot, app_id).await? else {
             return Ok(None);
         };
         let checkpoint = match (record.checkpoint, &record.checkpoint_object) {
@@ -549,15 +564,17 @@ impl DeltaTable {
     /// Commits epoch `checkpoint.epoch` of `app_id`: `files`, the `txn`
     /// and the checkpoint, in one Delta commit, unless the log holds that
     /// epoch of `app_id` (or a newer one) already. `owner`: who commits, for
-    /// the owners board in group mode.
+    /// the owners board of pipeline `board` when set (group mode, a first
+    /// commit that is also the claim).
     pub async fn commit(
         &mut self,
         app_id: &str,
         checkpoint: &Checkpoint,
         owner: Option<&str>,
         files: Vec<DataFile>,
+        board: Option<&str>,
     ) -> Result<Outcome> {
-        self.commit_record(app_id, checkpoint, owner, files, None)
+        self.commit_record(app_id, checkpoint, owner, files, board, false)
             .await
     }
 
@@ -573,11 +590,16 @@ impl DeltaTable {
         pipeline: Option<&str>,
     ) -> Result<(u64, Option<Checkpoint>)> {
         for _ in 0..COMMIT_ATTEMPTS {
-            let last = self.recover(app_id).await?;
+            // The checkpoint carried forward and the version claimed come
+            // from one snapshot; the commit is refused if the appId's
+            // version moved since (the previous owner committed once more).
             let snapshot = self.latest().await?;
-            let current = match &snapshot {
-                Some(s) => self.app_version(s, app_id).await?,
-                None => 0,
+            let (last, current) = match &snapshot {
+                Some(s) => (
+                    self.last_commit(s, app_id).await?,
+                    self.app_version(s, app_id).await?,
+                ),
+                None => (None, 0),
             };
             let slot = current + 1;
             let carried = match &last {
@@ -592,7 +614,7 @@ impl DeltaTable {
                 },
             };
             match self
-                .commit_record(app_id, &carried, Some(owner), Vec::new(), pipeline)
+                .commit_record(app_id, &carried, Some(owner), Vec::new(), pipeline, true)
                 .await?
             {
                 Outcome::Committed(version) => {
@@ -625,10 +647,12 @@ impl DeltaTable {
         owner: Option<&str>,
         files: Vec<DataFile>,
         board: Option<&str>,
+        claim: bool,
     ) -> Result<Outcome> {
         let record = self.epoch_record(app_id, checkpoint, owner).await?;
         let epoch = EpochPart {
             app_id: app_id.to_owned(),
+            claim,
             epoch: checkpoint.epoch,
             record: serde_json::to_string(&record).expect("an epoch record serialises"),
             owner: owner.map(str::to_owned),
@@ -661,9 +685,16 @@ impl DeltaTable {
             if let Some(e) = &epoch {
                 // When the log has not moved since this process's own
                 // commit, the appId's version is the one it wrote.
-                if self.own_version != Some(snapshot.version()) {
+                if e.claim || self.own_version != Some(snapshot.version()) {
                     let current = self.app_version(&snapshot, &e.app_id).await?;
-                    if current >= e.epoch {
+                    // A claim carries the checkpoint of version epoch - 1:
+                    // any other version means it read a stale one.
+                    let moved = if e.claim {
+                        current + 1 != e.epoch
+                    } else {
+                        current >= e.epoch
+                    };
+                    if moved {
                         return Ok(Outcome::Fenced { newer: current });
                     }
                 }
@@ -887,6 +918,8 @@ pub fn partition_scalar(
 /// group mode the owners board to update.
 struct EpochPart {
     app_id: String,
+    /// A claim: it carries the checkpoint of `txn` version `epoch - 1`.
+    claim: bool,
     epoch: u64,
     record: String,
     owner: Option<String>,
