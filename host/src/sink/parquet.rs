@@ -1301,13 +1301,18 @@ impl ParquetSink {
             .rsplit_once('@')
             .filter(|_| deferred)
             .map(|(p, _)| p.to_owned());
+        let holder = self
+            .epochs
+            .as_ref()
+            .and_then(|e| e.claimed.as_ref())
+            .map(|c| (c.owner.clone(), c.slot));
         let delta = self.delta.as_mut().expect("checked by the caller");
         let outcome = delta
             .table
             .commit(
                 pipeline,
                 &manifest.checkpoint,
-                manifest.owner.as_deref(),
+                holder.as_ref().map(|(owner, slot)| (owner.as_str(), *slot)),
                 added,
                 board.as_deref(),
             )

@@ -21,9 +21,12 @@
 //!   checks its `txn` again and retries (weir's epochs only append, so a
 //!   retry never conflicts on data).
 //! - **Fencing.** A process that takes over a pipeline or a partition first
-//!   *claims* it: a commit of the next `txn` version with no files. A
-//!   previous owner still running (paused, cut off) then finds its epoch's
-//!   version taken at its next commit and is fenced.
+//!   *claims* it: a commit of the next `txn` version with no files, its
+//!   record naming the claim (owner and version). Every later commit names
+//!   the claim it was made under and is refused unless the appId's newest
+//!   record names the same one: a previous owner still running (paused,
+//!   cut off) is fenced at its next commit, even when its epoch numbers ran
+//!   ahead of the new owner's.
 //! - **Checkpoints.** Every `checkpoint-every` commits (default 100) the
 //!   committer writes `<version>.checkpoint.parquet` and
 //!   `_last_checkpoint`, so readers and weir do not replay every commit.
@@ -105,6 +108,10 @@ struct EpochRecord {
     epoch: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     owner: Option<String>,
+    /// The claim this commit was made under (see [`claim_id`]): a commit
+    /// under any other claim than the newest record's is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    claim: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     checkpoint: Option<Checkpoint>,
     /// The object holding the checkpoint, relative to the table root.
@@ -360,10 +367,14 @@ impl DeltaTable {
         );
         let root = self.root.clone();
         let partitions = wanted.partition_columns.clone();
+        let id = commit_id();
+        let marker = id.clone();
         let created = self
             .blocking("create the table", move |engine| {
+                let (info, info_schema) = commit_info(&marker)?;
                 let mut builder = create_table(root.as_str(), schema, ENGINE_INFO, true)
-                    .with_table_properties([("delta.feature.domainMetadata", "supported")]);
+                    .with_table_properties([("delta.feature.domainMetadata", "supported")])
+                    .with_commit_info(info, info_schema);
                 if !partitions.is_empty() {
                     builder = builder.with_data_layout(DataLayout::partitioned(partitions));
                 }
@@ -378,7 +389,7 @@ impl DeltaTable {
                 Ok(matches!(txn.commit(engine)?, CommitResult::Committed(_)))
             })
             .await?;
-        if created {
+        if created && self.is_ours(0, &id).await? {
             tracing::info!(table = %self.location.display, "Created the Delta table.");
         } else {
             tracing::info!(table = %self.location.display, "Another process created the Delta table first; using it.");
@@ -389,6 +400,51 @@ impl DeltaTable {
                 "the log is still empty after creating it",
             )
         })
+    }
+
+    /// Whether log entry `version` is the commit attempt `id`. A store whose
+    /// conditional put is not atomic (s3s-fs 0.17 checks, then writes) can
+    /// let a second writer overwrite an entry the first was told it
+    /// created: reading it back turns that into a lost race, retried.
+    async fn is_ours(&mut self, version: u64, id: &str) -> Result<bool> {
+        let path = self.location.child(&format!("{LOG}/{version:020}.json"));
+        let bytes = crate::table::get(&self.location, &path)
+            .await
+            .map_err(|e| Error::Unavailable {
+                table: self.location.display.clone(),
+                action: format!("read back {path}"),
+                reason: e.reason,
+            })?;
+        let ours = bytes.windows(id.len()).any(|w| w == id.as_bytes());
+        if !ours {
+            tracing::warn!(table = %self.location.display, version, "Another writer overwrote this process's log entry (the store's conditional put is not atomic); committing again on the newer log.");
+            self.snapshot = None;
+            self.own_version = None;
+        }
+        Ok(ours)
+    }
+
+    /// Every `checkpoint-every` versions, the committer of that version
+    /// writes a Delta checkpoint (best effort: readers replay the JSON
+    /// commits meanwhile).
+    async fn checkpoint_if_due(&self, version: u64, after: &SnapshotRef) {
+        if version % self.checkpoint_every != 0 {
+            return;
+        }
+        let after = after.clone();
+        let written = self
+            .blocking("write a checkpoint", move |engine| {
+                after.checkpoint(engine, None).map(|_| ())
+            })
+            .await;
+        match written {
+            Ok(()) => {
+                tracing::debug!(table = %self.location.display, version, "Wrote a Delta checkpoint.")
+            }
+            Err(e) => {
+                tracing::warn!(table = %self.location.display, version, error = %e, "Could not write the Delta checkpoint; readers replay the JSON commits meanwhile, the next one tries again.")
+            }
+        }
     }
 
     /// The table's layout, if it fits `wanted`; otherwise why not.
@@ -525,17 +581,6 @@ impl DeltaTable {
             .transpose()
     }
 
-    /// The `txn` version of `app_id` on `snapshot`.
-    async fn app_version(&self, snapshot: &SnapshotRef, app_id: &str) -> Result<u64> {
-        let (snapshot, app) = (snapshot.clone(), app_id.to_owned());
-        let version = self
-            .blocking("read a transaction id", move |engine| {
-                snapshot.get_app_id_version(&app, engine)
-            })
-            .await?;
-        Ok(version.unwrap_or(0).max(0) as u64)
-    }
-
     /// Group mode: who owns each partition of `pipeline` (from the claims).
     pub async fn owners(&mut self, pipeline: &str) -> Result<Vec<(String, String)>> {
         let Some(snapshot) = self.latest().await? else {
@@ -563,14 +608,16 @@ impl DeltaTable {
 
     /// Commits epoch `checkpoint.epoch` of `app_id`: `files`, the `txn`
     /// and the checkpoint, in one Delta commit, unless the log holds that
-    /// epoch of `app_id` (or a newer one) already. `owner`: who commits, for
+    /// epoch of `app_id` (or a newer one) already, or the appId's newest
+    /// record was made under another claim. `owner`: who commits and the
+    /// slot of its claim (see [`claim_id`]), for fencing and for
     /// the owners board of pipeline `board` when set (group mode, a first
     /// commit that is also the claim).
     pub async fn commit(
         &mut self,
         app_id: &str,
         checkpoint: &Checkpoint,
-        owner: Option<&str>,
+        owner: Option<(&str, u64)>,
         files: Vec<DataFile>,
         board: Option<&str>,
     ) -> Result<Outcome> {
@@ -594,13 +641,11 @@ impl DeltaTable {
             // from one snapshot; the commit is refused if the appId's
             // version moved since (the previous owner committed once more).
             let snapshot = self.latest().await?;
-            let (last, current) = match &snapshot {
-                Some(s) => (
-                    self.last_commit(s, app_id).await?,
-                    self.app_version(s, app_id).await?,
-                ),
-                None => (None, 0),
+            let last = match &snapshot {
+                Some(s) => self.last_commit(s, app_id).await?,
+                None => None,
             };
+            let current = last.as_ref().map_or(0, |(epoch, _, _)| *epoch);
             let slot = current + 1;
             let carried = match &last {
                 Some((_, checkpoint, _)) => Checkpoint {
@@ -614,7 +659,14 @@ impl DeltaTable {
                 },
             };
             match self
-                .commit_record(app_id, &carried, Some(owner), Vec::new(), pipeline, true)
+                .commit_record(
+                    app_id,
+                    &carried,
+                    Some((owner, slot)),
+                    Vec::new(),
+                    pipeline,
+                    true,
+                )
                 .await?
             {
                 Outcome::Committed(version) => {
@@ -644,7 +696,7 @@ impl DeltaTable {
         &mut self,
         app_id: &str,
         checkpoint: &Checkpoint,
-        owner: Option<&str>,
+        owner: Option<(&str, u64)>,
         files: Vec<DataFile>,
         board: Option<&str>,
         claim: bool,
@@ -654,8 +706,10 @@ impl DeltaTable {
             app_id: app_id.to_owned(),
             claim,
             epoch: checkpoint.epoch,
+            claim_id: record.claim.clone(),
+            deferred: owner.is_some_and(|(_, slot)| slot == 0),
             record: serde_json::to_string(&record).expect("an epoch record serialises"),
-            owner: owner.map(str::to_owned),
+            owner: owner.map(|(owner, _)| owner.to_owned()),
             board: board.map(str::to_owned),
         };
         self.commit_files(files, Some(epoch)).await
@@ -686,13 +740,24 @@ impl DeltaTable {
                 // When the log has not moved since this process's own
                 // commit, the appId's version is the one it wrote.
                 if e.claim || self.own_version != Some(snapshot.version()) {
-                    let current = self.app_version(&snapshot, &e.app_id).await?;
-                    // A claim carries the checkpoint of version epoch - 1:
-                    // any other version means it read a stale one.
+                    // The record and the `txn` are written by one commit:
+                    // the record's epoch is the appId's `txn` version.
+                    let last = self.record(&snapshot, &e.app_id).await?;
+                    let current = last.as_ref().map_or(0, |r| r.epoch);
                     let moved = if e.claim {
+                        // A claim carries the checkpoint of version
+                        // epoch - 1: any other means it read a stale one.
                         current + 1 != e.epoch
                     } else {
-                        current >= e.epoch
+                        // Never an epoch twice, and only under the newest
+                        // claim: a previous owner whose epochs ran ahead of
+                        // the new owner's is refused all the same.
+                        let claimed = match (&e.claim_id, &last) {
+                            (None, _) => true,
+                            (Some(ours), Some(last)) => last.claim.as_ref() == Some(ours),
+                            (Some(_), None) => e.deferred,
+                        };
+                        current >= e.epoch || !claimed
                     };
                     if moved {
                         return Ok(Outcome::Fenced { newer: current });
@@ -710,14 +775,15 @@ impl DeltaTable {
                 }
             }
             let txn_id = epoch.as_ref().map(|e| (e.app_id.clone(), e.epoch as i64));
-            let (adds, every) = (adds.clone(), self.checkpoint_every);
+            let adds = adds.clone();
+            let id = commit_id();
+            let marker = id.clone();
             let attempt = self
                 .blocking(&what, move |engine| {
-                    let mut builder = snapshot.update_table(
-                        UpdateTableOperation::StreamingUpdate,
-                        ENGINE_INFO,
-                        true,
-                    );
+                    let (info, info_schema) = commit_info(&marker)?;
+                    let mut builder = snapshot
+                        .update_table(UpdateTableOperation::StreamingUpdate, ENGINE_INFO, true)
+                        .with_commit_info(info, info_schema);
                     match txn_id {
                         Some((app, version)) => builder = builder.with_transaction_id(app, version),
                         None => builder = builder.with_blind_append(),
@@ -733,12 +799,6 @@ impl DeltaTable {
                         CommitResult::Committed(done) => {
                             let version = done.commit_version();
                             let after = done.post_commit_snapshot().cloned();
-                            if version % every == 0
-                                && let Some(after) = &after
-                                && let Err(e) = after.checkpoint(engine, None)
-                            {
-                                tracing::warn!(version, error = %e, "Could not write the Delta checkpoint; readers replay the JSON commits meanwhile, the next one tries again.");
-                            }
                             Attempt::Committed(version, after)
                         }
                         CommitResult::Conflicted(lost) => Attempt::Lost(lost.conflict_version()),
@@ -750,7 +810,11 @@ impl DeltaTable {
                 .await?;
             match attempt {
                 Attempt::Committed(version, after) => {
+                    if !self.is_ours(version, &id).await? {
+                        continue;
+                    }
                     if let Some(after) = after {
+                        self.checkpoint_if_due(version, &after).await;
                         self.snapshot = Some(after);
                     }
                     self.own_version = Some(version);
@@ -783,12 +847,13 @@ impl DeltaTable {
         &self,
         app_id: &str,
         checkpoint: &Checkpoint,
-        owner: Option<&str>,
+        owner: Option<(&str, u64)>,
     ) -> Result<EpochRecord> {
         let inline = serde_json::to_vec(checkpoint).expect("a checkpoint serialises");
         let mut record = EpochRecord {
             epoch: checkpoint.epoch,
-            owner: owner.map(str::to_owned),
+            owner: owner.map(|(owner, _)| owner.to_owned()),
+            claim: owner.map(|(owner, slot)| claim_id(owner, slot)),
             checkpoint: None,
             checkpoint_object: None,
         };
@@ -920,6 +985,11 @@ struct EpochPart {
     app_id: String,
     /// A claim: it carries the checkpoint of `txn` version `epoch - 1`.
     claim: bool,
+    /// The claim the commit is made under (none: not fenced).
+    claim_id: Option<String>,
+    /// Made under a claim deferred until the table existed: the appId must
+    /// have no record yet, or one of this claim.
+    deferred: bool,
     epoch: u64,
     record: String,
     owner: Option<String>,
@@ -934,6 +1004,12 @@ enum Attempt {
     Gone(usize),
 }
 
+/// Names one claim of an appId: who claimed it, and the `txn` version it
+/// claimed (0: deferred until the table existed, see the Parquet sink).
+pub fn claim_id(owner: &str, slot: u64) -> String {
+    format!("{owner}#{slot}")
+}
+
 fn checkpoint_domain(app_id: &str) -> String {
     format!("weir.checkpoint.{app_id}")
 }
@@ -945,6 +1021,40 @@ fn owners_domain(pipeline: &str) -> String {
 /// A name no other process picks: the time and the process id.
 fn unique() -> String {
     format!("{}-{}", crate::record::now_ms(), std::process::id())
+}
+
+/// A name for one commit attempt that no other attempt anywhere has: the
+/// time, the process and a counter.
+fn commit_id() -> String {
+    static ATTEMPTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = ATTEMPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{n}", unique())
+}
+
+/// The `commitInfo` fields weir adds: `weirCommit`, the attempt's id, by
+/// which it recognises its own log entry when it reads it back.
+fn commit_info(
+    id: &str,
+) -> Result<
+    (
+        Box<dyn delta_kernel::EngineData>,
+        delta_kernel::schema::SchemaRef,
+    ),
+    KernelError,
+> {
+    let schema = Arc::new(Schema::new(vec![arrow_schema::Field::new(
+        "weirCommit",
+        arrow_schema::DataType::Utf8,
+        false,
+    )]));
+    let batch = arrow_array::RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(arrow_array::StringArray::from(vec![id]))],
+    )
+    .map_err(|e| KernelError::generic(e.to_string()))?;
+    let kernel = StructType::try_from_arrow(schema.as_ref())
+        .map_err(|e| KernelError::generic(e.to_string()))?;
+    Ok((Box::new(ArrowEngineData::new(batch)), Arc::new(kernel)))
 }
 
 /// The Delta schema field for a `date` partition column that comes from
@@ -1052,9 +1162,11 @@ impl DeltaTable {
                 .await?
                 .ok_or_else(|| self.fail("commit compaction", "the location has no Delta log"))?;
             let (adds, wanted) = (adds.clone(), wanted.clone());
-            let every = self.checkpoint_every;
+            let id = commit_id();
+            let marker = id.clone();
             let attempt = self
                 .blocking("commit compaction", move |engine| {
+                    let (info, info_schema) = commit_info(&marker)?;
                     let scan = snapshot.clone().scan_builder().build()?;
                     let mut removes = Vec::new();
                     let mut found = 0;
@@ -1086,6 +1198,7 @@ impl DeltaTable {
                     }
                     let mut txn = snapshot
                         .update_table(UpdateTableOperation::Optimize, ENGINE_INFO, false)
+                        .with_commit_info(info, info_schema)
                         .build(engine, Box::new(FileSystemCommitter::new()))?;
                     for remove in removes {
                         txn.remove_files(remove);
@@ -1097,22 +1210,22 @@ impl DeltaTable {
                         CommitResult::Committed(done) => {
                             let version = done.commit_version();
                             let after = done.post_commit_snapshot().cloned();
-                            if version % every == 0
-                                && let Some(after) = &after
-                                && let Err(e) = after.checkpoint(engine, None)
-                            {
-                                tracing::warn!(version, error = %e, "Could not write the Delta checkpoint; the next one tries again.");
-                            }
                             Attempt::Committed(version, after)
                         }
                         CommitResult::Conflicted(lost) => Attempt::Lost(lost.conflict_version()),
-                        CommitResult::Retryable(failed) => Attempt::Failed(failed.error.to_string()),
+                        CommitResult::Retryable(failed) => {
+                            Attempt::Failed(failed.error.to_string())
+                        }
                     })
                 })
                 .await?;
             match attempt {
                 Attempt::Committed(version, after) => {
+                    if !self.is_ours(version, &id).await? {
+                        continue;
+                    }
                     if let Some(after) = after {
+                        self.checkpoint_if_due(version, &after).await;
                         self.snapshot = Some(after);
                     }
                     return Ok(version);
