@@ -223,9 +223,9 @@ impl SinkConfig {
             SinkConfig::Postgres(_) => {
                 Ok("rows and checkpoint commit in one PostgreSQL transaction")
             }
-            SinkConfig::Parquet(_) => {
-                Ok("part files are committed by an epoch manifest written after them")
-            }
+            SinkConfig::Parquet(_) => Ok(
+                "each epoch is one Delta log commit naming its files and checkpoint (or, with table = \"weir\", an epoch manifest written after them)",
+            ),
             SinkConfig::Ndjson(_) => Err(
                 "an NDJSON file has no transactions: a crash repeats the records of the last epoch",
             ),

@@ -428,7 +428,7 @@ impl DeltaTable {
     /// writes a Delta checkpoint (best effort: readers replay the JSON
     /// commits meanwhile).
     async fn checkpoint_if_due(&self, version: u64, after: &SnapshotRef) {
-        if version % self.checkpoint_every != 0 {
+        if !version.is_multiple_of(self.checkpoint_every) {
             return;
         }
         let after = after.clone();
