@@ -483,6 +483,12 @@ impl ParquetSink {
     /// Delta: creates or checks the table for `schema` (the records'),
     /// once.
     async fn prepare_delta(&mut self, schema: &SchemaRef) -> Result<()> {
+        if self.delta.is_none() {
+            return Ok(());
+        }
+        // Delta spells a UTC timestamp's zone "UTC".
+        let schema = &crate::table::delta::utc_timestamps(schema);
+        self.schema = Some(schema.clone());
         let wanted = self.wanted_layout(schema);
         let Some(delta) = self.delta.as_mut() else {
             return Ok(());
@@ -943,6 +949,7 @@ impl Sink for ParquetSink {
             }
         };
         self.prepare_delta(&schema).await?;
+        let schema = self.schema.clone().expect("set above");
         // What a file holds: with Delta, the columns less the partition
         // columns (their values are in the log).
         let (file_schema, data_columns) = match &self.delta {

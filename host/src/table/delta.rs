@@ -1057,6 +1057,26 @@ fn commit_info(
     Ok((Box::new(ArrowEngineData::new(batch)), Arc::new(kernel)))
 }
 
+/// `schema` with every timestamp zoned "UTC" (weir's configured
+/// `timestamp` is zoned "+00:00", the same instant, which the Delta
+/// kernel does not take).
+pub fn utc_timestamps(schema: &SchemaRef) -> SchemaRef {
+    use arrow_schema::DataType;
+    let fields: Vec<arrow_schema::FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Timestamp(unit, Some(zone)) if zone.as_ref() == "+00:00" => Arc::new(
+                f.as_ref()
+                    .clone()
+                    .with_data_type(DataType::Timestamp(*unit, Some("UTC".into()))),
+            ),
+            _ => f.clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 /// The Delta schema field for a `date` partition column that comes from
 /// `partition-by-date` (it is in no record, only in the folder).
 pub fn date_partition_field() -> arrow_schema::Field {
