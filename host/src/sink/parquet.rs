@@ -11,6 +11,12 @@
 //! folder object_store writes a staging file and renames it. A reader
 //! listing `*.parquet` never sees a partial file.
 //!
+//! Table formats: with `table = "delta"` (the default for a new location)
+//! the location is a Delta Lake table and each epoch is one Delta commit
+//! (see [`crate::table::delta`]): its files, a `txn` and the checkpoint;
+//! claims and fencing go through the log too. What follows describes
+//! weir's own format, `table = "weir"`; the file naming is shared.
+//!
 //! Exactly-once (the default): files are named after the epoch they belong
 //! to, `part-<epoch, 10 digits>-<seq>.parquet`. An epoch commits when its
 //! manifest `_weir/<pipeline>/epoch-<epoch, 20 digits>.json` — the
