@@ -424,6 +424,20 @@ impl DeltaTable {
         Ok(ours)
     }
 
+    /// After the kernel said `version` is committed: whether it is this
+    /// attempt's (see [`DeltaTable::is_ours`]); if so, the newest snapshot
+    /// is `after` and a checkpoint is written when due.
+    async fn settle(&mut self, version: u64, id: &str, after: Option<SnapshotRef>) -> Result<bool> {
+        if !self.is_ours(version, id).await? {
+            return Ok(false);
+        }
+        if let Some(after) = after {
+            self.checkpoint_if_due(version, &after).await;
+            self.snapshot = Some(after);
+        }
+        Ok(true)
+    }
+
     /// Every `checkpoint-every` versions, the committer of that version
     /// writes a Delta checkpoint (best effort: readers replay the JSON
     /// commits meanwhile).
@@ -795,27 +809,13 @@ impl DeltaTable {
                     for add in adds {
                         txn.add_files(Box::new(ArrowEngineData::new(add)));
                     }
-                    Ok(match txn.commit(engine)? {
-                        CommitResult::Committed(done) => {
-                            let version = done.commit_version();
-                            let after = done.post_commit_snapshot().cloned();
-                            Attempt::Committed(version, after)
-                        }
-                        CommitResult::Conflicted(lost) => Attempt::Lost(lost.conflict_version()),
-                        CommitResult::Retryable(failed) => {
-                            Attempt::Failed(failed.error.to_string())
-                        }
-                    })
+                    Ok(Attempt::of(txn.commit(engine)?))
                 })
                 .await?;
             match attempt {
                 Attempt::Committed(version, after) => {
-                    if !self.is_ours(version, &id).await? {
+                    if !self.settle(version, &id, after).await? {
                         continue;
-                    }
-                    if let Some(after) = after {
-                        self.checkpoint_if_due(version, &after).await;
-                        self.snapshot = Some(after);
                     }
                     self.own_version = Some(version);
                     return Ok(Outcome::Committed(version));
@@ -994,6 +994,19 @@ struct EpochPart {
     record: String,
     owner: Option<String>,
     board: Option<String>,
+}
+
+impl Attempt {
+    /// What the kernel's commit result means here.
+    fn of(result: CommitResult) -> Attempt {
+        match result {
+            CommitResult::Committed(done) => {
+                Attempt::Committed(done.commit_version(), done.post_commit_snapshot().cloned())
+            }
+            CommitResult::Conflicted(lost) => Attempt::Lost(lost.conflict_version()),
+            CommitResult::Retryable(failed) => Attempt::Failed(failed.error.to_string()),
+        }
+    }
 }
 
 enum Attempt {
@@ -1226,27 +1239,13 @@ impl DeltaTable {
                     for add in adds {
                         txn.add_files(Box::new(ArrowEngineData::new(add)));
                     }
-                    Ok(match txn.commit(engine)? {
-                        CommitResult::Committed(done) => {
-                            let version = done.commit_version();
-                            let after = done.post_commit_snapshot().cloned();
-                            Attempt::Committed(version, after)
-                        }
-                        CommitResult::Conflicted(lost) => Attempt::Lost(lost.conflict_version()),
-                        CommitResult::Retryable(failed) => {
-                            Attempt::Failed(failed.error.to_string())
-                        }
-                    })
+                    Ok(Attempt::of(txn.commit(engine)?))
                 })
                 .await?;
             match attempt {
                 Attempt::Committed(version, after) => {
-                    if !self.is_ours(version, &id).await? {
+                    if !self.settle(version, &id, after).await? {
                         continue;
-                    }
-                    if let Some(after) = after {
-                        self.checkpoint_if_due(version, &after).await;
-                        self.snapshot = Some(after);
                     }
                     return Ok(version);
                 }
