@@ -417,7 +417,7 @@ async fn parquet_crash_case(
         }
         // delta-rs, not weir, decides what is committed; it also fails on
         // an epoch in the log twice or a named file missing.
-        Format::Delta => services::delta_rows(&url, None),
+        Format::Delta => services::delta_rows(&url),
     };
     let got = common::log_rows(&rows);
     let expected = common::expected_logs(&weir::sample::logs(count, seed, 1_546_300_800_000, 2.0));

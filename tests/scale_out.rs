@@ -366,7 +366,7 @@ async fn three_processes_write_one_delta_table_through_kill_9_sigstop_and_sigter
     .await;
     a.stop();
 
-    let rows = services::delta_rows(&url, None);
+    let rows = services::delta_rows(&url);
     let lines: Vec<weir::sample::Line> = batches
         .iter()
         .flat_map(|&(count, seed)| weir::sample::logs(count, seed, 1_546_300_800_000, 2.0))

@@ -1,11 +1,11 @@
 """A reader that is not weir: reads a Delta table with delta-rs (`deltalake`
 from PyPI), the way the README tells Python users to.
 
-    delta_rows.py s3://bucket/prefix [VERSION]   (S3 from AWS_ENDPOINT,
-                                                  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
-    delta_rows.py /local/folder [VERSION]
+    delta_rows.py s3://bucket/prefix   (S3 from AWS_ENDPOINT,
+                                        AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
+    delta_rows.py /local/folder
 
-Prints one JSON object per row of the table (at VERSION, or the newest).
+Prints one JSON object per row of the table's newest version.
 Before that it checks what every reader relies on, and exits 1 saying what
 is wrong:
   - every file the table's snapshot names exists;
@@ -70,15 +70,13 @@ def epochs_twice(table, options):
     return twice
 
 
-def main(location, version=None):
+def main(location):
     options = storage_options(location)
     try:
         table = DeltaTable(location, storage_options=options)
     except TableNotFoundError:
         print(f"{location}: no Delta table yet", file=sys.stderr)
         return 0
-    if version is not None:
-        table.load_as_version(int(version))
     twice = epochs_twice(table, options or {"AWS_REGION": "us-east-1"})
     if twice:
         print(f"epochs committed twice: {twice}", file=sys.stderr)
@@ -92,4 +90,4 @@ def main(location, version=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:]))
+    sys.exit(main(sys.argv[1]))

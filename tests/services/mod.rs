@@ -645,23 +645,9 @@ pub fn toolchain_python() -> std::path::PathBuf {
 /// by `_weir/committed` alone (tests/readers/committed_rows.py), each with
 /// its file's path.
 pub fn pyarrow_rows(url: &str) -> Vec<(String, serde_json::Value)> {
-    let out = Command::new(toolchain_python())
-        .arg(super::common::root().join("tests/readers/committed_rows.py"))
-        .arg(url)
-        .envs(weir_env())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pyarrow could not read {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let mut row: serde_json::Value = serde_json::from_str(line).unwrap();
+    reader_rows("committed_rows.py", url, "pyarrow")
+        .into_iter()
+        .map(|mut row| {
             let file = row
                 .as_object_mut()
                 .unwrap()
@@ -676,25 +662,25 @@ pub fn pyarrow_rows(url: &str) -> Vec<(String, serde_json::Value)> {
 }
 
 /// The rows of the Delta table at `url` as delta-rs reads it
-/// (tests/readers/delta_rows.py), at `version` or the newest. The reader
-/// also fails if a file the log names is missing or an epoch is in the log
-/// twice.
-pub fn delta_rows(url: &str, version: Option<u64>) -> Vec<serde_json::Value> {
-    let mut command = Command::new(toolchain_python());
-    command
-        .arg(super::common::root().join("tests/readers/delta_rows.py"))
-        .arg(url);
-    if let Some(version) = version {
-        command.arg(version.to_string());
-    }
-    let out = command
+/// (tests/readers/delta_rows.py). The reader also fails if a file the log
+/// names is missing or an epoch is in the log twice.
+pub fn delta_rows(url: &str) -> Vec<serde_json::Value> {
+    reader_rows("delta_rows.py", url, "deltalake")
+}
+
+/// Runs a reader that is not weir (tests/readers/`script` on `url`) and
+/// parses the JSON row it prints per line; its failure fails the test.
+fn reader_rows(script: &str, url: &str, reader: &str) -> Vec<serde_json::Value> {
+    let out = Command::new(toolchain_python())
+        .arg(super::common::root().join("tests/readers").join(script))
+        .arg(url)
         .envs(weir_env())
         .stdin(Stdio::null())
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "deltalake could not read {url}: {}",
+        "{reader} could not read {url}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout)

@@ -489,19 +489,14 @@ impl ParquetSink {
     /// Delta: creates or checks the table for `schema` (the records'),
     /// once.
     async fn prepare_delta(&mut self, schema: &SchemaRef) -> Result<()> {
-        if self.delta.is_none() {
+        if self.delta.as_ref().is_none_or(|d| d.layout.is_some()) {
             return Ok(());
         }
         // Delta spells a UTC timestamp's zone "UTC".
         let schema = &crate::table::delta::utc_timestamps(schema);
         self.schema = Some(schema.clone());
         let wanted = self.wanted_layout(schema);
-        let Some(delta) = self.delta.as_mut() else {
-            return Ok(());
-        };
-        if delta.layout.is_some() {
-            return Ok(());
-        }
+        let delta = self.delta.as_mut().expect("checked above");
         let layout = match delta.table.prepare(&wanted).await {
             Ok(layout) => layout,
             Err(e) => return Err(self.table_error(e)),
