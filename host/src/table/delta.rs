@@ -48,7 +48,10 @@ use delta_kernel::transaction::create_table::create_table;
 use delta_kernel::transaction::data_layout::DataLayout;
 use delta_kernel::transaction::{CommitResult, UpdateTableOperation, WriteState};
 use delta_kernel::{FileMeta, KernelError};
-use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
+use delta_kernel_default_engine::executor::TaskExecutor;
+use delta_kernel_default_engine::executor::tokio::{
+    TokioBackgroundExecutor, TokioMultiThreadExecutor,
+};
 use delta_kernel_default_engine::parquet::DataFileMetadata;
 use delta_kernel_default_engine::stats::FileStatsAccumulator;
 use delta_kernel_default_engine::{DefaultEngine, DefaultEngineBuilder, build_add_file_metadata};
@@ -156,11 +159,77 @@ pub struct Layout {
     pub partition_columns: Vec<String>,
 }
 
+/// Where the kernel's engine runs its I/O: on weir's own runtime when that
+/// has worker threads, else (a current-thread runtime, as in a test or an
+/// embedding program) on a runtime of its own in a background thread, since
+/// a current-thread runtime cannot be blocked on from inside.
+enum Executor {
+    Shared(TokioMultiThreadExecutor),
+    Own(TokioBackgroundExecutor),
+}
+
+impl Executor {
+    fn on(handle: tokio::runtime::Handle) -> Self {
+        match handle.runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => {
+                Executor::Shared(TokioMultiThreadExecutor::new(handle))
+            }
+            _ => Executor::Own(TokioBackgroundExecutor::new()),
+        }
+    }
+}
+
+impl TaskExecutor for Executor {
+    type Guard<'a> = tokio::runtime::EnterGuard<'a>;
+
+    fn block_on<T>(&self, task: T) -> T::Output
+    where
+        T: std::future::Future + Send + 'static,
+        T::Output: Send + 'static,
+    {
+        match self {
+            Executor::Shared(e) => e.block_on(task),
+            Executor::Own(e) => e.block_on(task),
+        }
+    }
+
+    fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match self {
+            Executor::Shared(e) => e.spawn(task),
+            Executor::Own(e) => e.spawn(task),
+        }
+    }
+
+    fn spawn_blocking<T, R>(
+        &self,
+        task: T,
+    ) -> futures::future::BoxFuture<'_, delta_kernel::KernelResult<R>>
+    where
+        T: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        match self {
+            Executor::Shared(e) => e.spawn_blocking(task),
+            Executor::Own(e) => e.spawn_blocking(task),
+        }
+    }
+
+    fn enter(&self) -> Self::Guard<'_> {
+        match self {
+            Executor::Shared(e) => e.enter(),
+            Executor::Own(e) => e.enter(),
+        }
+    }
+}
+
 /// An open Delta table.
 pub struct DeltaTable {
     location: Location,
     root: Url,
-    engine: Arc<DefaultEngine<TokioMultiThreadExecutor>>,
+    engine: Arc<DefaultEngine<Executor>>,
     /// The newest snapshot read, updated incrementally.
     snapshot: Option<SnapshotRef>,
     /// The table version of this process's last commit: when the log has
@@ -190,7 +259,7 @@ impl DeltaTable {
             reason: format!("no tokio runtime: {e}"),
         })?;
         let engine = DefaultEngineBuilder::new(store)
-            .with_task_executor(Arc::new(TokioMultiThreadExecutor::new(handle)))
+            .with_task_executor(Arc::new(Executor::on(handle)))
             .build();
         Ok(DeltaTable {
             location: location.clone(),
@@ -239,9 +308,7 @@ impl DeltaTable {
     async fn blocking<T: Send + 'static>(
         &self,
         action: &str,
-        work: impl FnOnce(&DefaultEngine<TokioMultiThreadExecutor>) -> Result<T, KernelError>
-        + Send
-        + 'static,
+        work: impl FnOnce(&DefaultEngine<Executor>) -> Result<T, KernelError> + Send + 'static,
     ) -> Result<T> {
         let engine = self.engine.clone();
         match tokio::task::spawn_blocking(move || work(&engine)).await {
