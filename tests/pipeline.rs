@@ -2,6 +2,7 @@
 //! and the CLI behaves as the README says.
 
 mod common;
+mod services;
 
 use common::*;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -599,4 +600,76 @@ async fn a_delta_table_of_another_schema_a_newer_protocol_or_a_corrupt_log_is_re
         "{err}"
     );
     assert_eq!(tree(&dir.path().join("out")), before, "the log was changed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delta_table_gets_a_log_checkpoint_every_n_commits_and_deltalake_reads_every_row_through_it()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    // Six runs, each reading one more line of the input (a run resumes
+    // after the lines the last one committed), each a commit.
+    let mut input = String::new();
+    for n in 0..6 {
+        input.push_str(&format!("{{\"a\":{n}}}\n"));
+        echo_into(
+            dir.path(),
+            &input,
+            r#"{ type = "parquet", path = "out", checkpoint-every = 2 }"#,
+        )
+        .await
+        .unwrap();
+    }
+    let log = dir.path().join("out/_delta_log");
+    let checkpoints: Vec<String> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".checkpoint.parquet"))
+        .collect();
+    assert!(
+        !checkpoints.is_empty(),
+        "no checkpoint in {}",
+        log.display()
+    );
+    let last: Value =
+        serde_json::from_slice(&std::fs::read(log.join("_last_checkpoint")).unwrap()).unwrap();
+    let newest = checkpoints
+        .iter()
+        .map(|name| name[..20].parse::<u64>().unwrap())
+        .max()
+        .unwrap();
+    assert_eq!(last["version"], newest, "{last}");
+    assert!(newest % 2 == 0, "checkpoint at version {newest}");
+    // A reader starts from the checkpoint and reads every row once.
+    let mut got: Vec<i64> = services::delta_rows(&dir.path().join("out").to_string_lossy())
+        .iter()
+        .map(|row| row["a"].as_i64().unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, (0..6).collect::<Vec<i64>>());
+}
+
+#[test]
+fn max_open_files_of_zero_is_refused_with_its_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = pipeline_toml(
+        &hostile(),
+        r#"{ mode = "echo" }"#,
+        64,
+        r#"{ type = "file", path = "in.ndjson" }"#,
+        r#"{ type = "parquet", path = "out", max-open-files = 0 }"#,
+    );
+    let problems = weir::config::Config::parse(&text, dir.path(), &|_| None).unwrap_err();
+    let problem = problems
+        .iter()
+        .find(|p| p.key.as_deref() == Some("pipelines.p.sink.max-open-files"))
+        .unwrap_or_else(|| panic!("{problems:?}"));
+    assert!(problem.message.contains("at least 1"), "{problem:?}");
+    let line = problem.line.expect("the line of the key");
+    assert!(
+        text.lines()
+            .nth(line - 1)
+            .unwrap()
+            .contains("max-open-files"),
+        "line {line} of\n{text}"
+    );
 }

@@ -583,6 +583,14 @@ impl Config {
             if let Err(message) = pipeline.delivery() {
                 problem(format!("pipelines.{name}.delivery"), message);
             }
+            if let crate::sink::SinkConfig::Parquet(parquet) = &pipeline.sink
+                && parquet.max_open_files == 0
+            {
+                problem(
+                    format!("pipelines.{name}.sink.max-open-files"),
+                    "must be at least 1 (one file open per partition folder written to)".into(),
+                );
+            }
             if let crate::source::SourceConfig::Kafka(kafka) = &pipeline.source
                 && kafka.assignment != crate::source::kafka::Assignment::All
                 && !(matches!(

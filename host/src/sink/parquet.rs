@@ -111,6 +111,12 @@ pub struct ParquetConfig {
     /// Start a new file after this long, e.g. `"10s"`; none by default.
     #[serde(default, deserialize_with = "super::optional_duration")]
     pub rollover_interval: Option<Duration>,
+    /// Files open at once (one per partition folder written to): opening
+    /// one more finishes the least recently written. Each open file holds
+    /// its row group and upload buffer in memory, so this bounds the sink's
+    /// memory however many folders the records spread over.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: usize,
     /// `zstd` (default), `snappy` or `none`.
     #[serde(default)]
     pub compression: Codec,
@@ -168,6 +174,10 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(
 
 fn default_row_group_rows() -> usize {
     65_536
+}
+
+fn default_max_open_files() -> usize {
+    16
 }
 
 fn default_max_rows() -> u64 {
@@ -245,6 +255,9 @@ struct OpenFile {
     path: StorePath,
     rows: u64,
     opened: Instant,
+    /// The sink's write count at this file's last write (for finishing
+    /// the least recently written one).
+    touched: u64,
     /// Delta: the file's statistics so far, and its partition values.
     stats: Option<FileStatsAccumulator>,
     partition: Vec<Option<String>>,
@@ -269,6 +282,8 @@ pub struct ParquetSink {
     files: HashMap<String, OpenFile>,
     run_id: u64,
     seq: u32,
+    /// Writes so far, the clock of [`OpenFile::touched`].
+    writes: u64,
     /// Exactly-once: the pipeline, and the files finished in the epoch
     /// not yet committed.
     epochs: Option<Epochs>,
@@ -405,6 +420,7 @@ impl ParquetSink {
             files: HashMap::new(),
             run_id: crate::record::now_ms() as u64,
             seq: 0,
+            writes: 0,
             epochs: None,
             compacted: Instant::now(),
             format: config.table,
@@ -713,6 +729,7 @@ impl ParquetSink {
                     path,
                     rows: 0,
                     opened: Instant::now(),
+                    touched: 0,
                     stats,
                     partition: values.to_vec(),
                 },
@@ -817,6 +834,24 @@ impl ParquetSink {
                 .config
                 .rollover_interval
                 .is_some_and(|every| file.opened.elapsed() >= every)
+    }
+
+    /// Before a file is opened for `folder`: when `max-open-files` are
+    /// open, finishes the least recently written.
+    async fn make_room(&mut self, folder: &str) -> Result<()> {
+        if self.files.contains_key(folder) || self.files.len() < self.config.max_open_files.max(1) {
+            return Ok(());
+        }
+        let oldest = self
+            .files
+            .iter()
+            .min_by_key(|(_, file)| file.touched)
+            .map(|(folder, _)| folder.clone());
+        if let Some(oldest) = oldest {
+            tracing::debug!(folder = %oldest, open = self.files.len(), "Finishing the least recently written file (max-open-files).");
+            self.finish(&oldest).await?;
+        }
+        Ok(())
     }
 
     async fn roll_due(&mut self) -> Result<()> {
@@ -977,9 +1012,13 @@ impl Sink for ParquetSink {
                 if let Some(epochs) = &mut self.epochs {
                     epochs.rows += rows;
                 }
+                self.make_room(&folder).await?;
+                self.writes += 1;
+                let writes = self.writes;
                 let open = self.writer(&folder, &group.values, &file_schema)?;
                 let written = open.writer.write(&batch).await;
                 open.rows += rows;
+                open.touched = writes;
                 let merged = open.stats.as_mut().map(|stats| stats.merge(&batch));
                 let path = open.path.clone();
                 let due = self.due(&self.files[&folder]);
@@ -1697,6 +1736,55 @@ mod tests {
         }
         assert_eq!(scope_of("logs@group-logs.7"), "group-logs.7");
         assert_eq!(scope_of("p@we/ird topic.1"), "we_ird_topic.1");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn records_over_more_folders_than_max_open_files_keep_that_many_open_and_write_every_row()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let config: ParquetConfig = toml::from_str(
+            r#"
+            path = "out"
+            table = "weir"
+            partition-by = "city"
+            max-open-files = 3
+            schema = [{ name = "city", type = "string" }, { name = "n", type = "int64" }]
+            "#,
+        )
+        .unwrap();
+        let mut sink = ParquetSink::open(&config, dir.path()).unwrap();
+        let cities = ["a", "b", "c", "d", "e", "f", "g"];
+        // Every batch hops over every city, as records of many days would.
+        for round in 0..4 {
+            let records = cities
+                .iter()
+                .enumerate()
+                .map(|(i, city)| Record {
+                    key: None,
+                    value: format!(r#"{{"city":"{city}","n":{}}}"#, round * 10 + i).into_bytes(),
+                    timestamp_ms: 0,
+                    headers: vec![],
+                })
+                .collect();
+            assert!(sink.write(records).await.unwrap().is_empty());
+            assert!(sink.files.len() <= 3, "{} files open", sink.files.len());
+        }
+        sink.close().await.unwrap();
+        let mut rows = 0;
+        let mut files = 0;
+        for city in cities {
+            for entry in std::fs::read_dir(dir.path().join(format!("out/city={city}"))).unwrap() {
+                let file = std::fs::File::open(entry.unwrap().path()).unwrap();
+                let reader =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                        .unwrap();
+                rows += reader.metadata().file_metadata().num_rows();
+                files += 1;
+            }
+        }
+        assert_eq!(rows, 4 * cities.len() as i64);
+        // Each city's file was finished before the city came round again.
+        assert_eq!(files, 4 * cities.len());
     }
 
     #[test]
