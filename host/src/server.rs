@@ -132,17 +132,25 @@ pub fn render_metrics(pipelines: &[(String, Arc<Stats>)]) -> String {
             );
         }
     }
-    header(
-        &mut out,
-        "weir_batch_seconds",
-        "histogram",
-        "Time from pulling a batch to handing its output to the sink.",
-    );
-    for (pipeline, stats) in pipelines {
-        let labels = format!("pipeline=\"{}\"", label(pipeline));
-        stats
-            .batch_seconds
-            .render(&mut out, "weir_batch_seconds", &labels);
+    type Durations = fn(&Stats) -> &crate::stats::Histogram;
+    let histograms: [(&str, &str, Durations); 2] = [
+        (
+            "weir_batch_seconds",
+            "Time from pulling a batch to handing its output to the sink.",
+            |stats| &stats.batch_seconds,
+        ),
+        (
+            "weir_commit_seconds",
+            "Time a checkpoint commit took (data and checkpoint durable), deferred commits left out.",
+            |stats| &stats.commit_seconds,
+        ),
+    ];
+    for (name, help, histogram) in histograms {
+        header(&mut out, name, "histogram", help);
+        for (pipeline, stats) in pipelines {
+            let labels = format!("pipeline=\"{}\"", label(pipeline));
+            histogram(stats).render(&mut out, name, &labels);
+        }
     }
     header(
         &mut out,
@@ -316,6 +324,7 @@ mod tests {
         stats.read.store(5, Ordering::Relaxed);
         stats.batch_seconds.observe(0.003);
         stats.batch_seconds.observe(3.0);
+        stats.commit_seconds.observe(0.2);
         *stats.lag.lock().unwrap() = vec![("weather/0".into(), 12)];
         let text = render_metrics(&[("a\"b".into(), stats)]);
         assert!(
@@ -324,6 +333,8 @@ mod tests {
         );
         assert!(text.contains("weir_batch_seconds_bucket{pipeline=\"a\\\"b\",le=\"0.005\"} 1"));
         assert!(text.contains("weir_batch_seconds_bucket{pipeline=\"a\\\"b\",le=\"+Inf\"} 2"));
+        assert!(text.contains("weir_commit_seconds_bucket{pipeline=\"a\\\"b\",le=\"0.25\"} 1"));
+        assert!(text.contains("weir_commit_seconds_count{pipeline=\"a\\\"b\"} 1"));
         assert!(text.contains("weir_consumer_lag{pipeline=\"a\\\"b\",partition=\"weather/0\"} 12"));
     }
 

@@ -76,6 +76,10 @@ pub struct Stats {
     pub recoveries: AtomicU64,
     /// Time from pulling a batch to handing its output to the sink.
     pub batch_seconds: Histogram,
+    /// Time a checkpoint commit took, from asking the sink (or the
+    /// checkpoint store) to its durable answer; deferred commits are not
+    /// counted.
+    pub commit_seconds: Histogram,
     /// Records not yet read, per source partition (Kafka consumer lag).
     pub lag: std::sync::Mutex<Vec<(String, i64)>>,
     /// Group mode: the partitions this process owns (`topic/partition`).

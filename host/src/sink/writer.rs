@@ -228,8 +228,20 @@ impl Sinks {
         Ok(())
     }
 
-    /// Commits `checkpoint`; whether it was (a sink may defer).
+    /// Commits `checkpoint`; whether it was (a sink may defer). A commit
+    /// made is timed in `weir_commit_seconds`.
     async fn commit(&mut self, checkpoint: &Checkpoint, last: bool) -> Result<bool> {
+        let started = std::time::Instant::now();
+        let committed = self.commit_now(checkpoint, last).await?;
+        if committed {
+            self.stats
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        Ok(committed)
+    }
+
+    async fn commit_now(&mut self, checkpoint: &Checkpoint, last: bool) -> Result<bool> {
         // Dead letters are at-least-once: durable before the epoch commits.
         if last {
             self.dead_letter.close().await?;
