@@ -439,14 +439,14 @@ async fn logs_example_extracts_fields_with_fallback_into_rolled_parquet_on_s3() 
     assert_eq!(got, expected);
 }
 
-/// Seed 002: shot charts on a topic → shot-clean → Parquet on S3 under
-/// `season=…/game_date=…/`, with the sink compacting beside the writer.
-/// Produced in rounds that each touch every game day, so each day gets
-/// small files; every row is recomputed here, and weir's view and pyarrow
-/// reading `_weir/committed` both hold every valid shot once, in its
-/// folder, before and after the compaction.
+/// Seed 002: shot charts on a topic → shot-clean → a Delta table on S3
+/// partitioned by season and game date (`season=…/game_date=…/`), with the
+/// sink compacting beside the writer. Produced in rounds that each touch
+/// every game day, so each day gets small files; every row is recomputed
+/// here, and weir, deltalake and Polars (filtering one game day by its
+/// partition columns) read every valid shot once after the compaction.
 #[tokio::test(flavor = "multi_thread")]
-async fn shots_example_partitions_clean_shots_by_season_and_game_date_and_its_compaction_keeps_each_row_once()
+async fn shots_example_is_a_delta_table_by_season_and_game_date_that_polars_filters_by_partition_and_its_compaction_keeps_each_row_once()
  {
     let topic = unique("shot_charts");
     let bucket = unique("shots");
@@ -478,10 +478,8 @@ async fn shots_example_partitions_clean_shots_by_season_and_game_date_and_its_co
         services::wait_for_committed_rows(&url, want).await;
     }
     // Five rounds gave every game day five small files: the sink compacts.
-    let location =
-        weir::store::open(&url, &services::s3_options(), std::path::Path::new(".")).unwrap();
-    // Its log line comes after the swap is committed and `_weir/committed`
-    // rewritten: stopping earlier could cut the compaction short.
+    // Its log line comes after the compaction's Delta commit: stopping
+    // earlier could cut it short.
     run.wait_until(
         "a scheduled compaction",
         std::time::Duration::from_secs(120),
@@ -490,14 +488,14 @@ async fn shots_example_partitions_clean_shots_by_season_and_game_date_and_its_co
     let log = run.stop();
     assert!(log.contains("Scheduled compaction done"), "{log}");
 
-    let snapshot = weir::table::snapshot(&location).await.unwrap();
-    assert!(
-        snapshot.files.iter().any(|f| f.name.contains("/compact-")),
-        "{:?}",
-        snapshot.files
-    );
-    let folders: std::collections::BTreeSet<&str> =
-        snapshot.files.iter().map(|f| f.folder.as_str()).collect();
+    // The table's newest version, as weir lists it: merged files, in the
+    // season and game-date folders.
+    let names = services::weir_files(&[&url], &env);
+    assert!(names.iter().any(|f| f.contains("/compact-")), "{names:?}");
+    let folders: std::collections::BTreeSet<&str> = names
+        .iter()
+        .map(|name| &name[..name.rfind('/').unwrap()])
+        .collect();
     assert!(
         folders.len() > 1
             && folders
@@ -505,16 +503,38 @@ async fn shots_example_partitions_clean_shots_by_season_and_game_date_and_its_co
                 .all(|f| f.starts_with("season=2023-24/game_date=2023-1")),
         "{folders:?}"
     );
-    common::check_shot_rows(
-        &services::committed_rows(&url).await,
-        &expected,
-        true,
-        "weir",
+    let committed = services::committed_rows(&url).await;
+    common::check_shot_rows(&committed, &expected, true, "weir");
+    let files: std::collections::BTreeSet<&str> =
+        committed.iter().map(|(file, _)| file.as_str()).collect();
+    assert_eq!(
+        files,
+        names.iter().map(String::as_str).collect(),
+        "weir files lists other files than the table's"
     );
-    // The sink and the compaction rewrote the list pyarrow goes by.
-    common::check_shot_rows(&services::pyarrow_rows(&url), &expected, true, "pyarrow");
-    let names: Vec<String> = snapshot.files.iter().map(|f| f.name.clone()).collect();
-    assert_eq!(services::weir_files(&[&url], &env), names);
+    // deltalake reads every valid shot once.
+    let rows: Vec<(String, Value)> = services::delta_rows(&url)
+        .into_iter()
+        .map(|row| (String::new(), row))
+        .collect();
+    common::check_shot_rows(&rows, &expected, true, "deltalake");
+    // Polars with a filter on both partition columns reads that game day.
+    let day = expected.values().next().unwrap()["game_date"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let of_day: std::collections::BTreeMap<String, Value> = expected
+        .iter()
+        .filter(|(_, row)| row["game_date"] == day.as_str())
+        .map(|(id, row)| (id.clone(), row.clone()))
+        .collect();
+    let rows: Vec<(String, Value)> =
+        services::polars_rows(&url, &["season=2023-24", &format!("game_date={day}")])
+            .into_iter()
+            .map(|row| (String::new(), row))
+            .collect();
+    assert!(!of_day.is_empty());
+    common::check_shot_rows(&rows, &of_day, true, &format!("polars, game_date={day}"));
     // Invalid shots are dead letters with their reason.
     let dead = services::consume(
         &format!("{topic}-dead-letter"),

@@ -275,7 +275,8 @@ pub fn expected_shots(
 
 /// Checks rows read from a shots location (each with its file) against
 /// `expected`: every row once, equal to its expected row, in the folder
-/// of its season and game date. `all`: every expected row is there.
+/// of its season and game date (unless its file is `""`: a reader that does
+/// not tell files). `all`: every expected row is there.
 pub fn check_shot_rows(
     rows: &[(String, serde_json::Value)],
     expected: &std::collections::BTreeMap<String, serde_json::Value>,
@@ -290,6 +291,10 @@ pub fn check_shot_rows(
             .get(id)
             .unwrap_or_else(|| panic!("{reader}: shot {id} was never produced"));
         assert_eq!(row, want, "{reader}: shot {id} in {file}");
+        if file.is_empty() {
+            // A reader that does not tell the files (deltalake, Polars).
+            continue;
+        }
         let folder = format!(
             "season={}/game_date={}/",
             want["season"].as_str().unwrap(),

@@ -611,10 +611,26 @@ pub async fn produce<'a>(topic: &str, values: impl IntoIterator<Item = &'a str>)
     sink.close().await.unwrap();
 }
 
-/// The committed rows of a Parquet location as weir reads them (its
-/// manifests and rewrite log), each with its file's path.
+/// The committed rows of a Parquet location as weir reads them (a Delta
+/// table's newest version, with the partition values from its log; or
+/// weir's manifests and rewrite log), each with its file's path.
 pub async fn committed_rows(url: &str) -> Vec<(String, serde_json::Value)> {
     let location = weir::store::open(url, &s3_options(), Path::new(".")).unwrap();
+    let mut delta = weir::table::delta::DeltaTable::open(&location, 100).unwrap();
+    if delta.exists().await.unwrap() {
+        let (files, _) = delta.files().await.unwrap();
+        let mut rows = Vec::new();
+        for file in files {
+            for mut row in object_rows(&location, &location.child(&file.path)).await {
+                let object = row.as_object_mut().unwrap();
+                for (column, value) in &file.partition {
+                    object.insert(column.clone(), serde_json::json!(value));
+                }
+                rows.push((file.path.clone(), row));
+            }
+        }
+        return rows;
+    }
     let snapshot = weir::table::snapshot(&location).await.unwrap();
     let mut rows = Vec::new();
     for file in snapshot.files {
@@ -645,7 +661,7 @@ pub fn toolchain_python() -> std::path::PathBuf {
 /// by `_weir/committed` alone (tests/readers/committed_rows.py), each with
 /// its file's path.
 pub fn pyarrow_rows(url: &str) -> Vec<(String, serde_json::Value)> {
-    reader_rows("committed_rows.py", url, "pyarrow")
+    reader_rows("committed_rows.py", &[url], "pyarrow")
         .into_iter()
         .map(|mut row| {
             let file = row
@@ -665,15 +681,31 @@ pub fn pyarrow_rows(url: &str) -> Vec<(String, serde_json::Value)> {
 /// (tests/readers/delta_rows.py). The reader also fails if a file the log
 /// names is missing or an epoch is in the log twice.
 pub fn delta_rows(url: &str) -> Vec<serde_json::Value> {
-    reader_rows("delta_rows.py", url, "deltalake")
+    reader_rows("delta_rows.py", &[url], "deltalake")
 }
 
-/// Runs a reader that is not weir (tests/readers/`script` on `url`) and
-/// parses the JSON row it prints per line; its failure fails the test.
-fn reader_rows(script: &str, url: &str, reader: &str) -> Vec<serde_json::Value> {
+/// Time travel: the rows of version `version` of the Delta table at `url`
+/// as delta-rs reads them.
+pub fn delta_rows_at(url: &str, version: u64) -> Vec<serde_json::Value> {
+    reader_rows("delta_rows.py", &[url, &version.to_string()], "deltalake")
+}
+
+/// The rows of the Delta table at `url` whose columns equal `filters`
+/// (`column=value`), as Polars' `scan_delta` reads them with that filter.
+pub fn polars_rows(url: &str, filters: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec![url];
+    args.extend_from_slice(filters);
+    reader_rows("polars_rows.py", &args, "polars")
+}
+
+/// Runs a reader that is not weir (tests/readers/`script`, the location
+/// first in `args`) and parses the JSON row it prints per line; its
+/// failure fails the test.
+fn reader_rows(script: &str, args: &[&str], reader: &str) -> Vec<serde_json::Value> {
+    let url = args[0];
     let out = Command::new(toolchain_python())
         .arg(super::common::root().join("tests/readers").join(script))
-        .arg(url)
+        .args(args)
         .envs(weir_env())
         .stdin(Stdio::null())
         .output()
