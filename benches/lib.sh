@@ -35,7 +35,9 @@ measure() { # label config pipeline
     if [[ $read -ge $records && $((out + failed)) -ge $read ]]; then break; fi
     kill -0 $pid 2>/dev/null || { cat "$work/log"; exit 1; }
   done
-  # Until the final checkpoint is committed: SIGTERM drains and commits.
+  # The metrics as they stood (for `commits` below), then until the final
+  # checkpoint is committed: SIGTERM drains and commits.
+  { curl -s "127.0.0.1:$port/metrics" || true; } >"$work/metrics"
   pkill -TERM -P $pid   # weir, the child of /usr/bin/time
   wait $pid
   done_at=$(date +%s.%N)
@@ -43,3 +45,10 @@ measure() { # label config pipeline
     'BEGIN { printf "%-34s %8d records in %6.2f s = %8.0f records/s, peak RSS %d MiB\n", label, n, b - a, n / (b - a), rss / 1024 }'
 }
 
+
+commits() { # pipeline: the commits of the last `measure` before its SIGTERM, and their mean time
+  awk -v p="pipeline=\"$1\"" '
+    index($0, "weir_commit_seconds_sum{" p "}") == 1 { sum = $2 }
+    index($0, "weir_commit_seconds_count{" p "}") == 1 { n = $2 }
+    END { if (n > 0) printf "%d commits, mean %.1f ms", n, sum / n * 1000; else printf "no commit" }' "$work/metrics"
+}
