@@ -844,7 +844,7 @@ columns = [{ name = "id", type = "bigint" }, { name = "city", type = "text" }]"#
 /// stuck transaction is rolled back and its connection is gone.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_claim_ends_the_session_of_a_previous_owner_stuck_inside_its_commit() {
-    use weir::sink::Sink;
+    use weir::sink::EpochStore;
     let table = unique("pg_stuck").replace('-', "_");
     let config = pg_sink_config(&table, r#"columns = [{ name = "id", type = "bigint" }]"#);
     let key = format!("{table}@trips.5");
@@ -891,7 +891,7 @@ async fn a_claim_ends_the_session_of_a_previous_owner_stuck_inside_its_commit() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_postgres_commit_by_an_owner_whose_partition_was_claimed_since_is_fenced_and_rolled_back()
 {
-    use weir::sink::Sink;
+    use weir::sink::{EpochStore, Sink};
     let table = unique("pg_fence").replace('-', "_");
     let config = pg_sink_config(&table, r#"columns = [{ name = "id", type = "bigint" }]"#);
     let key = format!("{table}@trips.3");

@@ -447,17 +447,7 @@ pub(crate) async fn attempt(
     let template = &blueprint;
     // Ready once in the group, even while it owns no partition (a standby).
     template.stats().ready.store(true, Ordering::Relaxed);
-    let mut board = match template.sink_config() {
-        crate::sink::SinkConfig::Postgres(c) => {
-            crate::sink::postgres::OwnerBoard::open(c).map(Board::Table)
-        }
-        crate::sink::SinkConfig::Parquet(c) => {
-            crate::sink::parquet::ParquetSink::open(c, template.base_dir())
-                .ok()
-                .map(|sink| Board::Manifests(Box::new(sink)))
-        }
-        _ => None,
-    };
+    let mut board = template.sink_config().owners_board(template.base_dir());
     let mut refresh = tokio::time::interval(OWNERS_REFRESH);
     let mut fences = tokio::time::interval(Duration::from_secs(1));
     tracing::info!(pipeline = %template.name(), group = %kafka.group, assignment = ?kafka.assignment, owner = %group.owner, "Joining the consumer group.");
@@ -528,28 +518,6 @@ pub(crate) async fn attempt(
     closed?;
     dead_letter?;
     Ok(())
-}
-
-/// Where `/readyz` reads every partition's owner: the sink's checkpoint
-/// store.
-enum Board {
-    /// `weir_owners` in PostgreSQL.
-    Table(crate::sink::postgres::OwnerBoard),
-    /// The newest manifest of each partition's chain (Parquet).
-    Manifests(Box<crate::sink::parquet::ParquetSink>),
-}
-
-impl Board {
-    /// `(partition, owner)` of every partition of `pipeline`.
-    async fn owners(
-        &mut self,
-        pipeline: &str,
-    ) -> std::result::Result<Vec<(String, String)>, String> {
-        match self {
-            Board::Table(board) => board.owners(pipeline).await.map_err(|e| e.to_string()),
-            Board::Manifests(sink) => sink.owners(pipeline).await.map_err(|e| e.to_string()),
-        }
-    }
 }
 
 /// The consumer, subscribed with the pipeline's group.

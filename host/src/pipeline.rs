@@ -429,15 +429,13 @@ impl Pipeline {
         let pc = &config.pipelines[&self.name];
         let mut sink = pc.sink.build(config).await?;
         let (recovered, committer) = match (self.delivery, owner) {
-            (Delivery::ExactlyOnce, Some(owner)) => {
-                (sink.claim(&self.key, owner).await?, Committer::Sink)
+            (Delivery::ExactlyOnce, owner) => {
+                // One process: the claim fences a process that held it
+                // before (wait_until_free checked that none runs).
+                let owner = owner.map_or_else(crate::owner::this_process, str::to_owned);
+                let store = crate::sink::epoch_store(sink.as_mut())?;
+                (store.claim(&self.key, &owner).await?, Committer::Sink)
             }
-            // One process: the claim fences a process that held it before
-            // (wait_until_free checked that none runs).
-            (Delivery::ExactlyOnce, None) => (
-                sink.claim(&self.key, &crate::owner::this_process()).await?,
-                Committer::Sink,
-            ),
             (Delivery::AtLeastOnce, _) => {
                 let mut store = FileStore::new(&config.resolve(&pc.checkpoint_dir), &self.key);
                 (store.load().await?, Committer::Store(Box::new(store)))
@@ -479,7 +477,7 @@ impl Pipeline {
         let mut sink = pc.sink.build(config).await?;
         let mut announced = None;
         loop {
-            let holder = sink
+            let holder = crate::sink::epoch_store(sink.as_mut())?
                 .holder(&self.key)
                 .await?
                 .filter(|h| h.holds_against(&me, lease));

@@ -140,44 +140,57 @@ pub trait Sink: Send {
     /// Flushes and finalises (closes open files). Called once, at the end.
     async fn close(&mut self) -> Result<()>;
 
-    /// Exactly-once: from now on keep what is written uncommitted until
-    /// [`Sink::commit`], remove what an unfinished epoch of `pipeline` left
-    /// behind, and return `pipeline`'s last committed checkpoint.
-    async fn recover(&mut self, pipeline: &str) -> Result<Option<Checkpoint>> {
-        let _ = pipeline;
-        Err(no_exactly_once(&self.describe()))
+    /// Exactly-once: the sink's commit protocol, when it stores checkpoints
+    /// with its data (see [`EpochStore`]); `None` for a sink that cannot.
+    fn epochs(&mut self) -> Option<&mut dyn EpochStore> {
+        None
     }
+}
 
-    /// Like [`Sink::recover`] for the checkpoint `key` (a pipeline, or in
-    /// group mode one partition of it), and first takes ownership of it for
-    /// `owner` (a new owner epoch). From then on every [`Sink::commit`] checks, atomically with
-    /// the write, that no other process claimed `key` since, and fails with
-    /// [`Error::Fenced`] if one did.
-    async fn claim(&mut self, key: &str, owner: &str) -> Result<Option<Checkpoint>> {
-        let _ = (key, owner);
-        Err(Error::Format {
-            sink: self.describe(),
-            action: "claim a partition".into(),
-            reason: "this sink cannot fence partition owners; a group-mode Kafka pipeline (source.assignment other than \"all\") needs a postgres sink".into(),
-        })
-    }
+/// Where every process of a group-mode pipeline reads who owns each of its
+/// partitions (for `/readyz` and `weir status`).
+#[async_trait]
+pub trait Owners: Send {
+    /// `(partition, owner)` of every partition checkpoint of `pipeline`,
+    /// the partition as `topic.partition`.
+    async fn owners(&mut self, pipeline: &str) -> Result<Vec<(String, String)>>;
+}
 
-    /// Single-process pipelines: the last claim of `key` (see
-    /// [`Sink::claim`]), for refusing a second process before it writes, or
-    /// keeping it as a standby. `None` when nothing claimed it yet.
-    async fn holder(&mut self, key: &str) -> Result<Option<crate::owner::Holder>> {
-        let _ = key;
-        Ok(None)
-    }
+/// The commit protocol of an exactly-once sink: each epoch's checkpoint is
+/// stored with its data, atomically, and a checkpoint key (a pipeline, or
+/// in group mode one partition of it) has one owner, whose claim fences
+/// every earlier one. Implemented by the PostgreSQL sink (its tables) and
+/// the Parquet sink (its location's table format, [`crate::table`]).
+#[async_trait]
+pub trait EpochStore: Owners {
+    /// From now on keep what is written uncommitted until
+    /// [`EpochStore::commit`], remove what an unfinished epoch of `key`
+    /// left behind, and return `key`'s last committed checkpoint.
+    async fn recover(&mut self, key: &str) -> Result<Option<Checkpoint>>;
 
-    /// Exactly-once: commits everything written since the last commit
-    /// together with `checkpoint`, atomically. May defer (return `false`:
-    /// nothing committed yet, the next call covers this epoch too), e.g. to
-    /// avoid small files, unless `force` is set.
-    async fn commit(&mut self, checkpoint: &Checkpoint, force: bool) -> Result<bool> {
-        let _ = (checkpoint, force);
-        Err(no_exactly_once(&self.describe()))
-    }
+    /// Like [`EpochStore::recover`], and first takes ownership of `key`
+    /// for `owner` (a new owner epoch). From then on every
+    /// [`EpochStore::commit`] checks, atomically with the write, that no
+    /// other process claimed `key` since, and fails with [`Error::Fenced`]
+    /// if one did.
+    async fn claim(&mut self, key: &str, owner: &str) -> Result<Option<Checkpoint>>;
+
+    /// Single-process pipelines: the last claim of `key`, for refusing a
+    /// second process before it writes, or keeping it as a standby. `None`
+    /// when nothing claimed it yet.
+    async fn holder(&mut self, key: &str) -> Result<Option<crate::owner::Holder>>;
+
+    /// Commits everything written since the last commit together with
+    /// `checkpoint`, atomically. May defer (return `false`: nothing
+    /// committed yet, the next call covers this epoch too), e.g. to avoid
+    /// small files, unless `force` is set.
+    async fn commit(&mut self, checkpoint: &Checkpoint, force: bool) -> Result<bool>;
+}
+
+/// The commit protocol of `sink`, or the error of a sink that has none.
+pub(crate) fn epoch_store(sink: &mut dyn Sink) -> Result<&mut dyn EpochStore> {
+    let name = sink.describe();
+    sink.epochs().ok_or_else(|| no_exactly_once(&name))
 }
 
 /// The error of a sink asked to commit an epoch it cannot hold.
@@ -206,6 +219,21 @@ pub enum SinkConfig {
 }
 
 impl SinkConfig {
+    /// Where group mode reads who owns each partition: the sink's
+    /// checkpoint store, opened to read (connecting on first use). `None`
+    /// for a sink that keeps no owners.
+    pub(crate) fn owners_board(&self, base_dir: &std::path::Path) -> Option<Box<dyn Owners>> {
+        match self {
+            SinkConfig::Postgres(c) => {
+                postgres::OwnerBoard::open(c).map(|board| Box::new(board) as Box<dyn Owners>)
+            }
+            SinkConfig::Parquet(c) => parquet::ParquetSink::open(c, base_dir)
+                .ok()
+                .map(|sink| Box::new(sink) as Box<dyn Owners>),
+            _ => None,
+        }
+    }
+
     /// The `type` as written in the configuration.
     pub fn kind(&self) -> &'static str {
         match self {

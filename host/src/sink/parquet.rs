@@ -56,7 +56,7 @@
 //! each commit that added files the sink rewrites `_weir/committed`, the
 //! committed-file list for readers that are not weir.
 
-use super::{Error, Rejected, Result, Sink};
+use super::{EpochStore, Error, Owners, Rejected, Result, Sink};
 use crate::Record;
 use crate::checkpoint::Checkpoint;
 use crate::store::Location;
@@ -1055,6 +1055,15 @@ impl Sink for ParquetSink {
         Ok(())
     }
 
+    fn epochs(&mut self) -> Option<&mut dyn EpochStore> {
+        Some(self)
+    }
+}
+
+/// Exactly-once through the location's table format: a Delta commit per
+/// epoch ([`crate::table::delta`]), or weir's manifest chain.
+#[async_trait]
+impl EpochStore for ParquetSink {
     async fn recover(&mut self, pipeline: &str) -> Result<Option<Checkpoint>> {
         if self.format().await? == TableFormat::Delta {
             self.schema_from_table().await?;
@@ -1607,10 +1616,14 @@ impl ParquetSink {
             }
         }
     }
+}
 
-    /// Group mode: `(partition, owner)` for every partition chain of
-    /// `pipeline`, as its newest manifest names the process that wrote it.
-    pub(crate) async fn owners(&mut self, pipeline: &str) -> Result<Vec<(String, String)>> {
+/// Group mode: the owner of each partition as the Delta log's domain
+/// `weir.owners.<pipeline>` names it, or as the newest manifest of each
+/// partition's chain names the process that wrote it.
+#[async_trait]
+impl Owners for ParquetSink {
+    async fn owners(&mut self, pipeline: &str) -> Result<Vec<(String, String)>> {
         if self.format().await? == TableFormat::Delta {
             let delta = self.delta.as_mut().expect("opened by format()");
             return match delta.table.owners(pipeline).await {
@@ -1642,7 +1655,9 @@ impl ParquetSink {
         owners.sort();
         Ok(owners)
     }
+}
 
+impl ParquetSink {
     async fn read_manifests_names(&mut self, pipeline: &str) -> Result<Vec<(u64, StorePath)>> {
         let mut manifests: Vec<(u64, StorePath)> = self
             .location

@@ -28,7 +28,7 @@
 //! record for a key wins.
 
 use super::fields::{Field, Paths};
-use super::{Error, Rejected, Result, Sink};
+use super::{EpochStore, Error, Owners, Rejected, Result, Sink};
 use crate::Record;
 use crate::checkpoint::{Checkpoint, PluginState};
 use async_trait::async_trait;
@@ -793,6 +793,22 @@ impl Sink for PostgresSink {
         Ok(())
     }
 
+    fn epochs(&mut self) -> Option<&mut dyn EpochStore> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Owners for PostgresSink {
+    async fn owners(&mut self, pipeline: &str) -> Result<Vec<(String, String)>> {
+        owners_in(&self.pool, pipeline)
+            .await
+            .map_err(|e| self.error("read the partition owners".into(), &e, OWNERS_HINT))
+    }
+}
+
+#[async_trait]
+impl EpochStore for PostgresSink {
     async fn recover(&mut self, pipeline: &str) -> Result<Option<Checkpoint>> {
         self.exactly_once = true;
         self.read_checkpoint(pipeline).await.map_err(|e| {
@@ -961,25 +977,41 @@ impl OwnerBoard {
             .ok()?;
         Some(OwnerBoard { pool })
     }
+}
 
-    /// `(partition, owner)` for every partition checkpoint of `pipeline`,
-    /// the partition as `topic.partition`.
-    pub(crate) async fn owners(
-        &self,
-        pipeline: &str,
-    ) -> std::result::Result<Vec<(String, String)>, sqlx::Error> {
-        let prefix = format!("{pipeline}@");
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT pipeline, owner FROM weir_owners WHERE starts_with(pipeline, $1) ORDER BY pipeline",
-        )
-        .bind(&prefix)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(key, owner)| (key[prefix.len()..].to_owned(), owner))
-            .collect())
+#[async_trait]
+impl Owners for OwnerBoard {
+    async fn owners(&mut self, pipeline: &str) -> Result<Vec<(String, String)>> {
+        owners_in(&self.pool, pipeline)
+            .await
+            .map_err(|e| Error::Client {
+                sink: "postgres".into(),
+                action: "read the partition owners".into(),
+                reason: e.to_string(),
+                hint: OWNERS_HINT,
+            })
     }
+}
+
+const OWNERS_HINT: &str = "check that PostgreSQL is reachable and the user may read weir_owners";
+
+/// `(partition, owner)` for every partition checkpoint of `pipeline` in
+/// `weir_owners`, the partition as `topic.partition`.
+async fn owners_in(
+    pool: &PgPool,
+    pipeline: &str,
+) -> std::result::Result<Vec<(String, String)>, sqlx::Error> {
+    let prefix = format!("{pipeline}@");
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT pipeline, owner FROM weir_owners WHERE starts_with(pipeline, $1) ORDER BY pipeline",
+    )
+    .bind(&prefix)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(key, owner)| (key[prefix.len()..].to_owned(), owner))
+        .collect())
 }
 
 /// Keeps the last row for each key (an upsert cannot touch a row twice in

@@ -249,7 +249,11 @@ impl Sinks {
             self.dead_letter.flush().await?;
         }
         match &mut self.committer {
-            Committer::Sink => self.sink.commit(checkpoint, last).await,
+            Committer::Sink => {
+                super::epoch_store(self.sink.as_mut())?
+                    .commit(checkpoint, last)
+                    .await
+            }
             Committer::Store(store) => {
                 if last {
                     self.sink.close().await?;
