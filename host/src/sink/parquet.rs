@@ -61,15 +61,16 @@ use crate::Record;
 use crate::checkpoint::Checkpoint;
 use crate::store::Location;
 use crate::table::delta::{DataFile, DeltaTable, Layout, Outcome};
+use crate::table::manifests::{self, Manifest, Put, part_epoch, scope_of};
 use arrow_array::RecordBatch;
 use arrow_json::reader::{ReaderBuilder, infer_json_schema_from_iterator};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use delta_kernel_default_engine::stats::FileStatsAccumulator;
 use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -335,60 +336,6 @@ struct Lease {
     owner: String,
     /// When it was written, epoch milliseconds of the writer's clock.
     renewed_ms: i64,
-}
-
-/// Manifests kept besides the newest (older ones are deleted).
-const MANIFESTS_KEPT: usize = 10;
-
-/// The epoch number of an exactly-once part file name, and in group mode
-/// its partition (`part-<epoch>-<seq>[-<topic>.<partition>].parquet`).
-pub(crate) fn part_epoch(name: &str) -> Option<(u64, Option<&str>)> {
-    let rest = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
-    let (digits, rest) = rest.split_at_checked(10)?;
-    let rest = rest.strip_prefix('-')?;
-    let (seq, scope) = match rest.split_once('-') {
-        Some((seq, scope)) => (seq, Some(scope)),
-        None => (rest, None),
-    };
-    let numeric = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-    (numeric(digits) && numeric(seq) && scope.is_none_or(|s| !s.is_empty()))
-        .then(|| Some((digits.parse().ok()?, scope)))?
-}
-
-/// The partition part of a group-mode checkpoint key, as it appears in
-/// part file names: `taxi@trips.3` → `trips.3`.
-pub(crate) fn scope_of(key: &str) -> String {
-    let partition = key.rsplit_once('@').map_or(key, |(_, p)| p);
-    partition
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// The epoch of a manifest file name.
-pub(crate) fn manifest_epoch(name: &str) -> Option<u64> {
-    name.strip_prefix("epoch-")?
-        .strip_suffix(".json")?
-        .parse()
-        .ok()
-}
-
-/// A committed epoch: its checkpoint and the files it added. In group
-/// mode also who wrote it, and every slot claimed so far in this chain.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub(crate) struct Manifest {
-    pub(crate) checkpoint: Checkpoint,
-    pub(crate) files: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) owner: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) claims: Vec<u64>,
 }
 
 impl ParquetSink {
@@ -783,10 +730,6 @@ impl ParquetSink {
         Ok(())
     }
 
-    fn manifests(&self, pipeline: &str) -> StorePath {
-        self.location.child(&format!("_weir/{pipeline}"))
-    }
-
     fn store_error(&self, action: String, e: object_store::Error) -> Error {
         if crate::store::is_transient(&e) {
             // Connection and server errors: object_store has retried already.
@@ -800,30 +743,13 @@ impl ParquetSink {
         }
     }
 
-    /// The newest manifest of `pipeline`.
-    async fn read_manifests(&mut self, pipeline: &str) -> Result<Option<Manifest>> {
-        let manifests = self.read_manifests_names(pipeline).await?;
-        let Some((_, newest)) = manifests.last() else {
-            return Ok(None);
-        };
-        let bytes = self
-            .location
-            .store
-            .get(newest)
-            .await
-            .map_err(|e| self.store_error(format!("read {newest}"), e))?
-            .bytes()
-            .await
-            .map_err(|e| self.store_error(format!("read {newest}"), e))?;
-        let manifest = serde_json::from_slice(&bytes).map_err(|e| {
-            self.format_error(
-                &format!("read {newest}"),
-                format!(
-                    "{e} (move the manifest away only if you know its epoch's files are complete)"
-                ),
-            )
-        })?;
-        Ok(Some(manifest))
+    /// A manifest chain's failure as the sink's error: the store's
+    /// transient ones are an outage.
+    fn chain_error(&self, failure: manifests::Failure) -> Error {
+        match failure {
+            manifests::Failure::Store { action, error } => self.store_error(action, error),
+            manifests::Failure::Damaged { action, reason } => self.format_error(&action, reason),
+        }
     }
 
     fn due(&self, file: &OpenFile) -> bool {
@@ -1081,7 +1007,9 @@ impl EpochStore for ParquetSink {
                 .start_epochs(pipeline, committed, checkpoint, None)
                 .await;
         }
-        let newest = self.read_manifests(pipeline).await?;
+        let newest = manifests::newest(&self.location, pipeline)
+            .await
+            .map_err(|f| self.chain_error(f))?;
         let committed = newest.as_ref().map_or(0, |m| m.checkpoint.epoch);
         self.start_epochs(pipeline, committed, newest.map(|m| m.checkpoint), None)
             .await
@@ -1114,7 +1042,9 @@ impl EpochStore for ParquetSink {
             return self.claim_delta(key, owner).await;
         }
         for _ in 0..CLAIM_ATTEMPTS {
-            let newest = self.read_manifests(key).await?;
+            let newest = manifests::newest(&self.location, key)
+                .await
+                .map_err(|f| self.chain_error(f))?;
             let slot = newest.as_ref().map_or(0, |m| m.checkpoint.epoch) + 1;
             let (checkpoint, mut claims) = match newest {
                 Some(m) => (m.checkpoint, m.claims),
@@ -1137,8 +1067,9 @@ impl EpochStore for ParquetSink {
                 owner: Some(owner.to_owned()),
                 claims: claims.clone(),
             };
-            match self.put_manifest(key, &manifest).await {
-                Ok(()) => {
+            let put = manifests::put(&self.location, key, &manifest).await;
+            match put.map_err(|f| self.chain_error(f))? {
+                Put::Written => {
                     tracing::debug!(sink = %self.describe(), partition = key, slot, "Partition claimed.");
                     let mut claimed = Claimed {
                         scope: key.contains('@').then(|| scope_of(key)),
@@ -1157,10 +1088,9 @@ impl EpochStore for ParquetSink {
                 }
                 // The previous owner committed, or another process claimed,
                 // since the manifests were read: read them again.
-                Err(PutError::Taken(path)) => {
+                Put::Taken(path) => {
                     tracing::debug!(sink = %self.describe(), partition = key, %path, "The next manifest slot was taken while claiming; reading the chain again.");
                 }
-                Err(PutError::Failed(e)) => return Err(e),
             }
         }
         Err(Error::Client {
@@ -1237,9 +1167,10 @@ impl EpochStore for ParquetSink {
             let added = std::mem::take(&mut epochs.added);
             return self.commit_delta(&pipeline, &manifest, added).await;
         }
-        match self.put_manifest(&pipeline, &manifest).await {
-            Ok(()) => {}
-            Err(PutError::Taken(path)) => {
+        let put = manifests::put(&self.location, &pipeline, &manifest).await;
+        match put.map_err(|f| self.chain_error(f))? {
+            Put::Written => {}
+            Put::Taken(path) => {
                 let epochs = self.epochs.as_ref().expect("checked above");
                 let Some(claimed) = &epochs.claimed else {
                     return Err(Error::Client {
@@ -1268,9 +1199,8 @@ impl EpochStore for ParquetSink {
                     owner_epoch: slot as i64,
                 });
             }
-            Err(PutError::Failed(e)) => return Err(e),
         }
-        self.prune_manifests(&pipeline).await;
+        manifests::prune(&self.location, &pipeline).await;
         if !manifest.files.is_empty() {
             self.after_commit().await;
         }
@@ -1489,16 +1419,9 @@ impl ParquetSink {
 /// taken before it gives up.
 const CLAIM_ATTEMPTS: usize = 10;
 
-/// Why a manifest was not written.
-enum PutError {
-    /// The slot exists already (another process wrote it).
-    Taken(StorePath),
-    Failed(Error),
-}
-
 impl ParquetSink {
     fn lease_path(&self, pipeline: &str) -> StorePath {
-        self.manifests(pipeline).join("lease.json")
+        manifests::folder(&self.location, pipeline).join("lease.json")
     }
 
     /// One process: writes the lease file; whether it was written (best
@@ -1517,35 +1440,6 @@ impl ParquetSink {
                 tracing::warn!(%path, error = %e, "Could not renew the lease; a standby may take over.");
                 false
             }
-        }
-    }
-
-    /// Writes `manifest` into its slot of `pipeline`'s chain, only if that
-    /// slot is free (a conditional put).
-    async fn put_manifest(
-        &mut self,
-        pipeline: &str,
-        manifest: &Manifest,
-    ) -> std::result::Result<(), PutError> {
-        let path = self
-            .manifests(pipeline)
-            .join(format!("epoch-{:020}.json", manifest.checkpoint.epoch));
-        let body = serde_json::to_vec_pretty(manifest).expect("a manifest serialises");
-        let create = PutOptions {
-            mode: PutMode::Create,
-            ..PutOptions::default()
-        };
-        match self
-            .location
-            .store
-            .put_opts(&path, body.into(), create)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => Err(PutError::Taken(path)),
-            Err(e) => Err(PutError::Failed(
-                self.store_error(format!("write {path}"), e),
-            )),
         }
     }
 
@@ -1602,20 +1496,6 @@ impl ParquetSink {
         });
         Ok(checkpoint)
     }
-
-    /// Deletes all but the newest manifests (best effort: a leftover is
-    /// harmless, only the newest is read).
-    async fn prune_manifests(&mut self, pipeline: &str) {
-        let Ok(manifests) = self.read_manifests_names(pipeline).await else {
-            return;
-        };
-        let excess = manifests.len().saturating_sub(MANIFESTS_KEPT);
-        for (_, path) in &manifests[..excess] {
-            if let Err(e) = self.location.store.delete(path).await {
-                tracing::debug!(%path, error = %e, "Could not delete an old manifest.");
-            }
-        }
-    }
 }
 
 /// Group mode: the owner of each partition as the Delta log's domain
@@ -1631,47 +1511,9 @@ impl Owners for ParquetSink {
                 Err(e) => Err(self.table_error(e)),
             };
         }
-        let prefix = format!("{pipeline}@");
-        let chains = self
-            .location
-            .store
-            .list_with_delimiter(Some(&self.location.child("_weir")))
+        manifests::owners(&self.location, pipeline)
             .await
-            .map_err(|e| self.store_error("list manifest chains".into(), e))?;
-        let mut owners = Vec::new();
-        for chain in chains.common_prefixes {
-            let Some(partition) = chain.filename().and_then(|n| n.strip_prefix(&prefix)) else {
-                continue;
-            };
-            let partition = partition.to_owned();
-            if let Some(owner) = self
-                .read_manifests(&format!("{prefix}{partition}"))
-                .await?
-                .and_then(|m| m.owner)
-            {
-                owners.push((partition, owner));
-            }
-        }
-        owners.sort();
-        Ok(owners)
-    }
-}
-
-impl ParquetSink {
-    async fn read_manifests_names(&mut self, pipeline: &str) -> Result<Vec<(u64, StorePath)>> {
-        let mut manifests: Vec<(u64, StorePath)> = self
-            .location
-            .store
-            .list(Some(&self.manifests(pipeline)))
-            .try_filter_map(|meta| async move {
-                Ok(manifest_epoch(meta.location.filename().unwrap_or_default())
-                    .map(|epoch| (epoch, meta.location)))
-            })
-            .try_collect()
-            .await
-            .map_err(|e| self.store_error("list manifests".into(), e))?;
-        manifests.sort();
-        Ok(manifests)
+            .map_err(|f| self.chain_error(f))
     }
 }
 
@@ -1728,29 +1570,6 @@ mod tests {
             partition_folder(b"{}", None, &["city".into()], "", false).unwrap(),
             ("city=__HIVE_DEFAULT_PARTITION__/".to_owned(), vec![None])
         );
-    }
-
-    #[test]
-    fn part_file_names_give_their_epoch_and_in_group_mode_their_partition() {
-        assert_eq!(
-            part_epoch("part-0000000042-00003.parquet"),
-            Some((42, None))
-        );
-        assert_eq!(
-            part_epoch("part-0000000042-00003-group-logs.7.parquet"),
-            Some((42, Some("group-logs.7")))
-        );
-        for other in [
-            "part-1733241234567-00001.parquet",
-            "part-0000000042-.parquet",
-            "part-0000000042-00003-.parquet",
-            "part-00000000x2-00003.parquet",
-            "part-0000000042-00003.json",
-        ] {
-            assert_eq!(part_epoch(other), None, "{other}");
-        }
-        assert_eq!(scope_of("logs@group-logs.7"), "group-logs.7");
-        assert_eq!(scope_of("p@we/ird topic.1"), "we_ird_topic.1");
     }
 
     #[tokio::test(flavor = "multi_thread")]

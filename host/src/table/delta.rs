@@ -930,7 +930,7 @@ impl DeltaTable {
         }
         let name = format!(
             "_weir/state/{}/{:020}-{}.json",
-            crate::sink::parquet::scope_of(app_id),
+            super::manifests::scope_of(app_id),
             checkpoint.epoch,
             unique()
         );

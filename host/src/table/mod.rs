@@ -6,7 +6,7 @@
 //! exactly-once. Which of them hold committed rows is decided by:
 //!
 //! - a part file `part-<epoch>-<seq>[-<partition>].parquet`: its chain's
-//!   newest manifest commits it (epoch at most the manifest's, not a
+//!   newest manifest ([`manifests`]) commits it (epoch at most the manifest's, not a
 //!   claimed slot);
 //! - a compacted file `compact-….parquet`: the newest rewrite record,
 //!   `_weir/_compaction/rewrite-<version, 20 digits>.json`, lists it as
@@ -28,10 +28,11 @@
 
 pub mod compact;
 pub mod delta;
+pub(crate) mod manifests;
 
-use crate::sink::parquet::{Manifest, manifest_epoch, part_epoch, scope_of};
 use crate::store::Location;
 use futures::TryStreamExt;
+use manifests::{Manifest, manifest_epoch, part_epoch, scope_of};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as StorePath;
 use serde::{Deserialize, Serialize};
