@@ -13,9 +13,9 @@
 #     then `weir compact` of its 1 800 small files: files and bytes before and
 #     after, and the compaction's time.
 # Usage: benches/delta.sh [log records] [shots] [day shots] [rounds]
-#        (defaults 500000 1000000 1800 2)
+#        (defaults 2000000 1000000 1800 2)
 set -euo pipefail
-logs="${1:-500000}"
+logs="${1:-2000000}"
 season="${2:-1000000}"
 day="${3:-1800}"
 rounds="${4:-2}"
@@ -33,7 +33,7 @@ id="delta-$$"
 for round in $(seq 1 "$rounds"); do
   for table in delta weir; do
     line=$(LOGS_TOPIC="logs-$id" LOGS_BUCKET="$id" LOGS_PREFIX="$table-$round" LOGS_TABLE=$table LOGS_ROLLOVER=1s \
-      measure "logs → $table on S3 (round $round)" benches/kafka-logs-s3.toml logs)
+      measure "logs → $table on S3 (round $round)" benches/kafka-logs-s3.toml logs | tail -n 1)
     line="$line; $(commits logs)"
     echo "$line"
     printf '%s\t%s\n' $table "$(numbers <<<"$line")" >>"$work/logs"
@@ -57,7 +57,7 @@ for round in $(seq 1 "$rounds"); do
     config=examples/shots.toml
     [[ $mode == unbounded ]] && config=$unbounded
     SHOTS_TOPIC=$id SHOTS_BUCKET=$id SHOTS_ROLLOVER=1s SHOTS_COMPACT_EVERY=1000h \
-      measure "shots, max-open-files $mode (round $round)" "$config" shots | tee "$work/line"
+      measure "shots, max-open-files $mode (round $round)" "$config" shots | tail -n 1 | tee "$work/line"
     printf '%s\t%s\n' $mode "$(numbers <"$work/line")" >>"$work/shots"
     files=$("$weir" files "s3://$id/charts" | grep '\.parquet$')
     echo "  committed: $(wc -l <<<"$files") files in $(sed 's|/[^/]*$||' <<<"$files" | sort -u | wc -l) folders"

@@ -60,8 +60,9 @@ use super::{EpochStore, Error, Owners, Rejected, Result, Sink};
 use crate::Record;
 use crate::checkpoint::Checkpoint;
 use crate::store::Location;
-use crate::table::delta::{DataFile, DeltaTable, Layout, Outcome};
-use crate::table::manifests::{self, Manifest, Put, part_epoch, scope_of};
+use crate::table::delta::{DataFile, DeltaTable, Layout};
+use crate::table::manifests::{self, part_epoch, scope_of};
+use crate::table::{Committed, EpochFiles, EpochLog, Holding, LogError};
 use arrow_array::RecordBatch;
 use arrow_json::reader::{ReaderBuilder, infer_json_schema_from_iterator};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -294,6 +295,8 @@ pub struct ParquetSink {
     /// location); with Delta, the table.
     format: Option<TableFormat>,
     delta: Option<Delta>,
+    /// weir's manifest chains, the epoch log when the format is `"weir"`.
+    chains: manifests::Chains,
 }
 
 struct Epochs {
@@ -361,7 +364,7 @@ impl ParquetSink {
             )
         };
         Ok(ParquetSink {
-            location,
+            location: location.clone(),
             config: config.clone(),
             schema,
             files: HashMap::new(),
@@ -372,6 +375,7 @@ impl ParquetSink {
             compacted: Instant::now(),
             format: config.table,
             delta: None,
+            chains: manifests::Chains { location },
         })
     }
 
@@ -420,18 +424,7 @@ impl ParquetSink {
     }
 
     fn table_error(&self, e: crate::table::delta::Error) -> Error {
-        match e {
-            crate::table::delta::Error::Unavailable { action, reason, .. } => Error::Unavailable {
-                sink: self.describe(),
-                action,
-                reason,
-            },
-            crate::table::delta::Error::Table { action, reason, .. } => Error::Format {
-                sink: self.describe(),
-                action,
-                reason,
-            },
-        }
+        self.log_error(e.into())
     }
 
     /// Delta: the layout the sink writes, from the record schema.
@@ -743,15 +736,6 @@ impl ParquetSink {
         }
     }
 
-    /// A manifest chain's failure as the sink's error: the store's
-    /// transient ones are an outage.
-    fn chain_error(&self, failure: manifests::Failure) -> Error {
-        match failure {
-            manifests::Failure::Store { action, error } => self.store_error(action, error),
-            manifests::Failure::Damaged { action, reason } => self.format_error(&action, reason),
-        }
-    }
-
     fn due(&self, file: &OpenFile) -> bool {
         file.rows >= self.config.max_rows_per_file
             || file.writer.bytes_written() as u64 + file.writer.in_progress_size() as u64
@@ -991,28 +975,11 @@ impl Sink for ParquetSink {
 #[async_trait]
 impl EpochStore for ParquetSink {
     async fn recover(&mut self, pipeline: &str) -> Result<Option<Checkpoint>> {
-        if self.format().await? == TableFormat::Delta {
-            self.schema_from_table().await?;
-            if let Some(schema) = self.schema.clone() {
-                self.prepare_delta(&schema).await?;
-            }
-            let delta = self.delta.as_mut().expect("opened by format()");
-            let last = match delta.table.recover(pipeline).await {
-                Ok(last) => last,
-                Err(e) => return Err(self.table_error(e)),
-            };
-            let committed = last.as_ref().map_or(0, |(epoch, _, _)| *epoch);
-            let checkpoint = last.map(|(_, checkpoint, _)| checkpoint);
-            return self
-                .start_epochs(pipeline, committed, checkpoint, None)
-                .await;
-        }
-        let newest = manifests::newest(&self.location, pipeline)
-            .await
-            .map_err(|f| self.chain_error(f))?;
-        let committed = newest.as_ref().map_or(0, |m| m.checkpoint.epoch);
-        self.start_epochs(pipeline, committed, newest.map(|m| m.checkpoint), None)
-            .await
+        self.prepare_log().await?;
+        let last = self.log().last(pipeline).await;
+        let last = last.map_err(|e| self.log_error(e))?;
+        let committed = last.as_ref().map_or(0, |c| c.epoch);
+        self.start_epochs(pipeline, committed, last, None).await
     }
 
     async fn holder(&mut self, key: &str) -> Result<Option<crate::owner::Holder>> {
@@ -1038,69 +1005,30 @@ impl EpochStore for ParquetSink {
     }
 
     async fn claim(&mut self, key: &str, owner: &str) -> Result<Option<Checkpoint>> {
-        if self.format().await? == TableFormat::Delta {
-            return self.claim_delta(key, owner).await;
+        let (slot, claims, checkpoint) = if self.prepare_log().await? {
+            let claim = self.log().claim(key, owner).await;
+            let claim = claim.map_err(|e| self.log_error(e))?;
+            tracing::debug!(sink = %self.describe(), partition = key, slot = claim.slot, "Partition claimed.");
+            (claim.slot, claim.claims, Some(claim.checkpoint))
+        } else {
+            // No table and no schema yet: the table is made from the first
+            // batch. Nothing can have been committed, so the first epoch's
+            // commit is the claim (slot 0; the log refuses it if another
+            // process claimed meanwhile).
+            (0, Vec::new(), None)
+        };
+        let mut claimed = Claimed {
+            scope: key.contains('@').then(|| scope_of(key)),
+            owner: owner.to_owned(),
+            slot,
+            claims,
+            leased: None,
+        };
+        if claimed.scope.is_none() && self.write_lease(key, owner).await {
+            claimed.leased = Some(Instant::now());
         }
-        for _ in 0..CLAIM_ATTEMPTS {
-            let newest = manifests::newest(&self.location, key)
-                .await
-                .map_err(|f| self.chain_error(f))?;
-            let slot = newest.as_ref().map_or(0, |m| m.checkpoint.epoch) + 1;
-            let (checkpoint, mut claims) = match newest {
-                Some(m) => (m.checkpoint, m.claims),
-                // Nothing committed yet: the claim holds no position.
-                None => (
-                    Checkpoint {
-                        pipeline: key.to_owned(),
-                        ..Checkpoint::default()
-                    },
-                    Vec::new(),
-                ),
-            };
-            claims.push(slot);
-            let manifest = Manifest {
-                checkpoint: Checkpoint {
-                    epoch: slot,
-                    ..checkpoint
-                },
-                files: Vec::new(),
-                owner: Some(owner.to_owned()),
-                claims: claims.clone(),
-            };
-            let put = manifests::put(&self.location, key, &manifest).await;
-            match put.map_err(|f| self.chain_error(f))? {
-                Put::Written => {
-                    tracing::debug!(sink = %self.describe(), partition = key, slot, "Partition claimed.");
-                    let mut claimed = Claimed {
-                        scope: key.contains('@').then(|| scope_of(key)),
-                        owner: owner.to_owned(),
-                        slot,
-                        claims,
-                        leased: None,
-                    };
-                    if claimed.scope.is_none() && self.write_lease(key, owner).await {
-                        claimed.leased = Some(Instant::now());
-                    }
-                    let checkpoint = Some(manifest.checkpoint);
-                    return self
-                        .start_epochs(key, slot, checkpoint, Some(claimed))
-                        .await;
-                }
-                // The previous owner committed, or another process claimed,
-                // since the manifests were read: read them again.
-                Put::Taken(path) => {
-                    tracing::debug!(sink = %self.describe(), partition = key, %path, "The next manifest slot was taken while claiming; reading the chain again.");
-                }
-            }
-        }
-        Err(Error::Client {
-            sink: self.describe(),
-            action: format!("claim {key}"),
-            reason: format!(
-                "another process wrote {key}'s next manifest {CLAIM_ATTEMPTS} times in a row"
-            ),
-            hint: "several processes own this partition at once: check that every process of the pipeline runs the same config and consumer group",
-        })
+        self.start_epochs(key, slot, checkpoint, Some(claimed))
+            .await
     }
 
     async fn commit(&mut self, checkpoint: &Checkpoint, force: bool) -> Result<bool> {
@@ -1149,207 +1077,112 @@ impl EpochStore for ParquetSink {
         }
         crate::crash::point("after-upload");
         let epochs = self.epochs.as_mut().expect("checked above");
-        let manifest = Manifest {
-            checkpoint: checkpoint.clone(),
-            files: std::mem::take(&mut epochs.finished),
-            owner: epochs.claimed.as_ref().map(|g| g.owner.clone()),
-            claims: epochs
-                .claimed
-                .as_ref()
-                .map(|g| g.claims.clone())
-                .unwrap_or_default(),
+        let files = EpochFiles {
+            paths: std::mem::take(&mut epochs.finished),
+            added: std::mem::take(&mut epochs.added),
         };
+        let paths = files.paths.clone();
+        let holding = epochs
+            .claimed
+            .as_ref()
+            .map(|c| (c.owner.clone(), c.slot, c.claims.clone()));
         epochs.pending = checkpoint.epoch + 1;
         epochs.rows = 0;
         epochs.last = Some(checkpoint.clone());
         self.seq = 0;
-        if self.delta.is_some() {
-            let added = std::mem::take(&mut epochs.added);
-            return self.commit_delta(&pipeline, &manifest, added).await;
-        }
-        let put = manifests::put(&self.location, &pipeline, &manifest).await;
-        match put.map_err(|f| self.chain_error(f))? {
-            Put::Written => {}
-            Put::Taken(path) => {
-                let epochs = self.epochs.as_ref().expect("checked above");
-                let Some(claimed) = &epochs.claimed else {
-                    return Err(Error::Client {
-                        sink: self.describe(),
-                        action: format!("commit epoch {}", checkpoint.epoch),
-                        reason: format!(
-                            "{path} exists: another weir process runs pipeline {pipeline}"
-                        ),
-                        hint: "run each pipeline in one process; this one stops without committing",
-                    });
-                };
-                let slot = claimed.slot;
-                // Fenced: the files of this epoch will never be committed.
-                for file in manifest
-                    .files
-                    .iter()
-                    .filter_map(|f| StorePath::parse(f).ok())
-                {
-                    if let Err(e) = self.location.store.delete(&file).await {
-                        tracing::warn!(%file, error = %e, "Could not delete a part file of a fenced epoch; the partition's next claim deletes it.");
-                    }
-                }
-                return Err(Error::Fenced {
-                    sink: self.describe(),
-                    partition: pipeline,
-                    owner_epoch: slot as i64,
-                });
-            }
-        }
-        manifests::prune(&self.location, &pipeline).await;
-        if !manifest.files.is_empty() {
-            self.after_commit().await;
-        }
-        Ok(true)
-    }
-}
-
-impl ParquetSink {
-    /// Delta: claims `key` with a commit of its next `txn` version (see
-    /// [`crate::table::delta`]), then holds epochs from there.
-    async fn claim_delta(&mut self, key: &str, owner: &str) -> Result<Option<Checkpoint>> {
-        self.schema_from_table().await?;
-        let Some(schema) = self.schema.clone() else {
-            // No table and no schema yet: the table is made from the first
-            // batch. Nothing can have been committed, so the first epoch's
-            // commit is the claim (its `txn` check refuses it if another
-            // process claimed meanwhile).
-            let mut claimed = Claimed {
-                scope: key.contains('@').then(|| scope_of(key)),
-                owner: owner.to_owned(),
-                slot: 0,
-                claims: Vec::new(),
-                leased: None,
-            };
-            if claimed.scope.is_none() && self.write_lease(key, owner).await {
-                claimed.leased = Some(Instant::now());
-            }
-            return self.start_epochs(key, 0, None, Some(claimed)).await;
-        };
-        self.prepare_delta(&schema).await?;
-        let board = key
-            .rsplit_once('@')
-            .map(|(pipeline, _)| pipeline.to_owned());
-        let delta = self.delta.as_mut().expect("opened by format()");
-        let (slot, last) = match delta.table.claim(key, owner, board.as_deref()).await {
-            Ok(claimed) => claimed,
-            Err(e) => return Err(self.table_error(e)),
-        };
-        tracing::debug!(sink = %self.describe(), partition = key, slot, "Partition claimed.");
-        let mut claimed = Claimed {
-            scope: key.contains('@').then(|| scope_of(key)),
-            owner: owner.to_owned(),
-            slot,
-            claims: vec![slot],
-            leased: None,
-        };
-        if claimed.scope.is_none() && self.write_lease(key, owner).await {
-            claimed.leased = Some(Instant::now());
-        }
-        let checkpoint = match last {
-            Some(last) => Checkpoint {
-                epoch: slot,
-                ..last
-            },
-            None => Checkpoint {
-                pipeline: key.to_owned(),
-                epoch: slot,
-                ..Checkpoint::default()
-            },
-        };
-        self.start_epochs(key, slot, Some(checkpoint), Some(claimed))
-            .await
-    }
-
-    /// Delta: commits the epoch `manifest` describes (its files, `txn` and
-    /// checkpoint) in one Delta commit; a process whose epoch the log holds
-    /// already (another claimed or committed it) is fenced and deletes the
-    /// epoch's files.
-    async fn commit_delta(
-        &mut self,
-        pipeline: &str,
-        manifest: &Manifest,
-        added: Vec<DataFile>,
-    ) -> Result<bool> {
-        let epoch = manifest.checkpoint.epoch;
-        // A claim deferred until the table existed (see claim_delta): this
-        // commit also names the partition's owner.
-        let deferred = self
-            .epochs
-            .as_ref()
-            .and_then(|e| e.claimed.as_ref())
-            .is_some_and(|c| c.slot == 0);
-        let board = pipeline
-            .rsplit_once('@')
-            .filter(|_| deferred)
-            .map(|(p, _)| p.to_owned());
-        let holder = self
-            .epochs
-            .as_ref()
-            .and_then(|e| e.claimed.as_ref())
-            .map(|c| (c.owner.clone(), c.slot));
-        let delta = self.delta.as_mut().expect("checked by the caller");
-        let outcome = delta
-            .table
+        let committed = self
+            .log()
             .commit(
-                pipeline,
-                &manifest.checkpoint,
-                holder.as_ref().map(|(owner, slot)| (owner.as_str(), *slot)),
-                added,
-                board.as_deref(),
+                &pipeline,
+                checkpoint,
+                holding.as_ref().map(|(owner, slot, claims)| Holding {
+                    owner,
+                    slot: *slot,
+                    claims,
+                }),
+                files,
             )
             .await;
-        let newer = match outcome {
-            Ok(Outcome::Committed(version)) => {
-                tracing::debug!(sink = %self.describe(), checkpoint = pipeline, epoch, version, "Epoch committed.");
-                if !manifest.files.is_empty() {
+        let newer = match committed.map_err(|e| self.log_error(e))? {
+            Committed::Yes => {
+                tracing::debug!(sink = %self.describe(), checkpoint = %pipeline, epoch = checkpoint.epoch, "Epoch committed.");
+                if !paths.is_empty() {
                     self.after_commit().await;
                 }
                 return Ok(true);
             }
-            Ok(Outcome::Fenced { newer }) => newer,
-            Err(e) => return Err(self.table_error(e)),
+            Committed::Refused { newer } => newer,
         };
-        // Fenced: the files of this epoch will never be committed.
-        for file in manifest
-            .files
-            .iter()
-            .filter_map(|f| StorePath::parse(f).ok())
-        {
+        // Refused: the files of this epoch will never be committed.
+        for file in paths.iter().filter_map(|f| StorePath::parse(f).ok()) {
             if let Err(e) = self.location.store.delete(&file).await {
-                tracing::warn!(%file, error = %e, "Could not delete a part file of a fenced epoch; it is in no commit, so no reader sees it.");
+                tracing::warn!(%file, error = %e, "Could not delete a part file of a refused epoch; no commit names it, so no reader sees it.");
             }
         }
-        let claimed = self.epochs.as_ref().and_then(|e| e.claimed.as_ref());
-        match claimed {
+        let epoch = checkpoint.epoch;
+        Err(match holding {
             // The claim was deferred (no table yet when this process took
             // the partition) and another process committed it meanwhile:
             // this process never held a slot, so it is not a zombie; it
             // starts over from that commit.
-            Some(_) if deferred => Err(Error::Unavailable {
+            Some((_, 0, _)) => Error::Unavailable {
                 sink: self.describe(),
                 action: format!("commit epoch {epoch} of {pipeline}"),
                 reason: format!(
-                    "another process committed {pipeline} (up to epoch {newer}) while this one waited for the table to be created; resuming from that commit"
+                    "another process committed {pipeline} ({newer}) while this one waited for the table to be created; resuming from that commit"
                 ),
-            }),
-            Some(claimed) => Err(Error::Fenced {
+            },
+            Some((_, slot, _)) => Error::Fenced {
                 sink: self.describe(),
-                partition: pipeline.to_owned(),
-                owner_epoch: claimed.slot as i64,
-            }),
-            None => Err(Error::Client {
+                partition: pipeline,
+                owner_epoch: slot as i64,
+            },
+            None => Error::Client {
                 sink: self.describe(),
                 action: format!("commit epoch {epoch}"),
-                reason: format!(
-                    "the Delta log holds epoch {newer} of {pipeline} already: another weir process runs pipeline {pipeline}"
-                ),
+                reason: format!("{newer}: another weir process runs pipeline {pipeline}"),
                 hint: "run each pipeline in one process; this one stops without committing",
-            }),
+            },
+        })
+    }
+}
+
+impl ParquetSink {
+    /// The epoch log of the location's table format: the Delta table, or
+    /// weir's manifest chains.
+    fn log(&mut self) -> &mut dyn EpochLog {
+        match &mut self.delta {
+            Some(delta) => &mut delta.table,
+            None => &mut self.chains,
+        }
+    }
+
+    /// Before the epoch log is read: the table format, and for Delta the
+    /// schema and layout (the table's, or the configured columns). Whether
+    /// the log can take a claim now: not while a Delta table does not
+    /// exist and no schema is configured (the first batch makes it).
+    async fn prepare_log(&mut self) -> Result<bool> {
+        if self.format().await? != TableFormat::Delta {
+            return Ok(true);
+        }
+        self.schema_from_table().await?;
+        let Some(schema) = self.schema.clone() else {
+            return Ok(false);
+        };
+        self.prepare_delta(&schema).await?;
+        Ok(true)
+    }
+
+    /// An epoch log's failure as the sink's error: transient ones are an
+    /// outage.
+    fn log_error(&self, e: LogError) -> Error {
+        match e {
+            LogError::Unavailable { action, reason } => Error::Unavailable {
+                sink: self.describe(),
+                action,
+                reason,
+            },
+            LogError::Failed { action, reason } => self.format_error(&action, reason),
         }
     }
 }
@@ -1414,10 +1247,6 @@ impl ParquetSink {
         });
     }
 }
-
-/// How often a claim reads the manifest chain again when its slot was
-/// taken before it gives up.
-const CLAIM_ATTEMPTS: usize = 10;
 
 impl ParquetSink {
     fn lease_path(&self, pipeline: &str) -> StorePath {
@@ -1504,16 +1333,9 @@ impl ParquetSink {
 #[async_trait]
 impl Owners for ParquetSink {
     async fn owners(&mut self, pipeline: &str) -> Result<Vec<(String, String)>> {
-        if self.format().await? == TableFormat::Delta {
-            let delta = self.delta.as_mut().expect("opened by format()");
-            return match delta.table.owners(pipeline).await {
-                Ok(owners) => Ok(owners),
-                Err(e) => Err(self.table_error(e)),
-            };
-        }
-        manifests::owners(&self.location, pipeline)
-            .await
-            .map_err(|f| self.chain_error(f))
+        self.format().await?;
+        let owners = self.log().owners(pipeline).await;
+        owners.map_err(|e| self.log_error(e))
     }
 }
 

@@ -1174,6 +1174,75 @@ pub struct LiveFile {
     pub partition: BTreeMap<String, Option<String>>,
 }
 
+/// Each epoch one Delta commit (its `add` actions, `txn` and checkpoint
+/// record); a claim a commit of the next `txn` version with no files.
+#[async_trait::async_trait]
+impl super::EpochLog for DeltaTable {
+    async fn last(&mut self, key: &str) -> Result<Option<Checkpoint>, super::LogError> {
+        Ok(self
+            .recover(key)
+            .await?
+            .map(|(_, checkpoint, _)| checkpoint))
+    }
+
+    async fn claim(&mut self, key: &str, owner: &str) -> Result<super::Claim, super::LogError> {
+        // Group mode: the claim also names the owner on the pipeline's board.
+        let board = key
+            .rsplit_once('@')
+            .map(|(pipeline, _)| pipeline.to_owned());
+        let (slot, last) = self.claim(key, owner, board.as_deref()).await?;
+        let checkpoint = match last {
+            Some(last) => Checkpoint {
+                epoch: slot,
+                ..last
+            },
+            None => Checkpoint {
+                pipeline: key.to_owned(),
+                epoch: slot,
+                ..Checkpoint::default()
+            },
+        };
+        Ok(super::Claim {
+            slot,
+            claims: vec![slot],
+            checkpoint,
+        })
+    }
+
+    async fn commit(
+        &mut self,
+        key: &str,
+        checkpoint: &Checkpoint,
+        holding: Option<super::Holding<'_>>,
+        files: super::EpochFiles,
+    ) -> Result<super::Committed, super::LogError> {
+        // A claim deferred until the table existed (slot 0: no table when
+        // the key was taken): this commit also names the partition's owner.
+        let deferred = holding.as_ref().is_some_and(|h| h.slot == 0);
+        let board = key
+            .rsplit_once('@')
+            .filter(|_| deferred)
+            .map(|(pipeline, _)| pipeline.to_owned());
+        let holder = holding.map(|h| (h.owner, h.slot));
+        match self
+            .commit(key, checkpoint, holder, files.added, board.as_deref())
+            .await?
+        {
+            Outcome::Committed(version) => {
+                tracing::debug!(table = %self.location.display, app_id = key, epoch = checkpoint.epoch, version, "Epoch committed.");
+                Ok(super::Committed::Yes)
+            }
+            Outcome::Fenced { newer } => Ok(super::Committed::Refused {
+                newer: format!("the Delta log holds epoch {newer} of {key} already"),
+            }),
+        }
+    }
+
+    async fn owners(&mut self, pipeline: &str) -> Result<Vec<(String, String)>, super::LogError> {
+        Ok(self.owners(pipeline).await?)
+    }
+}
+
 impl DeltaTable {
     /// The files of the newest snapshot (what every reader reads now), and
     /// that snapshot's version; empty when there is no log yet.

@@ -10,6 +10,7 @@
 //! This is the store-level protocol only: the Parquet sink
 //! ([`crate::sink::parquet`]) decides what to commit and when.
 
+use super::{Claim, Committed, EpochFiles, EpochLog, Holding, LogError};
 use crate::checkpoint::Checkpoint;
 use crate::store::Location;
 use futures::TryStreamExt;
@@ -201,6 +202,104 @@ pub(crate) async fn owners(
     }
     owners.sort();
     Ok(owners)
+}
+
+/// How often a claim reads the manifest chain again when its slot was
+/// taken before it gives up.
+const CLAIM_ATTEMPTS: usize = 10;
+
+/// The manifest chains of a location, as an [`EpochLog`].
+pub(crate) struct Chains {
+    pub(crate) location: Location,
+}
+
+#[async_trait::async_trait]
+impl EpochLog for Chains {
+    async fn last(&mut self, key: &str) -> Result<Option<Checkpoint>, LogError> {
+        Ok(newest(&self.location, key).await?.map(|m| m.checkpoint))
+    }
+
+    /// Writes the chain's next slot as a manifest with no files that
+    /// carries the last checkpoint forward and adds the slot to the
+    /// chain's claims; reads the chain again when another process took the
+    /// slot first.
+    async fn claim(&mut self, key: &str, owner: &str) -> Result<Claim, LogError> {
+        for _ in 0..CLAIM_ATTEMPTS {
+            let newest = newest(&self.location, key).await?;
+            let slot = newest.as_ref().map_or(0, |m| m.checkpoint.epoch) + 1;
+            let (checkpoint, mut claims) = match newest {
+                Some(m) => (m.checkpoint, m.claims),
+                // Nothing committed yet: the claim holds no position.
+                None => (
+                    Checkpoint {
+                        pipeline: key.to_owned(),
+                        ..Checkpoint::default()
+                    },
+                    Vec::new(),
+                ),
+            };
+            claims.push(slot);
+            let manifest = Manifest {
+                checkpoint: Checkpoint {
+                    epoch: slot,
+                    ..checkpoint
+                },
+                files: Vec::new(),
+                owner: Some(owner.to_owned()),
+                claims: claims.clone(),
+            };
+            match put(&self.location, key, &manifest).await? {
+                Put::Written => {
+                    return Ok(Claim {
+                        slot,
+                        claims,
+                        checkpoint: manifest.checkpoint,
+                    });
+                }
+                // The previous owner committed, or another process claimed,
+                // since the chain was read: read it again.
+                Put::Taken(path) => {
+                    tracing::debug!(location = %self.location.display, partition = key, %path, "The next manifest slot was taken while claiming; reading the chain again.");
+                }
+            }
+        }
+        Err(LogError::Failed {
+            action: format!("claim {key}"),
+            reason: format!(
+                "another process wrote {key}'s next manifest {CLAIM_ATTEMPTS} times in a row: several processes own this partition at once; check that every process of the pipeline runs the same config and consumer group"
+            ),
+        })
+    }
+
+    /// One conditional put of the epoch's manifest: refused when its slot
+    /// is taken (a newer claim, or another process's commit).
+    async fn commit(
+        &mut self,
+        key: &str,
+        checkpoint: &Checkpoint,
+        holding: Option<Holding<'_>>,
+        files: EpochFiles,
+    ) -> Result<Committed, LogError> {
+        let manifest = Manifest {
+            checkpoint: checkpoint.clone(),
+            files: files.paths,
+            owner: holding.as_ref().map(|h| h.owner.to_owned()),
+            claims: holding.map(|h| h.claims.to_vec()).unwrap_or_default(),
+        };
+        match put(&self.location, key, &manifest).await? {
+            Put::Written => {
+                prune(&self.location, key).await;
+                Ok(Committed::Yes)
+            }
+            Put::Taken(path) => Ok(Committed::Refused {
+                newer: format!("{path} exists"),
+            }),
+        }
+    }
+
+    async fn owners(&mut self, pipeline: &str) -> Result<Vec<(String, String)>, LogError> {
+        Ok(owners(&self.location, pipeline).await?)
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ pub mod compact;
 pub mod delta;
 pub(crate) mod manifests;
 
+use crate::checkpoint::Checkpoint;
 use crate::store::Location;
 use futures::TryStreamExt;
 use manifests::{Manifest, manifest_epoch, part_epoch, scope_of};
@@ -60,6 +61,115 @@ pub(crate) fn error(
         action: action.into(),
         reason: reason.to_string(),
     }
+}
+
+/// A failure of an [`EpochLog`].
+#[derive(Debug)]
+pub(crate) enum LogError {
+    /// The store did not answer or failed transiently: back off, retry.
+    Unavailable { action: String, reason: String },
+    /// Retrying cannot help; the reason says what to do.
+    Failed { action: String, reason: String },
+}
+
+impl From<delta::Error> for LogError {
+    fn from(e: delta::Error) -> Self {
+        match e {
+            delta::Error::Unavailable { action, reason, .. } => {
+                LogError::Unavailable { action, reason }
+            }
+            delta::Error::Table { action, reason, .. } => LogError::Failed { action, reason },
+        }
+    }
+}
+
+impl From<manifests::Failure> for LogError {
+    fn from(failure: manifests::Failure) -> Self {
+        match failure {
+            manifests::Failure::Store { action, error } if crate::store::is_transient(&error) => {
+                LogError::Unavailable {
+                    action,
+                    reason: error.to_string(),
+                }
+            }
+            manifests::Failure::Store { action, error } => LogError::Failed {
+                action,
+                reason: error.to_string(),
+            },
+            manifests::Failure::Damaged { action, reason } => LogError::Failed { action, reason },
+        }
+    }
+}
+
+/// A claim of a checkpoint key (see [`EpochLog::claim`]).
+pub(crate) struct Claim {
+    /// The epoch number the claim took; epochs written under it come
+    /// after it.
+    pub slot: u64,
+    /// Every slot claimed so far in the key's log (epochs that hold no
+    /// files), this one included.
+    pub claims: Vec<u64>,
+    /// The last committed checkpoint, carried forward, its epoch the slot.
+    pub checkpoint: Checkpoint,
+}
+
+/// Who commits an epoch: the owner and the claim it commits under.
+pub(crate) struct Holding<'a> {
+    pub owner: &'a str,
+    pub slot: u64,
+    pub claims: &'a [u64],
+}
+
+/// The files an epoch wrote.
+pub(crate) struct EpochFiles {
+    /// Every file, its store path.
+    pub paths: Vec<String>,
+    /// The same with what a table that keeps statistics adds to its log
+    /// (Delta; empty for weir's manifests).
+    pub added: Vec<delta::DataFile>,
+}
+
+/// How [`EpochLog::commit`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Committed {
+    /// The epoch is in the log.
+    Yes,
+    /// The log holds this epoch of the key already, or a newer claim:
+    /// another process committed or claimed it. Nothing was committed.
+    Refused {
+        /// What the log holds, for the error.
+        newer: String,
+    },
+}
+
+/// The epoch log of a Parquet location's table format: where each epoch of
+/// a checkpoint key (a pipeline, or in group mode a partition) is committed
+/// atomically with its files and checkpoint, and where a claim fences
+/// every earlier owner of the key. Implemented by weir's manifest chains
+/// ([`manifests::Chains`]) and a Delta table ([`delta::DeltaTable`]); the
+/// Parquet sink writes the files and commits through it.
+#[async_trait::async_trait]
+pub(crate) trait EpochLog: Send {
+    /// The last committed checkpoint of `key` (its epoch included).
+    async fn last(&mut self, key: &str) -> Result<Option<Checkpoint>, LogError>;
+
+    /// Takes `key` for `owner`, in the log, so that a previous owner's
+    /// next commit is refused.
+    async fn claim(&mut self, key: &str, owner: &str) -> Result<Claim, LogError>;
+
+    /// Commits epoch `checkpoint.epoch` of `key` with `files`, refused
+    /// unless `holding` (when given) is still the key's newest claim and
+    /// the epoch is not in the log yet.
+    async fn commit(
+        &mut self,
+        key: &str,
+        checkpoint: &Checkpoint,
+        holding: Option<Holding<'_>>,
+        files: EpochFiles,
+    ) -> Result<Committed, LogError>;
+
+    /// Group mode: `(partition, owner)` for every partition of `pipeline`.
+    async fn owners(&mut self, pipeline: &str) -> Result<Vec<(String, String)>, LogError>;
 }
 
 /// The folder of rewrite records, under the location.
