@@ -20,9 +20,9 @@
 //! - [`sample`] — deterministic sample data (taxi trips, weather, logs).
 //! - [`bench`] — the WASM-vs-native benchmark behind `weir bench`.
 //! - [`authoring`] — `weir plugin new` and `weir plugin build` (Rust, Python, JS).
-//! - [`table`] — the committed files of a Parquet location (a Delta Lake
-//!   table, `table::delta`, or weir's manifests), `weir files` and
-//!   `weir compact`.
+//! - [`table`] — the committed files of a Parquet location and the epoch
+//!   log of its table format (a Delta Lake table, `table::delta`, or weir's
+//!   manifests), `weir files` and `weir compact`.
 //!
 //! `main.rs` is the CLI (`run`, `validate`, `plugin test`, `bench`, `gen`).
 

@@ -11,11 +11,20 @@
 //! folder object_store writes a staging file and renames it. A reader
 //! listing `*.parquet` never sees a partial file.
 //!
-//! Table formats: with `table = "delta"` (the default for a new location)
-//! the location is a Delta Lake table and each epoch is one Delta commit
-//! (see [`crate::table::delta`]): its files, a `txn` and the checkpoint;
-//! claims and fencing go through the log too. What follows describes
-//! weir's own format, `table = "weir"`; the file naming is shared.
+//! Table formats: the sink writes and finishes the files; recovery, claims
+//! and epoch commits go through the location's epoch log (`table::EpochLog`).
+//! With `table = "delta"` (the default for a new location) the location is
+//! a Delta Lake table and each epoch is one Delta commit (see
+//! [`crate::table::delta`]): its files, a `txn` and the checkpoint; claims
+//! and fencing go through the log too. What follows describes weir's own
+//! format, `table = "weir"` (`table::manifests`); the file naming
+//! is shared.
+//!
+//! Memory: one file is open per partition folder written to, holding its
+//! open row group and upload buffer; at `max-open-files` (16) opening one
+//! more finishes the least recently written, so records spread over
+//! hundreds of folders (seed 002's game days) do not hold hundreds of
+//! writers.
 //!
 //! Exactly-once (the default): files are named after the epoch they belong
 //! to, `part-<epoch, 10 digits>-<seq>.parquet`. An epoch commits when its

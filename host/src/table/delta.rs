@@ -55,7 +55,7 @@ use delta_kernel_default_engine::executor::tokio::{
 use delta_kernel_default_engine::parquet::DataFileMetadata;
 use delta_kernel_default_engine::stats::FileStatsAccumulator;
 use delta_kernel_default_engine::{DefaultEngine, DefaultEngineBuilder, build_add_file_metadata};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
@@ -1407,25 +1407,36 @@ impl DeltaTable {
         ))
     }
 
-    /// When each file a commit removed was removed (epoch ms), from the
-    /// JSON commits of the log (the kernel does not expose tombstones).
-    async fn removed_at(&self) -> Result<HashMap<String, i64>> {
+    /// When each file was removed (its `remove` action's
+    /// `deletionTimestamp`, else its commit's time), from the JSON commits
+    /// written at `since` (ms) or later: a file is removed after it was
+    /// written, so a commit older than the oldest file asked about cannot
+    /// remove it. The commits are read 16 at a time (a small GET costs a
+    /// round trip; there can be thousands).
+    async fn removed_at(&self, since: i64) -> Result<HashMap<String, i64>> {
         let log = self.location.child(LOG);
         let commits: Vec<object_store::ObjectMeta> = self
             .location
             .store
             .list(Some(&log))
             .try_filter(|m| {
-                futures::future::ready(m.location.filename().is_some_and(|n| n.ends_with(".json")))
+                futures::future::ready(
+                    m.location.filename().is_some_and(|n| n.ends_with(".json"))
+                        && m.last_modified.timestamp_millis() >= since,
+                )
             })
             .try_collect()
             .await
             .map_err(|e| self.fail(format!("list {log}"), e))?;
-        let mut removed = HashMap::new();
-        for commit in commits {
+        let reads = commits.into_iter().map(|commit| async move {
             let bytes = crate::table::get(&self.location, &commit.location)
                 .await
                 .map_err(|e| self.fail(format!("read {}", commit.location), e))?;
+            Ok::<_, Error>((commit, bytes))
+        });
+        let mut reads = futures::stream::iter(reads).buffer_unordered(16);
+        let mut removed = HashMap::new();
+        while let Some((commit, bytes)) = reads.try_next().await? {
             for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                 #[derive(Deserialize)]
                 struct Action {
@@ -1464,7 +1475,6 @@ impl DeltaTable {
     pub async fn vacuum(&mut self, retention: std::time::Duration) -> Result<usize> {
         let (live, _) = self.files().await?;
         let live: std::collections::HashSet<String> = live.into_iter().map(|f| f.path).collect();
-        let removed = self.removed_at().await?;
         let cutoff = crate::record::now_ms() - retention.as_millis() as i64;
         let all: Vec<object_store::ObjectMeta> = self
             .location
@@ -1473,15 +1483,32 @@ impl DeltaTable {
             .try_collect()
             .await
             .map_err(|e| self.fail("list files", e))?;
+        // Data files no snapshot names, written before the cutoff (one
+        // written later is within its retention whenever it was removed).
+        let candidates: Vec<(String, object_store::ObjectMeta)> = all
+            .into_iter()
+            .filter_map(|meta| {
+                let name = self.location.relative(&meta.location);
+                let hidden = name
+                    .split('/')
+                    .any(|part| part.starts_with('_') || part.starts_with('.'));
+                let candidate = !hidden
+                    && name.ends_with(".parquet")
+                    && !live.contains(&name)
+                    && meta.last_modified.timestamp_millis() <= cutoff;
+                candidate.then_some((name, meta))
+            })
+            .collect();
+        let Some(oldest) = candidates
+            .iter()
+            .map(|(_, meta)| meta.last_modified.timestamp_millis())
+            .min()
+        else {
+            return Ok(0);
+        };
+        let removed = self.removed_at(oldest).await?;
         let mut deleted = 0;
-        for meta in all {
-            let name = self.location.relative(&meta.location);
-            let hidden = name
-                .split('/')
-                .any(|part| part.starts_with('_') || part.starts_with('.'));
-            if hidden || !name.ends_with(".parquet") || live.contains(&name) {
-                continue;
-            }
+        for (name, meta) in candidates {
             let since = removed
                 .get(&name)
                 .copied()
