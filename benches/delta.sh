@@ -9,10 +9,12 @@
 #     Delta): the default `max-open-files` (16) against no bound (100 000
 #     open files, what the sink did before it had the key), paired rounds:
 #     peak RSS and records/s;
-#  3. a game day of 1 800 shots, each its own commit, into a Delta table,
-#     then `weir compact` of its 1 800 small files: files and bytes before and
-#     after, and the compaction's time.
+#  3. a game day of 1 800 shots, each its own commit, into a Delta table and
+#     into weir's manifests, then `weir compact` of each one's 1 800 small
+#     files: the commit rate, files and bytes before and after, the
+#     compaction's time.
 # Usage: benches/delta.sh [log records] [shots] [day shots] [rounds]
+#        DELTA_PHASES="1 3" runs only those parts.
 #        (defaults 2000000 1000000 1800 2)
 set -euo pipefail
 logs="${1:-2000000}"
@@ -25,7 +27,10 @@ numbers() { # a `measure` line: records/s, peak RSS MiB, mean commit ms (0 when 
   sed -E 's/.*= *([0-9]+) records\/s, peak RSS ([0-9]+) MiB(.*mean ([0-9.]+) ms)?.*/\1 \2 \4/' | awk '{ print $1, $2, ($3 == "" ? 0 : $3) }'
 }
 
+phase() { [[ " ${DELTA_PHASES:-1 2 3} " == *" $1 "* ]]; }
+
 # 1. Delta against weir's manifests on seed 003's job.
+if phase 1; then
 records=$logs
 id="delta-$$"
 "$weir" gen logs --count "$logs" --seed 5 --invalid-pct 0 --topic "logs-$id" --partitions 2 --brokers "$WEIR_KAFKA" 2>/dev/null
@@ -44,7 +49,10 @@ awk -F'\t' '{ split($2, v, " "); r[$1] += v[1]; m[$1] += v[2]; c[$1] += v[3]; n[
     (r["delta"] / n["delta"]) / (r["weir"] / n["weir"]), (m["delta"] / n["delta"]) / (m["weir"] / n["weir"]),
     (c["delta"] / n["delta"]) / (c["weir"] / n["weir"]), n["delta"] }' "$work/logs"
 
+fi
+
 # 2. Many partition folders: max-open-files at its default, and unbounded.
+if phase 2; then
 records=$season
 unbounded="$work/shots-unbounded.toml"
 sed 's/^partition-by = \["season", "game_date"\]/&\nmax-open-files = 100000/' examples/shots.toml >"$unbounded"
@@ -67,19 +75,20 @@ awk -F'\t' '{ split($2, v, " "); r[$1] += v[1]; m[$1] += v[2]; n[$1]++ }
   END { printf "max-open-files 16 / unbounded: records/s %.2f, peak RSS %.3f (means over %d rounds)\n",
     (r["default"] / n["default"]) / (r["unbounded"] / n["unbounded"]), (m["default"] / n["default"]) / (m["unbounded"] / n["unbounded"]), n["default"] }' "$work/shots"
 
-# 3. A game day committed one shot at a time, then compacted.
-records=$day
-config="$work/day.toml"
-sed 's/^batch-size = 4096/batch-size = 1\ncheckpoint-records = 1/' examples/shots.toml >"$config"
-id="day-$$"
-"$weir" gen shots --count "$day" --seed 2 --invalid-pct 0 --topic "$id" --brokers "$WEIR_KAFKA" 2>/dev/null
-"$weir" bucket create "s3://$id" >/dev/null
-SHOTS_TOPIC=$id SHOTS_BUCKET=$id SHOTS_ROLLOVER=0s SHOTS_COMPACT_EVERY=1000h \
-  measure "day: one shot per Delta commit" "$config" shots
-echo "  $(commits shots)"
-bytes_of() { # location: the newest version's files and bytes
-  "$weir" files --long "$1" | awk -F'\t' '/\.parquet/ { n++; b += $2 } END { printf "%d files, %.2f MB", n, b / 1e6 }'
-}
-echo "before compaction: $(bytes_of "s3://$id/charts")"
-"$weir" compact "s3://$id/charts" --sort-by shot_id | sed 's/^/  /'
-echo "after compaction:  $(bytes_of "s3://$id/charts")"
+fi
+
+# 3. A game day committed one shot at a time, then compacted, in each format.
+if phase 3; then
+  records=$day
+  config="$work/day.toml"
+  sed 's/^batch-size = 4096/batch-size = 1\ncheckpoint-records = 1/' examples/shots.toml >"$config"
+  for table in delta weir; do
+    id="day-$table-$$"
+    "$weir" gen shots --count "$day" --seed 2 --invalid-pct 0 --topic "$id" --brokers "$WEIR_KAFKA" 2>/dev/null
+    "$weir" bucket create "s3://$id" >/dev/null
+    SHOTS_TABLE=$table SHOTS_TOPIC=$id SHOTS_BUCKET=$id SHOTS_ROLLOVER=0s SHOTS_COMPACT_EVERY=1000h \
+      measure "day → $table, one shot per commit" "$config" shots | tail -n 1
+    echo "  $(commits shots)"
+    "$weir" compact "s3://$id/charts" --sort-by shot_id | sed 's/^/  /'
+  done
+fi
