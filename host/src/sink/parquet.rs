@@ -398,11 +398,11 @@ impl ParquetSink {
             return Ok(format);
         }
         let table = DeltaTable::open(&self.location, self.config.checkpoint_every)
-            .map_err(|e| self.table_error(e))?;
+            .map_err(|e| self.log_error(e.into()))?;
         let format = match self.format {
             Some(format) => format,
             None => {
-                let delta = table.exists().await.map_err(|e| self.table_error(e))?;
+                let delta = table.exists().await.map_err(|e| self.log_error(e.into()))?;
                 let mut manifests = self
                     .location
                     .store
@@ -430,10 +430,6 @@ impl ParquetSink {
         }
         self.format = Some(format);
         Ok(format)
-    }
-
-    fn table_error(&self, e: crate::table::delta::Error) -> Error {
-        self.log_error(e.into())
     }
 
     /// Delta: the layout the sink writes, from the record schema.
@@ -464,7 +460,7 @@ impl ParquetSink {
         let delta = self.delta.as_mut().expect("checked above");
         let layout = match delta.table.prepare(&wanted).await {
             Ok(layout) => layout,
-            Err(e) => return Err(self.table_error(e)),
+            Err(e) => return Err(self.log_error(e.into())),
         };
         let data_columns: Vec<usize> = (0..schema.fields().len())
             .filter(|&i| !layout.partition_columns.contains(schema.field(i).name()))
@@ -492,7 +488,7 @@ impl ParquetSink {
         };
         let layout = match delta.table.existing_layout().await {
             Ok(layout) => layout,
-            Err(e) => return Err(self.table_error(e)),
+            Err(e) => return Err(self.log_error(e.into())),
         };
         if let Some(layout) = layout {
             let by_date = self.config.partition_by_date.is_some();
@@ -667,7 +663,7 @@ impl ParquetSink {
                     delta
                         .table
                         .stats_collector(schema)
-                        .map_err(|e| self.table_error(e))?,
+                        .map_err(|e| self.log_error(e.into()))?,
                 ),
                 None => None,
             };
@@ -724,7 +720,7 @@ impl ParquetSink {
             (None, Some(added)) => {
                 let delta = self.delta.as_mut().expect("stats are collected for Delta");
                 if let Err(e) = delta.table.append(vec![added]).await {
-                    return Err(self.table_error(e));
+                    return Err(self.log_error(e.into()));
                 }
             }
             (None, None) => {}
