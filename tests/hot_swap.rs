@@ -857,3 +857,148 @@ async fn in_group_mode_a_swap_reaches_every_partition_and_loses_nothing() {
         assert_eq!(version.as_deref(), Some(want.as_str()), "seq {seq}");
     }
 }
+
+/// `weir plugin history`'s rows: `(seq, action, name@version, live)`.
+fn history(location: &str, env: &[(String, String)]) -> Vec<(u64, String, String, bool)> {
+    weir(&["plugin", "history", location], env)
+        .lines()
+        .filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            (
+                cols[0].parse().unwrap(),
+                cols[2].to_owned(),
+                cols[3].to_owned(),
+                cols.last() == Some(&"live"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_deployed_to_s3_goes_live_a_bad_one_is_never_published_and_rollback_brings_back_the_previous()
+ {
+    let swap = taxi_swap("swap-s3", "poll-interval = \"300ms\"");
+    let bucket = unique("plugins");
+    let location = format!("s3://{bucket}/weir/plugins/taxi-enrich.wasm");
+    let mut env = swap_env(swap.dir.path());
+    env.retain(|(k, _)| k != "WEIR_PLUGINS");
+    env.push(("WEIR_PLUGINS".into(), format!("s3://{bucket}/weir/plugins")));
+    weir(&["bucket", "create", &format!("s3://{bucket}")], &env);
+    let config = swap.config.to_str().unwrap();
+    let deploy = |file: &Path, env: &[(String, String)]| {
+        services::weir_output(
+            &[
+                "plugin",
+                "deploy",
+                file.to_str().unwrap(),
+                "--to",
+                &location,
+                "--config",
+                config,
+            ],
+            env,
+        )
+    };
+    let (v1, v2) = (
+        common::reference("taxi-enrich"),
+        fixture("taxi-enrich-v2.wasm"),
+    );
+    let (label1, label2) = (
+        label("taxi-enrich@0.1.0", &v1),
+        label("taxi-enrich@2.0.0", &v2),
+    );
+
+    // Nothing published yet: weir cannot start, and says what to do.
+    let (status, out) = services::weir_output(&["run", config], &env);
+    assert!(
+        !status.success() && out.contains("weir plugin deploy"),
+        "{out}"
+    );
+
+    let (status, out) = deploy(&v1, &env);
+    assert!(status.success() && out.contains("as #1"), "{out}");
+    let (lines, invalid) = numbered_taxi(60_000, 67);
+    produce_lines(&swap.topic, &lines[..2000]).await;
+    let mut run = Running::start(&swap.config, &env, swap.dir.path());
+    run.wait_for_records(&swap.pipeline, 2000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = produce_continuously(
+        swap.topic.clone(),
+        Arc::new(lines[2000..].to_vec()),
+        stop.clone(),
+    );
+    wait_live(&mut run, &label1);
+
+    // v2, with a sample run through it first.
+    let sample = swap.dir.path().join("sample.ndjson");
+    std::fs::write(&sample, lines[..100].join("\n")).unwrap();
+    let (status, out) = services::weir_output(
+        &[
+            "plugin",
+            "deploy",
+            v2.to_str().unwrap(),
+            "--to",
+            &location,
+            "--config",
+            config,
+            "--input",
+            sample.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(
+        status.success() && out.contains("sample: 100 records in"),
+        "{out}"
+    );
+    wait_live(&mut run, &label2);
+
+    // Bytes that are not a component, and the live version again: refused,
+    // nothing published.
+    let garbage = swap.dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"\0asm not really").unwrap();
+    let (status, out) = deploy(&garbage, &env);
+    assert!(
+        !status.success()
+            && out.contains("not published")
+            && out.contains("not a valid WebAssembly component"),
+        "{out}"
+    );
+    let (status, out) = deploy(&v2, &env);
+    assert!(
+        !status.success() && out.contains("already the live version"),
+        "{out}"
+    );
+    assert_eq!(history(&location, &env).len(), 2);
+
+    let before = run.metric("weir_records_in_total", &swap.pipeline);
+    let out = weir(&["plugin", "rollback", &location, "--config", config], &env);
+    assert!(
+        out.contains("taxi-enrich@0.1.0") && out.contains("again as #3"),
+        "{out}"
+    );
+    wait_live(&mut run, &label1);
+    run.wait_for_input(&swap.pipeline, before + 2000);
+    assert_eq!(
+        history(&location, &env),
+        [
+            (1, "deploy".into(), "taxi-enrich@0.1.0".into(), false),
+            (2, "deploy".into(), "taxi-enrich@2.0.0".into(), false),
+            (3, "rollback".into(), "taxi-enrich@0.1.0".into(), true),
+        ]
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    let produced = 2000 + producer.await.unwrap();
+    let pool = pg_pool().await;
+    flows::until_checkpointed(&mut run, &pool, &swap.pipeline, &swap.topic).await;
+    let log = run.stop();
+    let rows = rows_by_seq(&pool, &swap.table).await;
+    assert_exactly_once(&rows, produced, &invalid, swap.dir.path());
+    assert!(
+        rows.iter()
+            .all(|r| r.1.as_deref() == Some(&label1) || r.1.as_deref() == Some(&label2))
+    );
+    assert_eq!(changes(&rows), 2, "v1 → v2 → v1 along the input: {log}");
+    assert_eq!(rows.last().unwrap().1.as_deref(), Some(label1.as_str()));
+}

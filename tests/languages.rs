@@ -166,6 +166,7 @@ fn a_python_plugin_over_its_memory_cap_is_refused_naming_the_cap_and_the_key() {
     let spec = weir::plugin::PluginSpec {
         name: "taxi-py".into(),
         path: common::reference("taxi-enrich-py"),
+        published: None,
         config_json: "{}".into(),
         limits,
         read_only_dirs: Vec::new(),

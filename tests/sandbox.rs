@@ -46,6 +46,7 @@ fn a_granted_folder_is_readable_and_nothing_else_nor_writable() {
         let spec = weir::plugin::PluginSpec {
             name: "granted".into(),
             path: hostile(),
+            published: None,
             config_json: config.to_string(),
             limits: PluginLimits::default(),
             read_only_dirs: vec![("/ref".into(), granted.path().to_owned())],
@@ -230,6 +231,7 @@ fn init_refusing_its_config_is_reported_with_the_plugin_name() {
     let spec = weir::plugin::PluginSpec {
         name: "taxi".into(),
         path: reference("taxi-enrich"),
+        published: None,
         config_json: r#"{"max-sped-mph": 3}"#.into(),
         limits: PluginLimits::default(),
         read_only_dirs: Vec::new(),
@@ -271,6 +273,7 @@ fn guest_stdout_stderr_and_log_calls_become_log_events_tagged_with_the_plugin() 
         let spec = weir::plugin::PluginSpec {
             name: "noisy".into(),
             path: hostile(),
+            published: None,
             config_json: r#"{"mode":"chatty"}"#.into(),
             limits: PluginLimits::default(),
             read_only_dirs: Vec::new(),

@@ -114,6 +114,7 @@ pub fn run(
     let spec = PluginSpec {
         name: "taxi-enrich".into(),
         path: wasm.to_owned(),
+        published: None,
         config_json: "{}".into(),
         limits: PluginLimits {
             max_batch_time: Duration::from_secs(30),
@@ -166,6 +167,7 @@ pub fn run(
             let spec = PluginSpec {
                 name: "echo".into(),
                 path: path.to_owned(),
+                published: None,
                 config_json: r#"{"mode":"echo"}"#.into(),
                 ..spec
             };

@@ -115,8 +115,18 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PluginConfig {
-    /// Path of the `.wasm` component.
+    /// Path of the `.wasm` component, or the URL of a published location
+    /// (`s3://bucket/plugins/x.wasm`, `file:///…`) that `weir plugin
+    /// deploy` writes and every process of a fleet reads.
     pub path: PathBuf,
+    /// Object-store settings of a published location (the keys a Parquet
+    /// sink's `options` take: `endpoint`, `region`, …).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// How often a published location is asked whether a new version is
+    /// live.
+    #[serde(default = "defaults::poll_interval", deserialize_with = "duration")]
+    pub poll_interval: Duration,
     /// Longest a single call (one batch) may run before it is interrupted.
     #[serde(default = "defaults::max_batch_time", deserialize_with = "duration")]
     pub max_batch_time: Duration,
@@ -298,6 +308,9 @@ impl PipelineConfig {
 
 mod defaults {
     use std::time::Duration;
+    pub fn poll_interval() -> Duration {
+        crate::plugin::published::POLL_INTERVAL
+    }
     pub fn listen() -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
     }
@@ -385,6 +398,13 @@ impl PluginConfig {
     pub fn recycle_memory(&self) -> u64 {
         self.recycle_memory_set
             .unwrap_or_else(|| defaults::recycle_memory().min(self.max_memory / 2))
+    }
+
+    /// The URL of a published location, when `path` is one.
+    pub fn url(&self) -> Option<&str> {
+        self.path
+            .to_str()
+            .filter(|p| crate::plugin::published::is_url(p))
     }
 }
 
@@ -485,7 +505,22 @@ impl Config {
         }
         for (name, plugin) in &self.plugins {
             let path = self.resolve(&plugin.path);
-            if !path.is_file() {
+            if let Some(url) = plugin.url() {
+                if let Err(e) = crate::plugin::published::Published::open(url, &plugin.options) {
+                    problem(format!("plugins.{name}.path"), e.to_string());
+                }
+                if plugin.poll_interval.is_zero() {
+                    problem(
+                        format!("plugins.{name}.poll-interval"),
+                        "must be more than 0".into(),
+                    );
+                }
+            } else if !plugin.options.is_empty() {
+                problem(
+                    format!("plugins.{name}.options"),
+                    "options are for a published location (an s3:// or file:// path); a local file takes none".into(),
+                );
+            } else if !path.is_file() {
                 problem(
                     format!("plugins.{name}.path"),
                     format!(
@@ -819,7 +854,7 @@ mod tests {
         let crate::source::SourceConfig::Kafka(source) = &pipeline.source else {
             panic!("a Kafka source");
         };
-        assert_eq!(source.prefetch, 8 << 20);
+        assert_eq!(source.prefetch, 1 << 20);
         let problems =
             Config::parse(&kafka(", prefetch = \"512B\""), Path::new("."), &env).unwrap_err();
         assert!(

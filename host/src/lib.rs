@@ -20,6 +20,9 @@
 //! - [`sample`] — deterministic sample data (taxi trips, weather, logs).
 //! - [`bench`] — the WASM-vs-native benchmark behind `weir bench`.
 //! - [`authoring`] — `weir plugin new` and `weir plugin build` (Rust, Python, JS).
+//! - [`swap`] — hot swap: watching plugin files and published locations.
+//! - [`deploy`] — `weir plugin deploy`, `history`, `rollback`: a version
+//!   checked, then published to the location a fleet reads.
 //! - [`table`] — the committed files of a Parquet location and the epoch
 //!   log of its table format (a Delta Lake table, `table::delta`, or weir's
 //!   manifests), `weir files` and `weir compact`.
@@ -32,6 +35,7 @@ mod chain;
 pub mod checkpoint;
 pub mod config;
 pub mod crash;
+pub mod deploy;
 mod group;
 pub mod kafka;
 pub mod owner;

@@ -198,6 +198,65 @@ enum PluginCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Publishes a version to a plugin location (`s3://…/x.wasm`,
+    /// `file:///…`) that every process of a fleet polls, after checking it
+    /// as a process would at swap time; the live object is replaced in one
+    /// put.
+    Deploy {
+        /// The `.wasm` component to publish.
+        file: PathBuf,
+        /// The location, as the plugins' `path` names it.
+        #[arg(long)]
+        to: String,
+        /// The pipeline configuration: the plugin whose `path` is the
+        /// location gives the `init` configuration, limits, `state` policy
+        /// and object-store `options`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The plugin's name in the configuration, when several (or none)
+        /// have this location as their path.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// NDJSON records run through the new version before publishing;
+        /// a trap refuses it.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// An object-store option (`key=value`, object_store's keys), besides
+        /// the `AWS_*` environment and the configuration's.
+        #[arg(long = "option", value_parser = parse_option)]
+        options: Vec<(String, String)>,
+        /// The compiled-component cache (default: the one `weir run` uses
+        /// without `[engine] cache-dir`).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Lists the versions published to a plugin location, oldest first,
+    /// marking the live one.
+    History {
+        /// The location.
+        location: String,
+        /// An object-store option (`key=value`).
+        #[arg(long = "option", value_parser = parse_option)]
+        options: Vec<(String, String)>,
+    },
+    /// Publishes again the newest earlier version whose bytes differ from
+    /// the live one's.
+    Rollback {
+        /// The location.
+        location: String,
+        /// The pipeline configuration (as for deploy).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The plugin's name in the configuration.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// An object-store option (`key=value`).
+        #[arg(long = "option", value_parser = parse_option)]
+        options: Vec<(String, String)>,
+        /// The compiled-component cache.
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
     /// Runs a plugin on an NDJSON file and prints its outputs and failures.
     Test {
         /// The `.wasm` component.
@@ -234,6 +293,32 @@ enum SampleKind {
     Logs,
     Users,
     Shots,
+}
+
+/// The plugin a location serves (see `weir::deploy::Target::find`) and an
+/// engine to check versions with.
+fn deploy_target(
+    location: &str,
+    config: Option<PathBuf>,
+    plugin: Option<String>,
+    options: Vec<(String, String)>,
+    cache_dir: Option<PathBuf>,
+) -> Result<(weir::deploy::Target, PluginEngine)> {
+    let config = config.as_deref().map(Config::load).transpose()?;
+    let target = weir::deploy::Target::find(
+        location,
+        config.as_ref(),
+        plugin.as_deref(),
+        &options.into_iter().collect(),
+    )?;
+    let engine = PluginEngine::new(cache_dir.or_else(plugin::cache::ComponentCache::default_dir))?;
+    Ok((target, engine))
+}
+
+fn parse_option(text: &str) -> std::result::Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?}: write key=value"))
 }
 
 fn parse_size(text: &str) -> std::result::Result<u64, String> {
@@ -329,6 +414,89 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plugin {
+            command:
+                PluginCommand::Deploy {
+                    file,
+                    to,
+                    config,
+                    plugin,
+                    input,
+                    options,
+                    cache_dir,
+                },
+        } => tokio::task::block_in_place(|| {
+            let (target, engine) = deploy_target(&to, config, plugin, options, cache_dir)?;
+            let deployed = weir::deploy::deploy(&engine, &target, &file, input.as_deref())?;
+            if let Some(run) = deployed.sample {
+                println!(
+                    "sample: {} records in, {} out, {} failed",
+                    run.records, run.outputs, run.failed
+                );
+            }
+            let e = &deployed.entry;
+            println!(
+                "published {}@{} (sha256 {}) to {to} as #{}",
+                e.name, e.version, e.digest, e.seq
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Plugin {
+            command: PluginCommand::History { location, options },
+        } => tokio::task::block_in_place(|| {
+            let published = weir::plugin::published::Published::open(
+                &location,
+                &options.into_iter().collect(),
+            )?;
+            let (entries, live) = weir::deploy::history(&published)?;
+            let newest_live = live
+                .as_deref()
+                .and_then(|d| entries.iter().rposition(|e| e.digest == d));
+            println!("#	when (UTC)	action	version	sha256	bytes	by");
+            for (i, e) in entries.iter().enumerate() {
+                println!(
+                    "{}	{}	{}	{}@{}	{}	{}	{}{}",
+                    e.seq,
+                    weir::deploy::utc(e.at_ms),
+                    match e.action {
+                        weir::plugin::published::Action::Deploy => "deploy",
+                        weir::plugin::published::Action::Rollback => "rollback",
+                    },
+                    e.name,
+                    e.version,
+                    &e.digest[..12.min(e.digest.len())],
+                    e.size,
+                    e.by,
+                    if Some(i) == newest_live { "	live" } else { "" }
+                );
+            }
+            match (live, newest_live) {
+                (None, _) => println!("nothing is live at {location}"),
+                (Some(d), None) => println!(
+                    "the live bytes (sha256 {d}) are not in the history: they were written by something other than weir plugin deploy"
+                ),
+                _ => {}
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Plugin {
+            command:
+                PluginCommand::Rollback {
+                    location,
+                    config,
+                    plugin,
+                    options,
+                    cache_dir,
+                },
+        } => tokio::task::block_in_place(|| {
+            let (target, engine) = deploy_target(&location, config, plugin, options, cache_dir)?;
+            let e = weir::deploy::rollback(&engine, &target)?;
+            println!(
+                "published {}@{} (sha256 {}) to {location} again as #{}",
+                e.name, e.version, e.digest, e.seq
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::Validate { config, connect } => {
             tokio::task::block_in_place(|| validate(&config, connect))
         }
@@ -882,6 +1050,7 @@ fn plugin_test(
     let spec = PluginSpec {
         name,
         path: wasm.to_owned(),
+        published: None,
         config_json: plugin_config(config)?,
         limits: PluginLimits::default(),
         read_only_dirs: Vec::new(),

@@ -287,6 +287,7 @@ impl Pipeline {
             .map(|(stage, spec, policy, hash)| Target {
                 pipeline: self.name.clone(),
                 stage,
+                poll_interval: self.config.plugins[&spec.name].poll_interval,
                 spec,
                 policy,
                 hash,
@@ -696,9 +697,18 @@ fn batch_span(source: &dyn Source, positions: &[Position]) -> Option<String> {
 /// The engine-level description of `[plugins.<name>]`.
 pub fn plugin_spec(config: &Config, name: &str) -> PluginSpec {
     let pc = &config.plugins[name];
+    let published = pc.url().map(|url| {
+        plugin::published::Published::open(url, &pc.options)
+            .expect("Config::check opened every published location")
+    });
     PluginSpec {
         name: name.to_owned(),
-        path: config.resolve(&pc.path),
+        path: if published.is_some() {
+            pc.path.clone()
+        } else {
+            config.resolve(&pc.path)
+        },
+        published,
         config_json: serde_json::to_string(&pc.config).expect("TOML tables serialise to JSON"),
         limits: plugin::PluginLimits {
             max_batch_time: pc.max_batch_time,

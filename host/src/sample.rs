@@ -64,7 +64,9 @@ fn two(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
-fn tlc_time(epoch_s: i64) -> String {
+/// `YYYY-MM-DD HH:MM:SS` in UTC (TLC's layout) of seconds since the Unix
+/// epoch.
+pub(crate) fn utc_time(epoch_s: i64) -> String {
     let days = epoch_s.div_euclid(86_400);
     let secs = epoch_s.rem_euclid(86_400);
     let (y, m, d) = weir_plugin_kit::time::civil_from_days(days);
@@ -99,7 +101,7 @@ pub fn taxi(count: usize, seed: u64, invalid_pct: f64) -> Vec<Line> {
         };
         let extra = [0.0, 0.5, 1.0][rng.range(0, 2) as usize];
         let tolls = if rng.chance(0.05) { 5.76 } else { 0.0 };
-        let mut fields = (tlc_time(pickup), distance, fare);
+        let mut fields = (utc_time(pickup), distance, fare);
         let defect = if rng.chance(invalid_pct / 100.0) {
             Some(match rng.range(0, 5) {
                 0 => {
@@ -135,7 +137,7 @@ pub fn taxi(count: usize, seed: u64, invalid_pct: f64) -> Vec<Line> {
             r#"{{"VendorID":{},"tpep_pickup_datetime":"{}","tpep_dropoff_datetime":"{}","passenger_count":{},"trip_distance":{},"RatecodeID":1,"store_and_fwd_flag":"N","PULocationID":{},"DOLocationID":{},"payment_type":{},"fare_amount":{},"extra":{},"mta_tax":0.5,"tip_amount":{},"tolls_amount":{},"improvement_surcharge":0.3,"total_amount":{}}}"#,
             rng.range(1, 2),
             fields.0,
-            tlc_time(dropoff),
+            utc_time(dropoff),
             [1, 1, 1, 1, 2, 2, 3, 5, 6][rng.range(0, 8) as usize],
             fields.1,
             rng.range(1, 265),

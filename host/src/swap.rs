@@ -11,6 +11,13 @@
 //! batch boundary (see `chain.rs`): snapshot the old instance, restore into
 //! the new one, go on. What happened to every attempt is an [`Outcome`],
 //! counted per plugin on a [`SwapBoard`].
+//!
+//! A published plugin (its `path` an object-store URL, see
+//! `plugin::published`) has no file to watch: the same thread asks its
+//! location every `poll-interval` whether the live object changed (its
+//! ETag, time and size) and, when it did, reads it and goes on as for a
+//! changed file. An unreachable location changes nothing: the live version
+//! keeps running and the failure is logged once until it recovers.
 
 use crate::config::{Config, PluginConfig};
 use crate::plugin::{self, LoadedComponent, Plugin, PluginEngine, PluginSpec};
@@ -266,6 +273,8 @@ pub struct Target {
     pub policy: SwapPolicy,
     /// SHA-256 of the last file seen (live, or refused).
     pub hash: String,
+    /// How often a published location is asked for a new version.
+    pub poll_interval: Duration,
     /// Where offers go.
     pub offers: tokio::sync::mpsc::UnboundedSender<Offer>,
 }
@@ -308,9 +317,19 @@ pub fn watch(
         path: PathBuf::from("."),
         reason: e.to_string(),
     })?;
+    let polls = targets
+        .iter()
+        .map(|t| Poll {
+            due: Instant::now() + t.poll_interval,
+            stamp: None,
+            failing: false,
+            changed: false,
+        })
+        .collect();
     let mut state = WatchState {
         engine,
         targets,
+        polls,
         config: config.map(|path| {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             (path, text)
@@ -329,9 +348,15 @@ pub fn watch(
             while !stopped.load(Ordering::Relaxed) {
                 // Wait for an event about a watched file, then for the
                 // burst to end.
-                match received.recv_timeout(Duration::from_millis(500)) {
+                match received.recv_timeout(state.wait()) {
                     Ok(event) if state.concerns(&event) => {}
-                    Ok(_) | Err(RecvTimeoutError::Timeout) => continue,
+                    Ok(_) => continue,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if state.poll() {
+                            state.scan(Instant::now());
+                        }
+                        continue;
+                    }
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
                 // The burst ends when quiet for DEBOUNCE, or after a
@@ -358,6 +383,8 @@ pub fn watch(
 struct WatchState {
     engine: PluginEngine,
     targets: Vec<Target>,
+    /// Per target: when its published location is next asked.
+    polls: Vec<Poll>,
     /// The watched configuration file and its last text.
     config: Option<(PathBuf, String)>,
     watched: Vec<PathBuf>,
@@ -365,7 +392,66 @@ struct WatchState {
     files: Vec<PathBuf>,
 }
 
+/// The polling of one target's published location.
+struct Poll {
+    due: Instant,
+    /// How the live object looked when last asked.
+    stamp: Option<plugin::published::Stamp>,
+    /// Whether the last ask failed (logged once per outage).
+    failing: bool,
+    /// Whether the live object changed since it was last read.
+    changed: bool,
+}
+
 impl WatchState {
+    /// How long to wait for file events before a published location is due
+    /// (at most half a second, so that a stop is noticed).
+    fn wait(&self) -> Duration {
+        let now = Instant::now();
+        self.targets
+            .iter()
+            .zip(&self.polls)
+            .filter(|(t, _)| t.spec.published.is_some())
+            .map(|(_, p)| p.due.saturating_duration_since(now))
+            .fold(Duration::from_millis(500), Duration::min)
+    }
+
+    /// Asks the published locations that are due whether their live object
+    /// changed; returns whether one did.
+    fn poll(&mut self) -> bool {
+        let now = Instant::now();
+        let mut changed = false;
+        for (target, poll) in self.targets.iter().zip(&mut self.polls) {
+            let Some(published) = &target.spec.published else {
+                continue;
+            };
+            if poll.due > now {
+                continue;
+            }
+            poll.due = now + target.poll_interval;
+            match plugin::published::block_on(published.stamp()) {
+                Ok(stamp) => {
+                    if poll.failing {
+                        tracing::info!(pipeline = %target.pipeline, plugin = %target.spec.name, location = %published.url(), "The plugin location is reachable again.");
+                        poll.failing = false;
+                    }
+                    if stamp.is_some() && stamp != poll.stamp {
+                        poll.stamp = stamp;
+                        poll.changed = true;
+                        changed = true;
+                    }
+                }
+                Err(e) => {
+                    if !poll.failing {
+                        tracing::warn!(pipeline = %target.pipeline, plugin = %target.spec.name, error = %e, "Cannot ask the plugin location for a new version; the live version keeps running.");
+                        poll.failing = true;
+                    }
+                }
+            }
+        }
+        changed
+    }
+
     /// Recomputes the files whose events matter — each plugin path with
     /// its folder resolved, the file a plugin symlink points at, the
     /// configuration — and returns their folders, which are what is
@@ -374,7 +460,7 @@ impl WatchState {
     /// have moved a symlink), not per event.
     fn refresh(&mut self) -> Vec<PathBuf> {
         let mut files = Vec::new();
-        for target in &self.targets {
+        for target in self.targets.iter().filter(|t| t.spec.published.is_none()) {
             let path = &target.spec.path;
             files.extend(in_real_folder(path));
             files.extend(std::fs::canonicalize(path).ok());
@@ -433,7 +519,7 @@ impl WatchState {
     /// prepares and offers what changed.
     fn scan(&mut self, noticed: Instant) {
         let config = self.changed_config();
-        for target in &mut self.targets {
+        for (target, poll) in self.targets.iter_mut().zip(&mut self.polls) {
             let mut forced = false;
             if let Some(config) = &config {
                 let name = &target.spec.name;
@@ -452,11 +538,21 @@ impl WatchState {
                     }
                 }
             }
-            let bytes = match std::fs::read(&target.spec.path) {
+            // A published location is read only when its poll saw a change.
+            if target.spec.published.is_some() && !std::mem::take(&mut poll.changed) && !forced {
+                continue;
+            }
+            let bytes = match plugin::engine::read(&target.spec) {
                 Ok(bytes) => bytes,
                 // Mid-rename or mid-rebuild: the next event brings it back.
-                Err(e) => {
+                Err(e @ plugin::Error::Read { .. }) => {
                     tracing::debug!(path = %target.spec.path.display(), error = %e, "Plugin file not readable right now.");
+                    continue;
+                }
+                // The next poll tries again.
+                Err(e) => {
+                    poll.stamp = None;
+                    tracing::warn!(pipeline = %target.pipeline, plugin = %target.spec.name, error = %e, "Cannot read the new version; the live version keeps running.");
                     continue;
                 }
             };
@@ -552,6 +648,66 @@ mod tests {
         assert_eq!(board.counts[&("taxi".into(), Outcome::Swapped)], 2);
         assert_eq!(board.counts[&("taxi".into(), Outcome::CompileError)], 1);
         assert_eq!(board.last["taxi"], "swapped: v1 live");
+    }
+
+    #[test]
+    fn a_new_object_at_a_published_location_is_noticed_by_polling_and_offered() {
+        use crate::plugin::published::{Action, Published, VersionInfo};
+        let url = "memory://swap-poll-test/plugins/x.wasm";
+        let published = Published::open(url, &Default::default()).unwrap();
+        let info = |d: &[u8]| VersionInfo {
+            digest: plugin::cache::ComponentCache::content_hash(d),
+            name: "x".into(),
+            version: "1".into(),
+            state_version: 1,
+        };
+        let publish = |bytes: &[u8]| {
+            plugin::published::block_on(published.publish(bytes, &info(bytes), Action::Deploy))
+                .unwrap();
+        };
+        publish(b"first");
+        let (offers, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let target = Target {
+            pipeline: "p".into(),
+            stage: 0,
+            spec: PluginSpec {
+                name: "x".into(),
+                path: PathBuf::from(url),
+                published: Some(published.clone()),
+                config_json: "{}".into(),
+                limits: Default::default(),
+                read_only_dirs: Vec::new(),
+            },
+            policy: SwapPolicy::of(
+                &toml::from_str::<crate::config::PluginConfig>("path = \"x\"").unwrap(),
+            ),
+            hash: info(b"first").digest,
+            poll_interval: Duration::from_millis(20),
+            offers,
+        };
+        let _watcher = watch(PluginEngine::new(None).unwrap(), vec![target], None).unwrap();
+        // The live bytes are the ones running: nothing is offered.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(received.try_recv().is_err());
+        // New bytes (not a component): offered, as a refusal, once.
+        publish(b"second");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let offer = loop {
+            if let Ok(offer) = received.try_recv() {
+                break offer;
+            }
+            assert!(Instant::now() < deadline, "no offer after a publication");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let Offer::Refused { hash, outcome, .. } = offer else {
+            panic!("garbage offered as a ready version");
+        };
+        assert_eq!(
+            (hash, outcome),
+            (info(b"second").digest, Outcome::CompileError)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(received.try_recv().is_err(), "offered twice");
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub fn start(engine: &PluginEngine, path: PathBuf, config: &str, limits: PluginL
     let spec = PluginSpec {
         name,
         path,
+        published: None,
         config_json: config.into(),
         limits,
         read_only_dirs: Vec::new(),

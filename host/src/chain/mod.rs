@@ -114,7 +114,7 @@ impl OutputCaps {
 impl Stage {
     fn start(engine: &PluginEngine, config: &Config, name: &str) -> Result<Stage> {
         let spec = crate::pipeline::plugin_spec(config, name);
-        let loaded = engine.load(&spec.path)?;
+        let loaded = engine.load_spec(&spec)?;
         let plugin = engine.instantiate(&spec, &loaded)?;
         let pc = &config.plugins[name];
         Ok(Stage {

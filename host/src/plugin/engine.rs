@@ -47,8 +47,12 @@ impl Default for PluginLimits {
 pub struct PluginSpec {
     /// Name in the host configuration (`[plugins.<name>]`).
     pub name: String,
-    /// Path of the `.wasm` file.
+    /// Path of the `.wasm` file; for a published plugin, its URL (as
+    /// logs and errors name it).
     pub path: PathBuf,
+    /// Where a published plugin is read from (`path` is an object-store
+    /// URL); `None` for a local file.
+    pub published: Option<super::published::Published>,
     /// The plugin's configuration as JSON, passed to `init`.
     pub config_json: String,
     /// Limits of every instance.
@@ -127,6 +131,13 @@ impl PluginEngine {
         self.load_bytes(path, &bytes)
     }
 
+    /// Reads the component of `spec` (its file, or the live version of its
+    /// published location) and compiles it or loads it from the cache.
+    pub fn load_spec(&self, spec: &PluginSpec) -> Result<LoadedComponent> {
+        let bytes = read(spec)?;
+        self.load_bytes(&spec.path, &bytes)
+    }
+
     /// Compiles (or loads from the cache) a component already read from
     /// `path`.
     pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<LoadedComponent> {
@@ -154,10 +165,27 @@ impl PluginEngine {
         Plugin::new(&self.engine, spec, loaded, self._ticker.clone())
     }
 
-    /// `load` then `instantiate`.
+    /// `load_spec` then `instantiate`.
     pub fn start(&self, spec: &PluginSpec) -> Result<Plugin> {
-        let loaded = self.load(&spec.path)?;
+        let loaded = self.load_spec(spec)?;
         self.instantiate(spec, &loaded)
+    }
+}
+
+/// The bytes of `spec`'s component: its file, or the live version of its
+/// published location.
+pub fn read(spec: &PluginSpec) -> Result<Vec<u8>> {
+    match &spec.published {
+        None => std::fs::read(&spec.path).map_err(|source| Error::Read {
+            path: spec.path.clone(),
+            source,
+        }),
+        Some(published) => super::published::block_on(published.fetch())
+            .map(|(bytes, _)| bytes)
+            .map_err(|e| Error::Fetch {
+                path: spec.path.clone(),
+                reason: e.to_string(),
+            }),
     }
 }
 

@@ -5,12 +5,14 @@
 //! - [`cache`]: compiled components on disk, keyed by the `.wasm` hash.
 //! - [`sandbox`]: the WASI context that grants nothing; guest stdio → `tracing`.
 //! - [`instance`]: a running plugin; traps poison it, it is never reused.
+//! - [`published`]: plugins read from an object store that a fleet shares.
 //!
 //! Nothing here performs the pipeline's I/O: a plugin only sees batches.
 
 pub mod cache;
 pub mod engine;
 pub mod instance;
+pub mod published;
 pub mod sandbox;
 
 pub use engine::{LoadedComponent, PluginEngine, PluginLimits, PluginSpec};
@@ -38,6 +40,14 @@ pub enum Error {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// A published plugin's location could not be read.
+    #[error("{reason}")]
+    Fetch {
+        /// The location.
+        path: PathBuf,
+        /// What failed, from the store, and what to do.
+        reason: String,
     },
     /// The bytes are not a valid component for this engine.
     #[error(

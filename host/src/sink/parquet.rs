@@ -21,7 +21,7 @@
 //! is shared.
 //!
 //! Memory: one file is open per partition folder written to, holding its
-//! open row group and upload buffer; at `max-open-files` (16) opening one
+//! open row group and upload buffer; at `max-open-files` (4) opening one
 //! more finishes the least recently written, so records spread over
 //! hundreds of folders (seed 002's game days) do not hold hundreds of
 //! writers.
@@ -188,7 +188,7 @@ fn default_row_group_rows() -> usize {
 }
 
 fn default_max_open_files() -> usize {
-    16
+    4
 }
 
 fn default_max_rows() -> u64 {

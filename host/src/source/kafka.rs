@@ -67,7 +67,9 @@ pub struct KafkaConfig {
     /// Most fetched records librdkafka holds ahead of the pipeline, in
     /// bytes (`queued.max.messages.kbytes`, for the consumer as a whole).
     /// It bounds the source's memory; librdkafka's own default, 64 MiB,
-    /// costs memory without adding speed (BENCHMARKS.md).
+    /// costs memory without adding speed, and it counts compressed bytes,
+    /// so well-compressed records take several times as much once
+    /// decompressed (BENCHMARKS.md).
     #[serde(
         default = "default_prefetch",
         deserialize_with = "crate::config::byte_size"
@@ -87,7 +89,7 @@ fn default_prefetch() -> u64 {
 }
 
 /// The default `prefetch`.
-pub const PREFETCH: u64 = 8 << 20;
+pub const PREFETCH: u64 = 1 << 20;
 
 /// librdkafka's upper limit of `queued.max.messages.kbytes`.
 const MAX_PREFETCH_KB: u64 = 2_097_151;
