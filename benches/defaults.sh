@@ -27,7 +27,7 @@ numbers() { # a `measure` line: records/s, peak RSS MiB
 before() { # config → path of the copy
   local copy="$work/before-$(basename "$1")"
   sed -e 's/^\(source = { type = "kafka",\)/\1 prefetch = "8MiB",/' \
-    -e 's/^type = "kafka"$/&\nprefetch = "8MiB"/' \
+    -e '/^\[pipelines\.[a-z-]*\.source\]$/,/^type = "kafka"$/ s/^type = "kafka"$/&\nprefetch = "8MiB"/' \
     -e 's/^type = "parquet"$/&\nmax-open-files = 16/' "$1" >"$copy"
   grep -q 'prefetch = "8MiB"' "$copy"
   echo "$copy"

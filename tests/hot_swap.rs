@@ -952,6 +952,9 @@ async fn a_version_deployed_to_s3_goes_live_a_bad_one_is_never_published_and_rol
         "{out}"
     );
     wait_live(&mut run, &label2);
+    // Some load through v2 before going back.
+    let live_from = run.metric("weir_records_in_total", &swap.pipeline);
+    run.wait_for_input(&swap.pipeline, live_from + 2000);
 
     // Bytes that are not a component, and the live version again: refused,
     // nothing published.
@@ -971,14 +974,14 @@ async fn a_version_deployed_to_s3_goes_live_a_bad_one_is_never_published_and_rol
     );
     assert_eq!(history(&location, &env).len(), 2);
 
-    let before = run.metric("weir_records_in_total", &swap.pipeline);
     let out = weir(&["plugin", "rollback", &location, "--config", config], &env);
     assert!(
         out.contains("taxi-enrich@0.1.0") && out.contains("again as #3"),
         "{out}"
     );
     wait_live(&mut run, &label1);
-    run.wait_for_input(&swap.pipeline, before + 2000);
+    let live_from = run.metric("weir_records_in_total", &swap.pipeline);
+    run.wait_for_input(&swap.pipeline, live_from + 2000);
     assert_eq!(
         history(&location, &env),
         [

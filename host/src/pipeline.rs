@@ -288,6 +288,7 @@ impl Pipeline {
                 pipeline: self.name.clone(),
                 stage,
                 poll_interval: self.config.plugins[&spec.name].poll_interval,
+                stats: self.stats.clone(),
                 spec,
                 policy,
                 hash,

@@ -248,6 +248,9 @@ fn respond(path: &str, pipelines: &[(String, Arc<Stats>)]) -> (u16, &'static str
                     if let Some(last) = board.last.get(plugin) {
                         let _ = writeln!(body, "    last swap: {last}");
                     }
+                    if let Some(problem) = board.location.get(plugin) {
+                        let _ = writeln!(body, "    location: {problem}");
+                    }
                 }
             }
             (if ready { 200 } else { 503 }, "text/plain", body)
@@ -352,6 +355,9 @@ mod tests {
                 crate::swap::Outcome::CompileError,
                 "garbage refused".into(),
             );
+            board
+                .location
+                .insert("taxi".into(), "cannot be read: unreachable".into());
         }
         let pipelines = vec![("p".to_owned(), stats)];
         let text = render_metrics(&pipelines);
@@ -369,6 +375,10 @@ mod tests {
         );
         assert!(
             body.contains("last swap: compile_error: garbage refused"),
+            "{body}"
+        );
+        assert!(
+            body.contains("    location: cannot be read: unreachable"),
             "{body}"
         );
     }

@@ -240,6 +240,8 @@ pub struct SwapBoard {
     pub counts: BTreeMap<(String, Outcome), u64>,
     /// The last swap attempt of each plugin, in words.
     pub last: BTreeMap<String, String>,
+    /// Plugins whose published location cannot be read now, and why.
+    pub location: BTreeMap<String, String>,
 }
 
 impl SwapBoard {
@@ -275,8 +277,26 @@ pub struct Target {
     pub hash: String,
     /// How often a published location is asked for a new version.
     pub poll_interval: Duration,
+    /// The pipeline's statistics: where a location that cannot be read is
+    /// reported (`/readyz`).
+    pub stats: Arc<crate::stats::Stats>,
     /// Where offers go.
     pub offers: tokio::sync::mpsc::UnboundedSender<Offer>,
+}
+
+impl Target {
+    /// Shows (or clears) a problem with the published location on
+    /// `/readyz`: the live version keeps running meanwhile.
+    fn report_location(&self, problem: Option<String>) {
+        let mut board = self.stats.swaps.lock().expect("swap board lock");
+        match problem {
+            Some(problem) => board.location.insert(
+                self.spec.name.clone(),
+                format!("cannot be read, the live version keeps running: {problem}"),
+            ),
+            None => board.location.remove(&self.spec.name),
+        };
+    }
 }
 
 /// Why watching could not start.
@@ -434,6 +454,7 @@ impl WatchState {
                     if poll.failing {
                         tracing::info!(pipeline = %target.pipeline, plugin = %target.spec.name, location = %published.url(), "The plugin location is reachable again.");
                         poll.failing = false;
+                        target.report_location(None);
                     }
                     if stamp.is_some() && stamp != poll.stamp {
                         poll.stamp = stamp;
@@ -445,6 +466,7 @@ impl WatchState {
                     if !poll.failing {
                         tracing::warn!(pipeline = %target.pipeline, plugin = %target.spec.name, error = %e, "Cannot ask the plugin location for a new version; the live version keeps running.");
                         poll.failing = true;
+                        target.report_location(Some(e.to_string()));
                     }
                 }
             }
@@ -683,6 +705,7 @@ mod tests {
             ),
             hash: info(b"first").digest,
             poll_interval: Duration::from_millis(20),
+            stats: Default::default(),
             offers,
         };
         let _watcher = watch(PluginEngine::new(None).unwrap(), vec![target], None).unwrap();
