@@ -858,6 +858,47 @@ async fn in_group_mode_a_swap_reaches_every_partition_and_loses_nothing() {
     }
 }
 
+/// A published plugin location on the S3 server, in a bucket of its own,
+/// and the environment that points a swap case's plugin path at it.
+struct PublishedAt {
+    location: String,
+    env: Vec<(String, String)>,
+}
+
+impl PublishedAt {
+    fn new(swap: &TaxiSwap) -> PublishedAt {
+        let bucket = unique("plugins");
+        let mut env = swap_env(swap.dir.path());
+        env.retain(|(k, _)| k != "WEIR_PLUGINS");
+        env.push(("WEIR_PLUGINS".into(), format!("s3://{bucket}/weir/plugins")));
+        weir(&["bucket", "create", &format!("s3://{bucket}")], &env);
+        PublishedAt {
+            location: format!("s3://{bucket}/weir/plugins/taxi-enrich.wasm"),
+            env,
+        }
+    }
+
+    /// `weir plugin deploy FILE` to it, with the case's configuration.
+    fn deploy(
+        &self,
+        file: &Path,
+        swap: &TaxiSwap,
+        more: &[&str],
+    ) -> (std::process::ExitStatus, String) {
+        let mut args = vec![
+            "plugin",
+            "deploy",
+            file.to_str().unwrap(),
+            "--to",
+            &self.location,
+            "--config",
+            swap.config.to_str().unwrap(),
+        ];
+        args.extend_from_slice(more);
+        services::weir_output(&args, &self.env)
+    }
+}
+
 /// `weir plugin history`'s rows: `(seq, action, name@version, live)`.
 fn history(location: &str, env: &[(String, String)]) -> Vec<(u64, String, String, bool)> {
     weir(&["plugin", "history", location], env)
@@ -879,27 +920,13 @@ fn history(location: &str, env: &[(String, String)]) -> Vec<(u64, String, String
 async fn a_version_deployed_to_s3_goes_live_a_bad_one_is_never_published_and_rollback_brings_back_the_previous()
  {
     let swap = taxi_swap("swap-s3", "poll-interval = \"300ms\"");
-    let bucket = unique("plugins");
-    let location = format!("s3://{bucket}/weir/plugins/taxi-enrich.wasm");
-    let mut env = swap_env(swap.dir.path());
-    env.retain(|(k, _)| k != "WEIR_PLUGINS");
-    env.push(("WEIR_PLUGINS".into(), format!("s3://{bucket}/weir/plugins")));
-    weir(&["bucket", "create", &format!("s3://{bucket}")], &env);
-    let config = swap.config.to_str().unwrap();
-    let deploy = |file: &Path, env: &[(String, String)]| {
-        services::weir_output(
-            &[
-                "plugin",
-                "deploy",
-                file.to_str().unwrap(),
-                "--to",
-                &location,
-                "--config",
-                config,
-            ],
-            env,
-        )
-    };
+    let at = PublishedAt::new(&swap);
+    let (location, env, config) = (
+        at.location.clone(),
+        at.env.clone(),
+        swap.config.to_str().unwrap(),
+    );
+    let deploy = |file: &Path| at.deploy(file, &swap, &[]);
     let (v1, v2) = (
         common::reference("taxi-enrich"),
         fixture("taxi-enrich-v2.wasm"),
@@ -916,7 +943,7 @@ async fn a_version_deployed_to_s3_goes_live_a_bad_one_is_never_published_and_rol
         "{out}"
     );
 
-    let (status, out) = deploy(&v1, &env);
+    let (status, out) = deploy(&v1);
     assert!(status.success() && out.contains("as #1"), "{out}");
     let (lines, invalid) = numbered_taxi(60_000, 67);
     produce_lines(&swap.topic, &lines[..2000]).await;
@@ -933,20 +960,7 @@ async fn a_version_deployed_to_s3_goes_live_a_bad_one_is_never_published_and_rol
     // v2, with a sample run through it first.
     let sample = swap.dir.path().join("sample.ndjson");
     std::fs::write(&sample, lines[..100].join("\n")).unwrap();
-    let (status, out) = services::weir_output(
-        &[
-            "plugin",
-            "deploy",
-            v2.to_str().unwrap(),
-            "--to",
-            &location,
-            "--config",
-            config,
-            "--input",
-            sample.to_str().unwrap(),
-        ],
-        &env,
-    );
+    let (status, out) = at.deploy(&v2, &swap, &["--input", sample.to_str().unwrap()]);
     assert!(
         status.success() && out.contains("sample: 100 records in"),
         "{out}"
@@ -960,14 +974,14 @@ async fn a_version_deployed_to_s3_goes_live_a_bad_one_is_never_published_and_rol
     // nothing published.
     let garbage = swap.dir.path().join("garbage.wasm");
     std::fs::write(&garbage, b"\0asm not really").unwrap();
-    let (status, out) = deploy(&garbage, &env);
+    let (status, out) = deploy(&garbage);
     assert!(
         !status.success()
             && out.contains("not published")
             && out.contains("not a valid WebAssembly component"),
         "{out}"
     );
-    let (status, out) = deploy(&v2, &env);
+    let (status, out) = deploy(&v2);
     assert!(
         !status.success() && out.contains("already the live version"),
         "{out}"
@@ -1004,4 +1018,89 @@ async fn a_version_deployed_to_s3_goes_live_a_bad_one_is_never_published_and_rol
     );
     assert_eq!(changes(&rows), 2, "v1 → v2 → v1 along the input: {log}");
     assert_eq!(rows.last().unwrap().1.as_deref(), Some(label1.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_one_process_rolls_back_is_the_fleet_s_decision_a_later_process_runs_the_one_before_and_the_bytes_are_refused()
+ {
+    let settings = "poll-interval = \"300ms\"\nprobation-batches = 2";
+    let (a, b) = (
+        taxi_swap("fleet-a", settings),
+        taxi_swap("fleet-b", settings),
+    );
+    let at = PublishedAt::new(&a);
+    let (location, env) = (at.location.clone(), at.env.clone());
+    let deploy = |file: &Path| at.deploy(file, &a, &[]);
+    let (v1, trap) = (
+        common::reference("taxi-enrich"),
+        fixture("hostile-trap.wasm"),
+    );
+    let live = label("taxi-enrich@0.1.0", &v1);
+    assert!(deploy(&v1).0.success());
+
+    let (lines, invalid) = numbered_taxi(1_000, 79);
+    produce_lines(&a.topic, &lines[..500]).await;
+    let mut run = Running::start(&a.config, &env, a.dir.path());
+    run.wait_for_records(&a.pipeline, 500);
+    let (status, out) = deploy(&trap);
+    assert!(status.success(), "{out}");
+    wait_live(&mut run, &label("hostile@0.0.1", &trap));
+    produce_lines(&a.topic, &lines[500..]).await;
+    wait_swaps(&mut run, &a.pipeline, "rolled_back", 1);
+
+    // The rollback is recorded for the fleet, with the deciding process.
+    let mut decided = String::new();
+    for _ in 0..100 {
+        decided = weir(&["plugin", "history", &location], &env);
+        if decided.contains("rolled_back by ") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let row = decided
+        .lines()
+        .find(|l| l.starts_with("2\t"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("hostile@0.0.1")
+            && row.contains("rolled_back by ")
+            && row.contains(&format!("pid {}", run.pid()))
+            && row.contains("trapped on probation")
+            && row.ends_with("\tlive, rejected: the fleet runs #1"),
+        "{decided}"
+    );
+    assert!(
+        decided
+            .lines()
+            .any(|l| l.starts_with("1\t") && l.ends_with("\tcurrent")),
+        "{decided}"
+    );
+
+    // A process that starts afterwards runs the version before, and says why.
+    produce_lines(&b.topic, &lines[..100]).await;
+    let mut later = Running::start(&b.config, &env, b.dir.path());
+    later.wait_for_records(&b.pipeline, 100);
+    wait_live(&mut later, &live);
+    let later_log = later.stop();
+    assert!(
+        later_log.contains("The fleet rejected the live version"),
+        "{later_log}"
+    );
+
+    // The same bytes again: refused with the earlier decision.
+    let (status, out) = deploy(&trap);
+    assert!(
+        !status.success() && out.contains("the fleet rejected these bytes (rolled_back"),
+        "{out}"
+    );
+
+    let pool = pg_pool().await;
+    flows::until_checkpointed(&mut run, &pool, &a.pipeline, &a.topic).await;
+    run.stop();
+    let rows = rows_by_seq(&pool, &a.table).await;
+    assert_exactly_once(&rows, lines.len(), &invalid, a.dir.path());
+    assert!(
+        rows.iter().all(|r| r.1.as_deref() == Some(live.as_str())),
+        "every row made by v1: the trapping batch was reprocessed by it"
+    );
 }

@@ -232,6 +232,16 @@ pub fn deploy(
     })?;
     let (live, _) = published::block_on(live_entry(&target.published))?;
     let digest = ComponentCache::content_hash(&bytes);
+    let decisions = published::block_on(target.published.decisions())?;
+    if let Some(decided) = decisions.get(&digest) {
+        return Err(Error::Refused(format!(
+            "the fleet rejected these bytes ({}, by {} at {} UTC: {}); a version is not tried again until different bytes are published",
+            decided.outcome,
+            decided.by,
+            utc(decided.at_ms),
+            decided.reason
+        )));
+    }
     if let Some(live) = &live
         && live.digest == digest
     {
@@ -263,9 +273,11 @@ pub fn rollback(engine: &PluginEngine, target: &Target) -> Result<Entry> {
             published.url()
         )));
     };
-    let Some(previous) = published::previous_good(&history, &live.digest, &|_| false) else {
+    let decisions = published::block_on(published.decisions())?;
+    let rejected = |digest: &str| decisions.contains_key(digest);
+    let Some(previous) = published::previous_good(&history, &live.digest, &rejected) else {
         return Err(Error::Refused(format!(
-            "no version was published before the live one ({}@{}, #{})",
+            "no version the fleet did not reject was published before the live one ({}@{}, #{})",
             live.name, live.version, live.seq
         )));
     };
@@ -280,10 +292,26 @@ pub fn rollback(engine: &PluginEngine, target: &Target) -> Result<Entry> {
     ))?)
 }
 
-/// `weir plugin history LOCATION`: every publication, oldest first, and
-/// the digest of the live bytes.
-pub fn history(published: &Published) -> Result<(Vec<Entry>, Option<String>)> {
-    published::block_on(async { Ok((published.history().await?, published.live_digest().await?)) })
+/// What `weir plugin history LOCATION` shows.
+#[derive(Debug)]
+pub struct History {
+    /// Every publication, oldest first.
+    pub entries: Vec<Entry>,
+    /// The digest of the live bytes.
+    pub live: Option<String>,
+    /// The fleet's decisions, by digest.
+    pub decisions: BTreeMap<String, published::Decision>,
+}
+
+/// `weir plugin history LOCATION`.
+pub fn history(published: &Published) -> Result<History> {
+    published::block_on(async {
+        Ok(History {
+            entries: published.history().await?,
+            live: published.live_digest().await?,
+            decisions: published.decisions().await?,
+        })
+    })
 }
 
 /// `2026-12-07 09:41:05`: milliseconds since the Unix epoch, in UTC.

@@ -448,14 +448,35 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
                 &location,
                 &options.into_iter().collect(),
             )?;
-            let (entries, live) = weir::deploy::history(&published)?;
+            let weir::deploy::History {
+                entries,
+                live,
+                decisions,
+            } = weir::deploy::history(&published)?;
             let newest_live = live
                 .as_deref()
                 .and_then(|d| entries.iter().rposition(|e| e.digest == d));
-            println!("#	when (UTC)	action	version	sha256	bytes	by");
+            // What the fleet runs when it rejected the live bytes.
+            let current = newest_live
+                .filter(|&i| decisions.contains_key(&entries[i].digest))
+                .and_then(|_| {
+                    entries
+                        .iter()
+                        .rposition(|e| !decisions.contains_key(&e.digest))
+                });
+            println!("#\twhen (UTC)\taction\tversion\tsha256\tbytes\tby\tfleet");
             for (i, e) in entries.iter().enumerate() {
+                let fleet = decisions.get(&e.digest).map_or("-".to_owned(), |d| {
+                    format!(
+                        "{} by {} at {}: {}",
+                        d.outcome,
+                        d.by,
+                        weir::deploy::utc(d.at_ms),
+                        d.reason
+                    )
+                });
                 println!(
-                    "{}	{}	{}	{}@{}	{}	{}	{}{}",
+                    "{}\t{}\t{}\t{}@{}\t{}\t{}\t{}\t{fleet}{}",
                     e.seq,
                     weir::deploy::utc(e.at_ms),
                     match e.action {
@@ -467,7 +488,15 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
                     &e.digest[..12.min(e.digest.len())],
                     e.size,
                     e.by,
-                    if Some(i) == newest_live { "	live" } else { "" }
+                    match (Some(i) == newest_live, current) {
+                        (true, Some(c)) =>
+                            format!("\tlive, rejected: the fleet runs #{}", entries[c].seq),
+                        (true, None) if decisions.contains_key(&e.digest) =>
+                            "\tlive, rejected: nothing for the fleet to run".to_owned(),
+                        (true, None) => "\tlive".to_owned(),
+                        (false, Some(c)) if c == i => "\tcurrent".to_owned(),
+                        _ => String::new(),
+                    }
                 );
             }
             match (live, newest_live) {

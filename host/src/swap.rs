@@ -242,9 +242,43 @@ pub struct SwapBoard {
     pub last: BTreeMap<String, String>,
     /// Plugins whose published location cannot be read now, and why.
     pub location: BTreeMap<String, String>,
+    /// Versions this process rejected, not yet recorded as the fleet's
+    /// decision (the watcher records those of published plugins).
+    pub rejected: Vec<Rejection>,
+}
+
+/// A version this process refused, rolled back or rejected as a canary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// Plugin name in the configuration.
+    pub plugin: String,
+    /// SHA-256 of the version.
+    pub digest: String,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Why.
+    pub reason: String,
 }
 
 impl SwapBoard {
+    /// Counts a rejection of the version `digest` and queues it to be
+    /// recorded as the fleet's decision.
+    pub fn reject(&mut self, plugin: &str, digest: &str, outcome: Outcome, detail: String) {
+        if !self
+            .rejected
+            .iter()
+            .any(|r| r.plugin == plugin && r.digest == digest)
+        {
+            self.rejected.push(Rejection {
+                plugin: plugin.to_owned(),
+                digest: digest.to_owned(),
+                outcome,
+                reason: detail.clone(),
+            });
+        }
+        self.record(plugin, outcome, detail);
+    }
+
     /// Counts an attempt and remembers it as the plugin's last.
     pub fn record(&mut self, plugin: &str, outcome: Outcome, detail: String) {
         *self.counts.entry((plugin.to_owned(), outcome)).or_default() += 1;
@@ -285,6 +319,16 @@ pub struct Target {
 }
 
 impl Target {
+    /// Whether the version `hash` is live (on every partition's chain: they
+    /// share the board).
+    fn is_live(&self, hash: &str) -> bool {
+        let board = self.stats.swaps.lock().expect("swap board lock");
+        board
+            .live
+            .get(&self.spec.name)
+            .is_some_and(|label| label.ends_with(&format!("+{}", &hash[..12.min(hash.len())])))
+    }
+
     /// Shows (or clears) a problem with the published location on
     /// `/readyz`: the live version keeps running meanwhile.
     fn report_location(&self, problem: Option<String>) {
@@ -368,7 +412,9 @@ pub fn watch(
             while !stopped.load(Ordering::Relaxed) {
                 // Wait for an event about a watched file, then for the
                 // burst to end.
-                match received.recv_timeout(state.wait()) {
+                let event = received.recv_timeout(state.wait());
+                state.record_decisions();
+                match event {
                     Ok(event) if state.concerns(&event) => {}
                     Ok(_) => continue,
                     Err(RecvTimeoutError::Timeout) => {
@@ -434,6 +480,43 @@ impl WatchState {
             .filter(|(t, _)| t.spec.published.is_some())
             .map(|(_, p)| p.due.saturating_duration_since(now))
             .fold(Duration::from_millis(500), Duration::min)
+    }
+
+    /// Records the versions this process rejected, of published plugins,
+    /// as the fleet's decisions (the first decision on a version stands).
+    /// A rejection that cannot be recorded now is tried again next time.
+    fn record_decisions(&mut self) {
+        for target in &self.targets {
+            let Some(published) = &target.spec.published else {
+                continue;
+            };
+            let rejected: Vec<Rejection> = {
+                let mut board = target.stats.swaps.lock().expect("swap board lock");
+                let (mine, rest) = std::mem::take(&mut board.rejected)
+                    .into_iter()
+                    .partition(|r| r.plugin == target.spec.name);
+                board.rejected = rest;
+                mine
+            };
+            for (i, r) in rejected.iter().enumerate() {
+                let decision =
+                    plugin::published::Decision::rejected(&r.digest, r.outcome.label(), &r.reason);
+                match plugin::published::block_on(published.reject(&decision)) {
+                    Ok(None) => {
+                        tracing::warn!(pipeline = %target.pipeline, plugin = %r.plugin, digest = %&r.digest[..12.min(r.digest.len())], outcome = r.outcome.label(), "Recorded the rejection as the fleet's decision: every process goes back to the version before it.");
+                    }
+                    Ok(Some(earlier)) => {
+                        tracing::info!(pipeline = %target.pipeline, plugin = %r.plugin, digest = %&r.digest[..12.min(r.digest.len())], by = %earlier.by, "The fleet had rejected this version already.");
+                    }
+                    Err(e) => {
+                        tracing::warn!(pipeline = %target.pipeline, plugin = %r.plugin, error = %e, "Cannot record the rejection for the fleet yet; trying again.");
+                        let mut board = target.stats.swaps.lock().expect("swap board lock");
+                        board.rejected.extend(rejected[i..].iter().cloned());
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     /// Asks the published locations that are due whether their live object
@@ -580,6 +663,12 @@ impl WatchState {
             };
             let hash = plugin::cache::ComponentCache::content_hash(&bytes);
             if hash == target.hash && !forced {
+                continue;
+            }
+            // After a rollback the version before is live again: the
+            // fleet's decision makes it current, and there is nothing to do.
+            if target.spec.published.is_some() && !forced && target.is_live(&hash) {
+                target.hash = hash;
                 continue;
             }
             target.hash = hash.clone();

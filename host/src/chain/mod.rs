@@ -231,6 +231,17 @@ fn record(stats: &Stats, plugin: &str, outcome: Outcome, detail: String) {
         .record(plugin, outcome, detail);
 }
 
+/// Records a version this process would not keep (see
+/// `SwapBoard::reject`: for a published plugin it becomes the fleet's
+/// decision).
+fn reject(stats: &Stats, plugin: &str, digest: &str, outcome: Outcome, detail: String) {
+    stats
+        .swaps
+        .lock()
+        .expect("swap board lock")
+        .reject(plugin, digest, outcome, detail);
+}
+
 /// The plugins of a pipeline, in order.
 pub(crate) struct Chain {
     stages: Vec<Stage>,
@@ -369,7 +380,7 @@ impl Chain {
                     &hash[..12.min(hash.len())]
                 );
                 tracing::error!(pipeline, plugin = %plugin, result = outcome.label(), "Swap refused: {detail}");
-                record(&self.stats, &plugin, outcome, detail);
+                reject(&self.stats, &plugin, &hash, outcome, detail);
                 return false;
             }
             Offer::Ready(candidate) => (candidate.stage, candidate),
@@ -385,6 +396,7 @@ impl Chain {
         }
         let started = Instant::now();
         let old = live.version.clone();
+        let digest = candidate.loaded.hash.clone();
         match live.switch(candidate) {
             Ok(()) => {
                 let pause = started.elapsed();
@@ -405,9 +417,10 @@ impl Chain {
             }
             Err((outcome, reason)) => {
                 tracing::error!(pipeline, plugin = %name, result = outcome.label(), "Swap refused, {old} keeps running: {reason}");
-                record(
+                reject(
                     &self.stats,
                     &name,
+                    &digest,
                     outcome,
                     format!("{new} refused, {old} keeps running: {reason}"),
                 );
@@ -435,7 +448,13 @@ impl Chain {
                     "{new} reports state version {fresh}, the live one {old}; set state = \"reset\" to start it empty"
                 );
                 tracing::error!(pipeline, plugin = %name, "Canary refused: {reason}");
-                record(&self.stats, &name, Outcome::StateVersion, reason);
+                reject(
+                    &self.stats,
+                    &name,
+                    &candidate.loaded.hash,
+                    Outcome::StateVersion,
+                    reason,
+                );
                 return false;
             }
             live.plugin
@@ -447,7 +466,13 @@ impl Chain {
         if let Err(e) = handed {
             let reason = format!("{new} could not take the live state: {e}");
             tracing::error!(pipeline, plugin = %name, "Canary refused: {reason}");
-            record(&self.stats, &name, Outcome::RestoreFailed, reason);
+            reject(
+                &self.stats,
+                &name,
+                &candidate.loaded.hash,
+                Outcome::RestoreFailed,
+                reason,
+            );
             return false;
         }
         if let Some(old) = &live.canary {
@@ -473,7 +498,8 @@ impl Chain {
             Err(e) => {
                 let reason = format!("{new} trapped while shadowing: {e}");
                 tracing::error!(plugin = %name, "Canary rejected: {reason}");
-                record(&self.stats, &name, Outcome::CanaryRejected, reason);
+                let digest = &canary.candidate.loaded.hash;
+                reject(&self.stats, &name, digest, Outcome::CanaryRejected, reason);
                 s.canary = None;
                 return false;
             }
@@ -491,10 +517,12 @@ impl Chain {
                 100.0 * canary.candidate.policy.canary_margin
             );
             tracing::error!(plugin = %name, "Canary rejected: {reason}");
-            record(&self.stats, &name, Outcome::CanaryRejected, reason);
+            let digest = &canary.candidate.loaded.hash;
+            reject(&self.stats, &name, digest, Outcome::CanaryRejected, reason);
             return false;
         }
         let old = s.version.clone();
+        let digest = canary.candidate.loaded.hash.clone();
         match s.switch(canary.candidate) {
             Ok(()) => {
                 tracing::info!(plugin = %name, from = %old, to = %new, "Canary promoted: {comparison}");
@@ -509,7 +537,7 @@ impl Chain {
             }
             Err((outcome, reason)) => {
                 tracing::error!(plugin = %name, "Canary passed but could not go live: {reason}");
-                record(&self.stats, &name, outcome, reason);
+                reject(&self.stats, &name, &digest, outcome, reason);
                 false
             }
         }

@@ -3,7 +3,7 @@
 //! snapshot) on one of them brings it back with the state from before that
 //! batch, and it processes the batch again.
 
-use super::{Stage, record};
+use super::Stage;
 use crate::pipeline::Result;
 use crate::plugin::{self, LoadedComponent, Plugin, PluginEngine, PluginSpec};
 use crate::stats::Stats;
@@ -124,6 +124,7 @@ impl Stage {
             return Ok(());
         };
         let failed = self.version.clone();
+        let failed_digest = self.loaded.hash.clone();
         let mut plugin = engine.instantiate(&previous.spec, &previous.loaded)?;
         match &self.before {
             Some((version, bytes)) if *version == plugin.info().state_version => {
@@ -140,7 +141,13 @@ impl Stage {
             self.version
         );
         tracing::error!(plugin = %self.spec.name, "Rolled back: {reason}");
-        record(stats, &self.spec.name, Outcome::RolledBack, reason);
+        super::reject(
+            stats,
+            &self.spec.name,
+            &failed_digest,
+            Outcome::RolledBack,
+            reason,
+        );
         stats
             .swaps
             .lock()

@@ -172,20 +172,26 @@ impl PluginEngine {
     }
 }
 
-/// The bytes of `spec`'s component: its file, or the live version of its
-/// published location.
+/// The bytes of `spec`'s component: its file, or the fleet's current
+/// version at its published location (the live one unless the fleet
+/// rejected it).
 pub fn read(spec: &PluginSpec) -> Result<Vec<u8>> {
     match &spec.published {
         None => std::fs::read(&spec.path).map_err(|source| Error::Read {
             path: spec.path.clone(),
             source,
         }),
-        Some(published) => super::published::block_on(published.fetch())
-            .map(|(bytes, _)| bytes)
-            .map_err(|e| Error::Fetch {
-                path: spec.path.clone(),
-                reason: e.to_string(),
-            }),
+        Some(published) => {
+            let current =
+                super::published::block_on(published.current()).map_err(|e| Error::Fetch {
+                    path: spec.path.clone(),
+                    reason: e.to_string(),
+                })?;
+            if let Some(rejected) = &current.live_rejected {
+                tracing::warn!(plugin = %spec.name, location = %published.url(), rejected = %&rejected.digest[..12.min(rejected.digest.len())], outcome = %rejected.outcome, by = %rejected.by, running = %&current.digest[..12.min(current.digest.len())], "The fleet rejected the live version ({}); running the newest version it did not reject.", rejected.reason);
+            }
+            Ok(current.bytes)
+        }
     }
 }
 

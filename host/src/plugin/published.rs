@@ -11,7 +11,17 @@
 //! taxi-enrich.wasm                              the live version: what processes run
 //! taxi-enrich.wasm.weir/versions/<sha256>.wasm  every version published, by content digest
 //! taxi-enrich.wasm.weir/history/<seq>.json      one entry per publication, in order
+//! taxi-enrich.wasm.weir/decisions/<sha256>.json the fleet's rejection of a version
 //! ```
+//!
+//! **One decision per version, for the fleet.** A process that refuses a
+//! version, rolls it back on probation or rejects it as a canary records
+//! that here, keyed by its digest; the first record stands. Every process
+//! runs the *current* version: the live object unless the fleet rejected
+//! it, else the newest published version it did not reject. So a version
+//! rolled back on one process is rolled back on all of them at their next
+//! poll, a process that starts later never runs it, and it is not tried
+//! again until different bytes are published.
 //!
 //! A publication writes the version's bytes, then its history entry (a
 //! conditional put: two deploys racing take consecutive numbers, neither
@@ -122,8 +132,50 @@ pub struct VersionInfo {
     pub state_version: u32,
 }
 
-/// How the live object looked when last read: a change of this means new
-/// bytes may be there.
+/// The fleet's decision on a version: rejected, by whom and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Decision {
+    /// SHA-256 of the version.
+    pub digest: String,
+    /// What happened (`rolled_back`, `canary_rejected`, `compile_error`, …).
+    pub outcome: String,
+    /// Why, in words.
+    pub reason: String,
+    /// The deciding process: `user@host pid N`.
+    pub by: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
+impl Decision {
+    /// A rejection decided by this process now.
+    pub fn rejected(digest: &str, outcome: &str, reason: &str) -> Decision {
+        Decision {
+            digest: digest.to_owned(),
+            outcome: outcome.to_owned(),
+            reason: reason.to_owned(),
+            by: format!("{} pid {}", who(), std::process::id()),
+            at_ms: now_ms(),
+        }
+    }
+}
+
+/// What a process of the fleet runs: the live version, unless the fleet
+/// rejected it.
+#[derive(Debug)]
+pub struct Current {
+    /// SHA-256 of `bytes`.
+    pub digest: String,
+    /// The component.
+    pub bytes: Vec<u8>,
+    /// The fleet's rejection of the live version, when `bytes` are an
+    /// earlier version because of it.
+    pub live_rejected: Option<Decision>,
+}
+
+/// How the live object and the decisions looked when last read: a change
+/// of this means another version may be current.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stamp(String);
 
@@ -187,18 +239,119 @@ impl Published {
         }
     }
 
-    /// How the live object looks now; `None` when nothing is published.
+    /// How the live object and the fleet's decisions look now (one `HEAD`,
+    /// one `LIST`); `None` when nothing is published.
     pub async fn stamp(&self) -> Result<Option<Stamp>> {
-        match self.folder.store.head(&self.live()).await {
-            Ok(meta) => Ok(Some(Stamp(format!(
-                "{}|{}|{}",
-                meta.e_tag.unwrap_or_default(),
-                meta.last_modified.timestamp_micros(),
-                meta.size
-            )))),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.store_error("reading the live version's metadata")(e)),
+        let meta = match self.folder.store.head(&self.live()).await {
+            Ok(meta) => meta,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.store_error("reading the live version's metadata")(e)),
+        };
+        let decided = self.decided().await?;
+        Ok(Some(Stamp(format!(
+            "{}|{}|{}|{}",
+            meta.e_tag.unwrap_or_default(),
+            meta.last_modified.timestamp_micros(),
+            meta.size,
+            decided
+                .iter()
+                .map(|p| p.as_ref())
+                .collect::<Vec<_>>()
+                .join(",")
+        ))))
+    }
+
+    /// The objects of the decisions, sorted.
+    async fn decided(&self) -> Result<Vec<StorePath>> {
+        use futures::TryStreamExt;
+        let mut listed: Vec<StorePath> = self
+            .folder
+            .store
+            .list(Some(&self.meta("decisions")))
+            .map_ok(|o| o.location)
+            .try_collect()
+            .await
+            .map_err(self.store_error("listing the fleet's decisions"))?;
+        listed.retain(|p| p.as_ref().ends_with(".json"));
+        listed.sort();
+        Ok(listed)
+    }
+
+    /// The fleet's decisions, by digest.
+    pub async fn decisions(&self) -> Result<BTreeMap<String, Decision>> {
+        let mut decisions = BTreeMap::new();
+        for path in self.decided().await? {
+            let bytes = self
+                .folder
+                .store
+                .get(&path)
+                .await
+                .map_err(self.store_error("reading a decision"))?
+                .bytes()
+                .await
+                .map_err(self.store_error("reading a decision"))?;
+            let decision: Decision =
+                serde_json::from_slice(&bytes).map_err(|e| Error::History {
+                    url: self.url.clone(),
+                    entry: path.to_string(),
+                    reason: e.to_string(),
+                })?;
+            decisions.insert(decision.digest.clone(), decision);
         }
+        Ok(decisions)
+    }
+
+    /// Records the fleet's rejection of a version; a version already
+    /// decided keeps its first decision (returned).
+    pub async fn reject(&self, decision: &Decision) -> Result<Option<Decision>> {
+        let path = self.meta(&format!("decisions/{}.json", decision.digest));
+        let body = serde_json::to_vec_pretty(decision).expect("a decision serialises");
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self.folder.store.put_opts(&path, body.into(), create).await {
+            Ok(_) => Ok(None),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                Ok(self.decisions().await?.remove(&decision.digest))
+            }
+            Err(e) => Err(self.store_error("recording the fleet's decision")(e)),
+        }
+    }
+
+    /// The version every process of the fleet runs: the live one, unless
+    /// the fleet rejected it; then the newest published version it did
+    /// not reject.
+    pub async fn current(&self) -> Result<Current> {
+        let (bytes, _) = self.fetch().await?;
+        let digest = super::cache::ComponentCache::content_hash(&bytes);
+        let decisions = self.decisions().await?;
+        let Some(rejected) = decisions.get(&digest) else {
+            return Ok(Current {
+                digest,
+                bytes,
+                live_rejected: None,
+            });
+        };
+        let history = self.history().await?;
+        let Some(good) = history
+            .iter()
+            .rev()
+            .find(|e| !decisions.contains_key(&e.digest))
+        else {
+            return Err(Error::Location {
+                url: self.url.clone(),
+                reason: format!(
+                    "the fleet rejected the live version ({}: {}) and every version published before it; deploy a fixed version with `weir plugin deploy FILE --to {}`",
+                    rejected.outcome, rejected.reason, self.url
+                ),
+            });
+        };
+        Ok(Current {
+            digest: good.digest.clone(),
+            bytes: self.version(&good.digest).await?,
+            live_rejected: Some(rejected.clone()),
+        })
     }
 
     /// The live version's bytes and how the object looked when read.
