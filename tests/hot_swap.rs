@@ -1021,11 +1021,14 @@ async fn a_version_deployed_to_s3_goes_live_a_bad_one_is_never_published_and_rol
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_version_one_process_rolls_back_is_the_fleet_s_decision_a_later_process_runs_the_one_before_and_the_bytes_are_refused()
+async fn a_version_one_process_rolls_back_is_rolled_back_on_the_others_never_runs_on_a_later_process_and_its_bytes_are_refused()
  {
     let settings = "poll-interval = \"300ms\"\nprobation-batches = 2";
-    let (a, b) = (
+    // a traps on the new version; idle has no input then, so it never
+    // traps and can only follow; b starts afterwards.
+    let (a, idle, b) = (
         taxi_swap("fleet-a", settings),
+        taxi_swap("fleet-idle", settings),
         taxi_swap("fleet-b", settings),
     );
     let at = PublishedAt::new(&a);
@@ -1042,11 +1045,26 @@ async fn a_version_one_process_rolls_back_is_the_fleet_s_decision_a_later_proces
     produce_lines(&a.topic, &lines[..500]).await;
     let mut run = Running::start(&a.config, &env, a.dir.path());
     run.wait_for_records(&a.pipeline, 500);
+    produce_lines(&idle.topic, &lines[..100]).await;
+    let mut follower = Running::start(&idle.config, &env, idle.dir.path());
+    follower.wait_for_records(&idle.pipeline, 100);
     let (status, out) = deploy(&trap);
     assert!(status.success(), "{out}");
-    wait_live(&mut run, &label("hostile@0.0.1", &trap));
+    let bad = label("hostile@0.0.1", &trap);
+    wait_live(&mut run, &bad);
+    wait_live(&mut follower, &bad);
     produce_lines(&a.topic, &lines[500..]).await;
     wait_swaps(&mut run, &a.pipeline, "rolled_back", 1);
+
+    // The process that never trapped follows the fleet's decision.
+    wait_live(&mut follower, &live);
+    assert_eq!(swaps(&follower, &idle.pipeline, "rolled_back"), 0);
+    assert_eq!(
+        swaps(&follower, &idle.pipeline, "swapped"),
+        2,
+        "to the bad version and back"
+    );
+    follower.stop();
 
     // The rollback is recorded for the fleet, with the deciding process.
     let mut decided = String::new();
