@@ -173,6 +173,26 @@ pub fn render_metrics(pipelines: &[(String, Arc<Stats>)]) -> String {
     }
     header(
         &mut out,
+        "weir_plugin_live_info",
+        "gauge",
+        "The live version of each plugin (1): its name@version and the first 12 hex digits of its SHA-256.",
+    );
+    for (pipeline, stats) in pipelines {
+        let board = stats.swaps.lock().expect("swap board lock");
+        for (plugin, live) in &board.live {
+            let (version, digest) = live.rsplit_once('+').unwrap_or((live, ""));
+            let _ = writeln!(
+                out,
+                "weir_plugin_live_info{{pipeline=\"{}\",plugin=\"{}\",version=\"{}\",digest=\"{}\"}} 1",
+                label(pipeline),
+                label(plugin),
+                label(version),
+                label(digest)
+            );
+        }
+    }
+    header(
+        &mut out,
         "weir_plugin_swaps_total",
         "counter",
         "Attempts to replace a running plugin, by result (swapped, promoted, compile_error, wrong_world, init_failed, state_version, restore_failed, rolled_back, canary_rejected).",
@@ -363,6 +383,9 @@ mod tests {
         let text = render_metrics(&pipelines);
         assert!(text.contains(
             "weir_plugin_swaps_total{pipeline=\"p\",plugin=\"taxi\",result=\"compile_error\"} 1"
+        ));
+        assert!(text.contains(
+            "weir_plugin_live_info{pipeline=\"p\",plugin=\"taxi\",version=\"taxi-enrich@2.0.0\",digest=\"0123456789ab\"} 1"
         ));
         assert!(text.contains(
             "weir_plugin_swaps_total{pipeline=\"p\",plugin=\"taxi\",result=\"swapped\"} 0"
