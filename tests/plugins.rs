@@ -292,3 +292,67 @@ fn plugin_built_by_cargo_component_behaves_like_the_wasip2_build() {
     assert!(results[0].1 > 0);
     assert_eq!(results[0], results[1]);
 }
+
+fn spec_of(path: std::path::PathBuf) -> weir::plugin::PluginSpec {
+    weir::plugin::PluginSpec {
+        name: "taxi-enrich".into(),
+        path,
+        published: None,
+        config_json: "{}".into(),
+        limits: PluginLimits::default(),
+        read_only_dirs: Vec::new(),
+    }
+}
+
+#[test]
+fn plugin_diff_names_the_field_v2_adds_on_every_output_and_finds_the_python_twin_identical() {
+    let (engine, _cache) = engine();
+    let lines: Vec<Vec<u8>> = sample::taxi(500, 83, 2.0)
+        .into_iter()
+        .map(|l| l.text.into_bytes())
+        .collect();
+    let v1 = spec_of(reference("taxi-enrich"));
+    let report = weir::diff::diff(
+        &engine,
+        &v1,
+        &spec_of(wasm("tests/fixtures/dist/taxi-enrich-v2.wasm")),
+        &lines,
+        128,
+        3,
+    )
+    .unwrap();
+    assert!(!report.same());
+    assert_eq!(report.records, 500);
+    assert_eq!(report.old.outputs, report.new.outputs);
+    assert_eq!(
+        report.differing, report.old.outputs,
+        "v2 adds a field to every output"
+    );
+    assert_eq!(report.failed_differently, 0);
+    assert_eq!(report.first.len(), 3);
+    assert!(
+        report
+            .first
+            .iter()
+            .all(|d| d.fields.len() == 1 && d.fields[0].starts_with("fare_per_minute: - → ")),
+        "{report}"
+    );
+    assert_eq!(report.state, None, "v2 takes v1's state");
+
+    let twin = weir::diff::diff(
+        &engine,
+        &v1,
+        &spec_of(reference("taxi-enrich-py")),
+        &lines,
+        128,
+        3,
+    )
+    .unwrap();
+    assert!(twin.same(), "{twin}");
+    assert!(
+        // The same inputs fail (the reasons' wording may differ: JSON
+        // errors come from each language's parser).
+        twin.old.failed > 0 && twin.old.failed == twin.new.failed,
+        "{twin}"
+    );
+}

@@ -173,15 +173,7 @@ pub fn check(
             let now = crate::pipeline::now_ms();
             let (mut outputs, mut failed) = (0, 0);
             for chunk in lines.chunks(1024) {
-                let batch: Vec<Record> = chunk
-                    .iter()
-                    .map(|line| Record {
-                        key: None,
-                        value: line.clone(),
-                        timestamp_ms: now,
-                        headers: vec![],
-                    })
-                    .collect();
+                let batch = batch_of(chunk, now);
                 let result = instance
                     .process(&batch, now)
                     .map_err(|e| Error::Refused(format!("it trapped on the sample: {e}")))?;
@@ -209,6 +201,20 @@ pub fn read_sample(path: &Path) -> Result<Vec<Vec<u8>>> {
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
         .map(<[u8]>::to_vec)
         .collect())
+}
+
+/// Sample lines as a batch of records (no key, no headers, timestamp
+/// `now_ms`).
+pub fn batch_of(lines: &[Vec<u8>], now_ms: i64) -> Vec<Record> {
+    lines
+        .iter()
+        .map(|line| Record {
+            key: None,
+            value: line.clone(),
+            timestamp_ms: now_ms,
+            headers: vec![],
+        })
+        .collect()
 }
 
 /// The newest history entry of the live bytes, and the history.

@@ -23,6 +23,7 @@
 //! - [`swap`] — hot swap: watching plugin files and published locations.
 //! - [`deploy`] — `weir plugin deploy`, `history`, `rollback`: a version
 //!   checked, then published to the location a fleet reads.
+//! - [`diff`] — `weir plugin diff`: two versions on the same records.
 //! - [`table`] — the committed files of a Parquet location and the epoch
 //!   log of its table format (a Delta Lake table, `table::delta`, or weir's
 //!   manifests), `weir files` and `weir compact`.
@@ -36,6 +37,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod crash;
 pub mod deploy;
+pub mod diff;
 mod group;
 pub mod kafka;
 pub mod owner;

@@ -230,6 +230,31 @@ enum PluginCommand {
         #[arg(long)]
         cache_dir: Option<PathBuf>,
     },
+    /// Runs two versions of a plugin on the same NDJSON records and reports
+    /// what changed: counts, failures and their reasons, the first
+    /// differing outputs side by side, whether the new version takes the
+    /// old one's state. Exit status 1 when they differ, so it can gate CI.
+    Diff {
+        /// The version running now.
+        old: PathBuf,
+        /// The candidate.
+        new: PathBuf,
+        /// NDJSON input, one record per line.
+        #[arg(long)]
+        input: PathBuf,
+        /// Plugin config: inline JSON or TOML, or a `.json`/`.toml` file.
+        #[arg(long)]
+        config: Option<String>,
+        /// Records per `process` call.
+        #[arg(long, default_value_t = 1024)]
+        batch_size: usize,
+        /// How many differing outputs to show.
+        #[arg(long, default_value_t = 5)]
+        show: usize,
+        /// The compiled-component cache.
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
     /// Lists the versions published to a plugin location, oldest first,
     /// marking the live one.
     History {
@@ -440,6 +465,41 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
                 e.name, e.version, e.digest, e.seq
             );
             Ok(ExitCode::SUCCESS)
+        }),
+        Command::Plugin {
+            command:
+                PluginCommand::Diff {
+                    old,
+                    new,
+                    input,
+                    config,
+                    batch_size,
+                    show,
+                    cache_dir,
+                },
+        } => tokio::task::block_in_place(|| {
+            let engine =
+                PluginEngine::new(cache_dir.or_else(plugin::cache::ComponentCache::default_dir))?;
+            let config_json = plugin_config(config.as_deref())?;
+            let spec = |path: &Path| PluginSpec {
+                name: path
+                    .file_stem()
+                    .map_or("plugin".into(), |s| s.to_string_lossy().into_owned()),
+                path: path.to_owned(),
+                published: None,
+                config_json: config_json.clone(),
+                limits: PluginLimits::default(),
+                read_only_dirs: Vec::new(),
+            };
+            let lines = weir::deploy::read_sample(&input)?;
+            let report =
+                weir::diff::diff(&engine, &spec(&old), &spec(&new), &lines, batch_size, show)?;
+            println!("{report}");
+            Ok(if report.same() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }),
         Command::Plugin {
             command: PluginCommand::History { location, options },
