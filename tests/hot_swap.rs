@@ -1058,6 +1058,11 @@ async fn a_version_one_process_rolls_back_is_rolled_back_on_the_others_never_run
 
     // The process that never trapped follows the fleet's decision.
     wait_live(&mut follower, &live);
+    follower.wait_until(
+        "/readyz to be ready on the fleet's version",
+        Duration::from_secs(60),
+        |r| r.get("/readyz").is_some_and(|(status, _)| status == 200),
+    );
     assert_eq!(swaps(&follower, &idle.pipeline, "rolled_back"), 0);
     assert_eq!(
         swaps(&follower, &idle.pipeline, "swapped"),

@@ -247,7 +247,13 @@ fn respond(path: &str, pipelines: &[(String, Arc<Stats>)]) -> (u16, &'static str
             let mut body = String::new();
             let mut ready = true;
             for (name, stats) in pipelines {
-                let up = stats.ready.load(Ordering::Relaxed);
+                let agrees = stats
+                    .swaps
+                    .lock()
+                    .expect("swap board lock")
+                    .fleet
+                    .is_empty();
+                let up = stats.ready.load(Ordering::Relaxed) && agrees;
                 ready &= up;
                 let _ = writeln!(body, "{name}: {}", if up { "ready" } else { "not ready" });
                 let owned = stats.partitions_owned.lock().expect("partitions lock");
@@ -270,6 +276,9 @@ fn respond(path: &str, pipelines: &[(String, Arc<Stats>)]) -> (u16, &'static str
                     }
                     if let Some(problem) = board.location.get(plugin) {
                         let _ = writeln!(body, "    location: {problem}");
+                    }
+                    if let Some(problem) = board.fleet.get(plugin) {
+                        let _ = writeln!(body, "    not the fleet's version: {problem}");
                     }
                 }
             }
@@ -404,6 +413,32 @@ mod tests {
             body.contains("    location: cannot be read: unreachable"),
             "{body}"
         );
+    }
+
+    #[test]
+    fn readyz_is_503_while_a_plugin_is_not_the_fleet_s_version() {
+        let stats = Arc::new(Stats::default());
+        stats.ready.store(true, Ordering::Relaxed);
+        stats.swaps.lock().unwrap().fleet.insert(
+            "taxi".into(),
+            "runs taxi-enrich@1+aaaaaaaaaaaa, the fleet runs bbbbbbbbbbbb (for 5 s)".into(),
+        );
+        stats
+            .swaps
+            .lock()
+            .unwrap()
+            .live
+            .insert("taxi".into(), "taxi-enrich@1+aaaaaaaaaaaa".into());
+        let pipelines = vec![("p".to_owned(), stats.clone())];
+        let (status, _, body) = respond("/readyz", &pipelines);
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            body.contains("p: not ready")
+                && body.contains("not the fleet's version: runs taxi-enrich@1+aaaaaaaaaaaa"),
+            "{body}"
+        );
+        stats.swaps.lock().unwrap().fleet.clear();
+        assert_eq!(respond("/readyz", &pipelines).0, 200);
     }
 
     #[test]

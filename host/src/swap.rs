@@ -242,6 +242,9 @@ pub struct SwapBoard {
     pub last: BTreeMap<String, String>,
     /// Plugins whose published location cannot be read now, and why.
     pub location: BTreeMap<String, String>,
+    /// Published plugins whose live version has not been the fleet's for
+    /// longer than a poll interval, and what each runs: not ready.
+    pub fleet: BTreeMap<String, String>,
     /// Versions this process rejected, not yet recorded as the fleet's
     /// decision (the watcher records those of published plugins).
     pub rejected: Vec<Rejection>,
@@ -319,6 +322,40 @@ pub struct Target {
 }
 
 impl Target {
+    /// Reports on `/readyz` (not ready) a process that has not run the
+    /// fleet's current version for longer than a poll interval: a version
+    /// this process cannot start, or a swap that does not happen.
+    fn check_agreement(&self, poll: &mut Poll, now: Instant) {
+        let Some(current) = &poll.current else {
+            return;
+        };
+        if self.is_live(current) {
+            poll.disagreeing = None;
+            self.report_disagreement(None);
+            return;
+        }
+        let since = *poll.disagreeing.get_or_insert(now);
+        if now.duration_since(since) > self.poll_interval {
+            let live = {
+                let board = self.stats.swaps.lock().expect("swap board lock");
+                board.live.get(&self.spec.name).cloned().unwrap_or_default()
+            };
+            self.report_disagreement(Some(format!(
+                "runs {live}, the fleet runs {} (for {} s)",
+                &current[..12.min(current.len())],
+                now.duration_since(since).as_secs()
+            )));
+        }
+    }
+
+    fn report_disagreement(&self, problem: Option<String>) {
+        let mut board = self.stats.swaps.lock().expect("swap board lock");
+        match problem {
+            Some(problem) => board.fleet.insert(self.spec.name.clone(), problem),
+            None => board.fleet.remove(&self.spec.name),
+        };
+    }
+
     /// Whether the version `hash` is live (on every partition's chain: they
     /// share the board).
     fn is_live(&self, hash: &str) -> bool {
@@ -388,6 +425,8 @@ pub fn watch(
             stamp: None,
             failing: false,
             changed: false,
+            current: None,
+            disagreeing: None,
         })
         .collect();
     let mut state = WatchState {
@@ -467,6 +506,10 @@ struct Poll {
     failing: bool,
     /// Whether the live object changed since it was last read.
     changed: bool,
+    /// The digest of the fleet's current version, as last read.
+    current: Option<String>,
+    /// Since when this process has not run it.
+    disagreeing: Option<Instant>,
 }
 
 impl WatchState {
@@ -532,6 +575,7 @@ impl WatchState {
                 continue;
             }
             poll.due = now + target.poll_interval;
+            target.check_agreement(poll, now);
             match plugin::published::block_on(published.stamp()) {
                 Ok(stamp) => {
                     if poll.failing {
@@ -662,6 +706,9 @@ impl WatchState {
                 }
             };
             let hash = plugin::cache::ComponentCache::content_hash(&bytes);
+            if target.spec.published.is_some() {
+                poll.current = Some(hash.clone());
+            }
             if hash == target.hash && !forced {
                 continue;
             }
