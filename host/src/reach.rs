@@ -20,6 +20,17 @@ pub struct Endpoint {
 /// Every endpoint of every pipeline, in configuration order.
 pub fn endpoints(config: &Config) -> Vec<Endpoint> {
     let mut all = Vec::new();
+    for (name, plugin) in &config.plugins {
+        if let Some(address) = plugin
+            .url()
+            .and_then(|url| s3_endpoint(url, &plugin.options))
+        {
+            all.push(Endpoint {
+                key: format!("plugins.{name}.options.endpoint"),
+                address,
+            });
+        }
+    }
     for (name, pipeline) in &config.pipelines {
         pipeline_endpoints(name, pipeline, &mut all);
     }
@@ -149,6 +160,28 @@ mod tests {
         assert_eq!(
             brokers("a:9092, PLAINTEXT://b:9093").collect::<Vec<_>>(),
             ["a:9092", "b:9093"]
+        );
+    }
+
+    #[test]
+    fn a_published_plugin_location_is_an_endpoint_of_its_plugin() {
+        let text = r#"
+[plugins.t]
+path = "s3://b/plugins/t.wasm"
+options = { endpoint = "http://10.1.2.3:9000" }
+
+[pipelines.p]
+plugins = ["t"]
+source = { type = "stdin" }
+sink = { type = "ndjson", path = "-" }
+"#;
+        let config = Config::parse(text, std::path::Path::new("."), &|_| None).unwrap();
+        assert_eq!(
+            endpoints(&config),
+            [Endpoint {
+                key: "plugins.t.options.endpoint".into(),
+                address: "10.1.2.3:9000".into(),
+            }]
         );
     }
 }
