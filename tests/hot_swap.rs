@@ -945,7 +945,9 @@ async fn a_version_deployed_to_s3_goes_live_a_bad_one_is_never_published_and_rol
 
     let (status, out) = deploy(&v1);
     assert!(status.success() && out.contains("as #1"), "{out}");
-    let (lines, invalid) = numbered_taxi(60_000, 67);
+    // More lines than the steps below can use up however fast they run:
+    // each waits for records under one version, the producer stops after.
+    let (lines, invalid) = numbered_taxi(200_000, 67);
     produce_lines(&swap.topic, &lines[..2000]).await;
     let mut run = Running::start(&swap.config, &env, swap.dir.path());
     run.wait_for_records(&swap.pipeline, 2000);
@@ -1073,13 +1075,14 @@ async fn a_version_one_process_rolls_back_is_rolled_back_on_the_others_never_run
 
     // The rollback is recorded for the fleet, with the deciding process.
     let mut decided = String::new();
-    for _ in 0..100 {
-        decided = weir(&["plugin", "history", &location], &env);
-        if decided.contains("rolled_back by ") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    run.wait_until(
+        "the rollback to be the fleet's decision",
+        Duration::from_secs(60),
+        |_| {
+            decided = weir(&["plugin", "history", &location], &env);
+            decided.contains("rolled_back by ")
+        },
+    );
     let row = decided
         .lines()
         .find(|l| l.starts_with("2\t"))

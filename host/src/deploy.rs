@@ -12,7 +12,7 @@
 use crate::config::Config;
 use crate::plugin::cache::ComponentCache;
 use crate::plugin::published::{self, Action, Entry, Published, VersionInfo};
-use crate::plugin::{self, PluginEngine, PluginLimits, PluginSpec, Record};
+use crate::plugin::{self, PluginEngine, PluginSpec, Record};
 use crate::swap::StatePolicy;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -65,15 +65,11 @@ impl Target {
     ) -> Result<Target> {
         let Some(config) = config else {
             let published = Published::open(url, options)?;
+            let mut spec = PluginSpec::of_file(Path::new(url), "{}".into());
+            spec.published = Some(published.clone());
+            spec.name = plugin.unwrap_or("plugin").to_owned();
             return Ok(Target {
-                spec: PluginSpec {
-                    name: plugin.unwrap_or("plugin").to_owned(),
-                    path: PathBuf::from(url),
-                    published: Some(published.clone()),
-                    config_json: "{}".into(),
-                    limits: PluginLimits::default(),
-                    read_only_dirs: Vec::new(),
-                },
+                spec,
                 published,
                 state: StatePolicy::Keep,
             });

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use weir::config::Config;
 use weir::pipeline::{Pipeline, Summary};
-use weir::plugin::{self, PluginEngine, PluginLimits, PluginSpec};
+use weir::plugin::{self, PluginEngine, PluginSpec};
 
 #[derive(Parser)]
 #[command(
@@ -336,8 +336,15 @@ fn deploy_target(
         plugin.as_deref(),
         &options.into_iter().collect(),
     )?;
-    let engine = PluginEngine::new(cache_dir.or_else(plugin::cache::ComponentCache::default_dir))?;
-    Ok((target, engine))
+    Ok((target, cli_engine(cache_dir)?))
+}
+
+/// The engine of a `weir plugin` command: its `--cache-dir`, else the
+/// compiled cache `weir run` uses without `[engine] cache-dir`.
+fn cli_engine(cache_dir: Option<PathBuf>) -> Result<PluginEngine> {
+    Ok(PluginEngine::new(
+        cache_dir.or_else(plugin::cache::ComponentCache::default_dir),
+    )?)
 }
 
 fn parse_option(text: &str) -> std::result::Result<(String, String), String> {
@@ -478,19 +485,9 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
                     cache_dir,
                 },
         } => tokio::task::block_in_place(|| {
-            let engine =
-                PluginEngine::new(cache_dir.or_else(plugin::cache::ComponentCache::default_dir))?;
+            let engine = cli_engine(cache_dir)?;
             let config_json = plugin_config(config.as_deref())?;
-            let spec = |path: &Path| PluginSpec {
-                name: path
-                    .file_stem()
-                    .map_or("plugin".into(), |s| s.to_string_lossy().into_owned()),
-                path: path.to_owned(),
-                published: None,
-                config_json: config_json.clone(),
-                limits: PluginLimits::default(),
-                read_only_dirs: Vec::new(),
-            };
+            let spec = |path: &Path| PluginSpec::of_file(path, config_json.clone());
             let lines = weir::deploy::read_sample(&input)?;
             let report =
                 weir::diff::diff(&engine, &spec(&old), &spec(&new), &lines, batch_size, show)?;
@@ -519,11 +516,8 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
             // What the fleet runs when it rejected the live bytes.
             let current = newest_live
                 .filter(|&i| decisions.contains_key(&entries[i].digest))
-                .and_then(|_| {
-                    entries
-                        .iter()
-                        .rposition(|e| !decisions.contains_key(&e.digest))
-                });
+                .and_then(|_| weir::plugin::published::fleet_runs(&entries, &decisions))
+                .map(|run| run.seq);
             println!("#\twhen (UTC)\taction\tversion\tsha256\tbytes\tby\tfleet");
             for (i, e) in entries.iter().enumerate() {
                 let fleet = decisions.get(&e.digest).map_or("-".to_owned(), |d| {
@@ -539,22 +533,18 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
                     "{}\t{}\t{}\t{}@{}\t{}\t{}\t{}\t{fleet}{}",
                     e.seq,
                     weir::deploy::utc(e.at_ms),
-                    match e.action {
-                        weir::plugin::published::Action::Deploy => "deploy",
-                        weir::plugin::published::Action::Rollback => "rollback",
-                    },
+                    e.action.label(),
                     e.name,
                     e.version,
-                    &e.digest[..12.min(e.digest.len())],
+                    plugin::cache::ComponentCache::short(&e.digest),
                     e.size,
                     e.by,
                     match (Some(i) == newest_live, current) {
-                        (true, Some(c)) =>
-                            format!("\tlive, rejected: the fleet runs #{}", entries[c].seq),
+                        (true, Some(seq)) => format!("\tlive, rejected: the fleet runs #{seq}"),
                         (true, None) if decisions.contains_key(&e.digest) =>
                             "\tlive, rejected: nothing for the fleet to run".to_owned(),
                         (true, None) => "\tlive".to_owned(),
-                        (false, Some(c)) if c == i => "\tcurrent".to_owned(),
+                        (false, Some(seq)) if seq == e.seq => "\tcurrent".to_owned(),
                         _ => String::new(),
                     }
                 );
@@ -612,8 +602,7 @@ async fn dispatch(command: Command) -> Result<std::process::ExitCode> {
             // Guest output goes through WASI's blocking bridge, which must
             // not run on a runtime worker's async context.
             let failed = tokio::task::block_in_place(|| {
-                let cache = cache_dir.or_else(plugin::cache::ComponentCache::default_dir);
-                let engine = PluginEngine::new(cache)?;
+                let engine = cli_engine(cache_dir)?;
                 plugin_test(
                     &engine,
                     &wasm,
@@ -1133,17 +1122,7 @@ fn plugin_test(
     if batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let name = wasm
-        .file_stem()
-        .map_or("plugin".into(), |s| s.to_string_lossy().into_owned());
-    let spec = PluginSpec {
-        name,
-        path: wasm.to_owned(),
-        published: None,
-        config_json: plugin_config(config)?,
-        limits: PluginLimits::default(),
-        read_only_dirs: Vec::new(),
-    };
+    let spec = PluginSpec::of_file(wasm, plugin_config(config)?);
     let loaded = engine.load(&spec.path)?;
     // On stderr, so that stdout stays the plugin's output.
     eprintln!(

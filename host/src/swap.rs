@@ -296,7 +296,7 @@ pub fn version_label(plugin: &Plugin) -> String {
         "{}@{}+{}",
         plugin.info().name,
         plugin.info().version,
-        &plugin.hash()[..12.min(plugin.hash().len())]
+        plugin::cache::ComponentCache::short(plugin.hash())
     )
 }
 
@@ -342,17 +342,28 @@ impl Target {
             };
             self.report_disagreement(Some(format!(
                 "runs {live}, the fleet runs {} (for {} s)",
-                &current[..12.min(current.len())],
+                plugin::cache::ComponentCache::short(current),
                 now.duration_since(since).as_secs()
             )));
         }
     }
 
     fn report_disagreement(&self, problem: Option<String>) {
+        self.report(|board| &mut board.fleet, problem);
+    }
+
+    /// Sets (or clears) this plugin's line in one of the board's problem
+    /// maps, which `/readyz` shows.
+    fn report(
+        &self,
+        map: fn(&mut SwapBoard) -> &mut BTreeMap<String, String>,
+        problem: Option<String>,
+    ) {
         let mut board = self.stats.swaps.lock().expect("swap board lock");
+        let map = map(&mut board);
         match problem {
-            Some(problem) => board.fleet.insert(self.spec.name.clone(), problem),
-            None => board.fleet.remove(&self.spec.name),
+            Some(problem) => map.insert(self.spec.name.clone(), problem),
+            None => map.remove(&self.spec.name),
         };
     }
 
@@ -360,23 +371,17 @@ impl Target {
     /// share the board).
     fn is_live(&self, hash: &str) -> bool {
         let board = self.stats.swaps.lock().expect("swap board lock");
-        board
-            .live
-            .get(&self.spec.name)
-            .is_some_and(|label| label.ends_with(&format!("+{}", &hash[..12.min(hash.len())])))
+        board.live.get(&self.spec.name).is_some_and(|label| {
+            label.ends_with(&format!("+{}", plugin::cache::ComponentCache::short(hash)))
+        })
     }
 
     /// Shows (or clears) a problem with the published location on
     /// `/readyz`: the live version keeps running meanwhile.
     fn report_location(&self, problem: Option<String>) {
-        let mut board = self.stats.swaps.lock().expect("swap board lock");
-        match problem {
-            Some(problem) => board.location.insert(
-                self.spec.name.clone(),
-                format!("cannot be read, the live version keeps running: {problem}"),
-            ),
-            None => board.location.remove(&self.spec.name),
-        };
+        let problem =
+            problem.map(|p| format!("cannot be read, the live version keeps running: {p}"));
+        self.report(|board| &mut board.location, problem);
     }
 }
 
@@ -546,10 +551,10 @@ impl WatchState {
                     plugin::published::Decision::rejected(&r.digest, r.outcome.label(), &r.reason);
                 match plugin::published::block_on(published.reject(&decision)) {
                     Ok(None) => {
-                        tracing::warn!(pipeline = %target.pipeline, plugin = %r.plugin, digest = %&r.digest[..12.min(r.digest.len())], outcome = r.outcome.label(), "Recorded the rejection as the fleet's decision: every process goes back to the version before it.");
+                        tracing::warn!(pipeline = %target.pipeline, plugin = %r.plugin, digest = %plugin::cache::ComponentCache::short(&r.digest), outcome = r.outcome.label(), "Recorded the rejection as the fleet's decision: every process goes back to the version before it.");
                     }
                     Ok(Some(earlier)) => {
-                        tracing::info!(pipeline = %target.pipeline, plugin = %r.plugin, digest = %&r.digest[..12.min(r.digest.len())], by = %earlier.by, "The fleet had rejected this version already.");
+                        tracing::info!(pipeline = %target.pipeline, plugin = %r.plugin, digest = %plugin::cache::ComponentCache::short(&r.digest), by = %earlier.by, "The fleet had rejected this version already.");
                     }
                     Err(e) => {
                         tracing::warn!(pipeline = %target.pipeline, plugin = %r.plugin, error = %e, "Cannot record the rejection for the fleet yet; trying again.");

@@ -377,7 +377,7 @@ impl Chain {
                 let live = self.stages.get(stage).map_or("", |s| s.version.as_str());
                 let detail = format!(
                     "new file {} refused, {live} keeps running: {reason}",
-                    &hash[..12.min(hash.len())]
+                    crate::plugin::cache::ComponentCache::short(&hash)
                 );
                 tracing::error!(pipeline, plugin = %plugin, result = outcome.label(), "Swap refused: {detail}");
                 reject(&self.stats, &plugin, &hash, outcome, detail);

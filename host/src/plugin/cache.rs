@@ -48,6 +48,12 @@ impl ComponentCache {
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The first 12 hex digits of a digest: how logs, labels and
+    /// `history` name a version.
+    pub fn short(digest: &str) -> &str {
+        &digest[..12.min(digest.len())]
+    }
+
     /// Returns the compiled component for `bytes`, from the cache when it can.
     pub fn load(
         &self,

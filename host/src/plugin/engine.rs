@@ -62,6 +62,24 @@ pub struct PluginSpec {
     pub read_only_dirs: Vec<(String, PathBuf)>,
 }
 
+impl PluginSpec {
+    /// A plugin read from the file `path`, named after it, with `config_json`
+    /// and the default limits: how the CLI runs a `.wasm` outside a
+    /// pipeline (`weir plugin test`, `diff`).
+    pub fn of_file(path: &Path, config_json: String) -> PluginSpec {
+        PluginSpec {
+            name: path
+                .file_stem()
+                .map_or("plugin".into(), |s| s.to_string_lossy().into_owned()),
+            path: path.to_owned(),
+            published: None,
+            config_json,
+            limits: PluginLimits::default(),
+            read_only_dirs: Vec::new(),
+        }
+    }
+}
+
 /// A compiled component, ready to instantiate any number of times.
 #[derive(Clone)]
 pub struct LoadedComponent {
@@ -188,7 +206,7 @@ pub fn read(spec: &PluginSpec) -> Result<Vec<u8>> {
                     reason: e.to_string(),
                 })?;
             if let Some(rejected) = &current.live_rejected {
-                tracing::warn!(plugin = %spec.name, location = %published.url(), rejected = %&rejected.digest[..12.min(rejected.digest.len())], outcome = %rejected.outcome, by = %rejected.by, running = %&current.digest[..12.min(current.digest.len())], "The fleet rejected the live version ({}); running the newest version it did not reject.", rejected.reason);
+                tracing::warn!(plugin = %spec.name, location = %published.url(), rejected = %super::cache::ComponentCache::short(&rejected.digest), outcome = %rejected.outcome, by = %rejected.by, running = %super::cache::ComponentCache::short(&current.digest), "The fleet rejected the live version ({}); running the newest version it did not reject.", rejected.reason);
             }
             Ok(current.bytes)
         }

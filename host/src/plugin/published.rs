@@ -95,6 +95,16 @@ pub enum Action {
     Rollback,
 }
 
+impl Action {
+    /// `deploy` or `rollback`, as `history` shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Deploy => "deploy",
+            Action::Rollback => "rollback",
+        }
+    }
+}
+
 /// One publication, as `history` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -323,7 +333,7 @@ impl Published {
     /// the fleet rejected it; then the newest published version it did
     /// not reject.
     pub async fn current(&self) -> Result<Current> {
-        let (bytes, _) = self.fetch().await?;
+        let bytes = self.fetch().await?;
         let digest = super::cache::ComponentCache::content_hash(&bytes);
         let decisions = self.decisions().await?;
         let Some(rejected) = decisions.get(&digest) else {
@@ -334,11 +344,7 @@ impl Published {
             });
         };
         let history = self.history().await?;
-        let Some(good) = history
-            .iter()
-            .rev()
-            .find(|e| !decisions.contains_key(&e.digest))
-        else {
+        let Some(good) = fleet_runs(&history, &decisions) else {
             return Err(Error::Location {
                 url: self.url.clone(),
                 reason: format!(
@@ -355,7 +361,7 @@ impl Published {
     }
 
     /// The live version's bytes and how the object looked when read.
-    pub async fn fetch(&self) -> Result<(Vec<u8>, Stamp)> {
+    pub async fn fetch(&self) -> Result<Vec<u8>> {
         let got = match self.folder.store.get(&self.live()).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => {
@@ -365,18 +371,11 @@ impl Published {
             }
             Err(e) => return Err(self.store_error("reading the live version")(e)),
         };
-        let meta = got.meta.clone();
         let bytes = got
             .bytes()
             .await
             .map_err(self.store_error("reading the live version"))?;
-        let stamp = Stamp(format!(
-            "{}|{}|{}",
-            meta.e_tag.unwrap_or_default(),
-            meta.last_modified.timestamp_micros(),
-            meta.size
-        ));
-        Ok((bytes.to_vec(), stamp))
+        Ok(bytes.to_vec())
     }
 
     /// The bytes of a version published earlier, by digest.
@@ -483,11 +482,23 @@ impl Published {
     /// nothing is published.
     pub async fn live_digest(&self) -> Result<Option<String>> {
         match self.fetch().await {
-            Ok((bytes, _)) => Ok(Some(super::cache::ComponentCache::content_hash(&bytes))),
+            Ok(bytes) => Ok(Some(super::cache::ComponentCache::content_hash(&bytes))),
             Err(Error::Empty { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
+}
+
+/// The version the fleet runs when it rejected the live one: the newest
+/// publication it did not reject.
+pub fn fleet_runs<'a>(
+    history: &'a [Entry],
+    decisions: &BTreeMap<String, Decision>,
+) -> Option<&'a Entry> {
+    history
+        .iter()
+        .rev()
+        .find(|e| !decisions.contains_key(&e.digest))
 }
 
 /// The version a rollback publishes: the newest publication before the
@@ -619,7 +630,7 @@ mod tests {
                     .collect::<Vec<_>>(),
                 [(1, "d1"), (2, "d2")]
             );
-            assert_eq!(p.fetch().await.unwrap().0, b"two");
+            assert_eq!(p.fetch().await.unwrap(), b"two");
             assert_eq!(p.version("d1").await.unwrap(), b"one");
         });
     }
